@@ -1,0 +1,29 @@
+# Shortcuts to the commands the README documents; each creates .venv itself on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test bench bench-ranking bench-scale clean
+
+$(BIN)/digest: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/digest
+	$(BIN)/digest demo
+
+test: $(BIN)/digest
+	$(BIN)/python -m pytest -q
+
+bench: bench-ranking bench-scale
+
+bench-ranking: $(BIN)/digest
+	$(BIN)/python benchmarks/ranking.py --data ../shared/eval/papers.jsonl
+
+bench-scale: $(BIN)/digest
+	$(BIN)/python benchmarks/scale.py --subscribers 10000 --papers 500
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

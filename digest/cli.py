@@ -1,0 +1,110 @@
+"""The `digest` command: parses options, calls one library function, prints. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import __version__
+from digest.config import Config, load_config, resolve_config_path
+from digest.errors import DigestError
+from digest.store import Store
+from digest.subscribers import SubscriberSet, load_subscribers
+
+
+@dataclass
+class App:
+    """What every command needs, loaded once on first use."""
+
+    config_path: Path
+    verbose: bool
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def store(self) -> Store:
+        return Store(self.config.paths.database)
+
+    def subscribers(self, *, report: bool = True) -> SubscriberSet:
+        loaded = load_subscribers(self.config.paths.subscribers)
+        if report:
+            for error in loaded.errors:
+                click.echo(f"warning: {error} (skipped)", err=True)
+        return loaded
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+class DigestGroup(click.Group):
+    """Turns our own errors into one clean line on stderr; tracebacks only with -v."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestError as exc:
+            if _verbose(ctx):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:  # `digest papers | head`: the reader left, nothing to report
+            sys.stderr.close()
+            ctx.exit(0)
+        except Exception as exc:  # a bug of ours: still one line unless asked for more
+            if _verbose(ctx):
+                traceback.print_exc()
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+            ctx.exit(70)
+
+
+def _verbose(ctx: click.Context) -> bool:
+    app = ctx.obj
+    return bool(getattr(app, "verbose", False)) or "-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2]
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Configuration file (default: $DIGEST_CONFIG, else ./config.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="More logging, and tracebacks on errors.")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+    """paper-digest: turn the daily flood of research papers into one short, personal email per reader."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for noisy in ("apscheduler", "uvicorn.access", "mail.log", "asyncio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = App(config_path=resolve_config_path(config_path), verbose=verbose)
+
+
+def _register() -> None:
+    from digest.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register()

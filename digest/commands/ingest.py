@@ -1,0 +1,69 @@
+"""digest ingest, digest papers."""
+
+from __future__ import annotations
+
+import click
+
+from digest.cli import App, echo_json
+from digest.ingest import ingest_sources
+
+
+@click.command()
+@click.argument("sources", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_obj
+def ingest(app: App, sources: tuple[str, ...], as_json: bool) -> None:
+    """Ingest digest files, folders or URLs (default: the inbox and [sources] urls).
+
+    Formats are detected from content: daily-papers text digests, RSS 2.0 / Atom feeds (arXiv listings
+    and API results included) and JSON paper lists. Each paper is stored once; a file already ingested
+    is recognised by its content hash. Exit status 1 when anything was rejected.
+    """
+    config = app.config
+    targets = list(sources)
+    if not targets:
+        config.paths.inbox.mkdir(parents=True, exist_ok=True)
+        targets = [str(config.paths.inbox), *config.sources.urls]
+    with app.store() as store:
+        report = ingest_sources(
+            store,
+            targets,
+            max_bytes=int(config.ingest.max_file_mb * 1_000_000),
+            timeout=config.sources.timeout,
+        )
+        total = store.count_papers()
+    if as_json:
+        echo_json(report.as_json())
+    else:
+        click.echo(
+            f"{report.files} file(s): {report.new} new, {report.updated} updated, "
+            f"{report.duplicates} duplicate(s); {total} papers in the store"
+        )
+    for rejection in report.rejected:
+        click.echo(f"rejected: {rejection.error}", err=True)
+    if report.rejected:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
+@click.pass_obj
+def papers(app: App, as_json: bool, limit: int | None) -> None:
+    """List the stored papers, newest first."""
+    with app.store() as store:
+        stored = store.list_papers(limit)
+    if as_json:
+        echo_json(
+            [
+                {"id": p.id, "title": p.title, "url": p.url, "first_seen": p.first_seen, "sources": list(p.sources)}
+                for p in stored
+            ]
+        )
+        return
+    for paper in stored:
+        click.echo(f"{paper.id}\t{(paper.first_seen or '')[:16]}\t{paper.title}")
+    click.echo(f"{len(stored)} paper(s)", err=True)
+
+
+COMMANDS = [ingest, papers]

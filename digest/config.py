@@ -1,0 +1,173 @@
+"""config.toml: validated once at load into typed objects, then passed explicitly."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from digest.errors import ConfigError
+from digest.validation import format_validation_error, read_toml
+
+DEFAULT_CONFIG = "config.toml"
+CONFIG_ENV = "DIGEST_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Paths(_Section):
+    inbox: Path = Path("inbox")
+    subscribers: Path = Path("subscribers")
+    templates: Path = Path("templates")
+    database: Path = Path("var/digest.db")
+    feeds: Path = Path("var/feeds")
+
+
+class Sources(_Section):
+    urls: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=20.0, gt=0, description="seconds per URL fetch")
+
+    @field_validator("urls")
+    @classmethod
+    def _http_only(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not re.match(r"^https?://", url):
+                raise ValueError(f"must be http(s) URLs (got {url!r})")
+        return urls
+
+
+class Ingest(_Section):
+    max_file_mb: float = Field(default=20.0, gt=0)
+
+
+class Smtp(_Section):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    sender: str = Field(default="paper-digest <digest@localhost>", alias="from")
+    timeout: float = Field(default=30.0, gt=0)
+    max_per_minute: int = Field(default=0, ge=0, description="0 = no limit")
+    retries: int = Field(default=3, ge=0)
+    retry_backoff: float = Field(default=2.0, ge=0)
+
+    def password(self) -> str | None:
+        """The secret is read from the environment at use time and never stored in config objects."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"[smtp] password_env names ${self.password_env}, which is not set; export it first"
+            )
+        return value
+
+
+class Delivery(_Section):
+    method: Literal["smtp", "maildir"] = "maildir"
+    maildir: Path = Path("var/maildir")
+    list_id: str = "paper-digest"
+
+
+def parse_duration(value: str | int | float) -> float:
+    """"90s", "15m", "2h", "1d" or a number of seconds."""
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    if not match:
+        raise ValueError(f"must be a duration like '30m', '2h' or seconds (got {value!r})")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    seconds = number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return seconds
+
+
+class Schedule(_Section):
+    ingest_every: float = 3600.0
+    misfire_grace_time: float = 6 * 3600.0
+    feeds_recent_digests: int = Field(default=10, ge=1)
+
+    @field_validator("ingest_every", "misfire_grace_time", mode="before")
+    @classmethod
+    def _duration(cls, value: str | int | float) -> float:
+        return parse_duration(value)
+
+
+class Web(_Section):
+    base_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"must be an http(s) URL (got {value!r})")
+        return value.rstrip("/") if value else value
+
+
+class Config(_Section):
+    paths: Paths = Field(default_factory=Paths)
+    sources: Sources = Field(default_factory=Sources)
+    ingest: Ingest = Field(default_factory=Ingest)
+    smtp: Smtp = Field(default_factory=Smtp)
+    delivery: Delivery = Field(default_factory=Delivery)
+    schedule: Schedule = Field(default_factory=Schedule)
+    web: Web = Field(default_factory=Web)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source_file.parent if self.source_file else Path.cwd()
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """Command-line option > $DIGEST_CONFIG > ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else Path(DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Load and validate config.toml; relative paths resolve against the file's folder."""
+    path = Path(path)
+    data = read_toml(path)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), Config, exc)) from None
+    base = path.resolve().parent
+    paths = config.paths
+    resolved = Paths(
+        inbox=_resolve(base, paths.inbox),
+        subscribers=_resolve(base, paths.subscribers),
+        templates=_resolve(base, paths.templates),
+        database=_resolve(base, paths.database),
+        feeds=_resolve(base, paths.feeds),
+    )
+    delivery = config.delivery.model_copy(update={"maildir": _resolve(base, config.delivery.maildir)})
+    return config.model_copy(update={"paths": resolved, "delivery": delivery, "source_file": path.resolve()})
+
+
+def default_config(base: Path) -> Config:
+    """The configuration with every default, rooted at `base` (used by tests and the demo)."""
+    config = Config()
+    p = config.paths
+    resolved = Paths(**{name: _resolve(base, getattr(p, name)) for name in Paths.model_fields})
+    delivery = config.delivery.model_copy(update={"maildir": _resolve(base, config.delivery.maildir)})
+    return config.model_copy(update={"paths": resolved, "delivery": delivery, "source_file": base / DEFAULT_CONFIG})

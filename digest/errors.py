@@ -1,0 +1,37 @@
+"""The one exception family the CLI turns into a clean, one-line message."""
+
+
+class DigestError(Exception):
+    """Base class: the message says what is wrong and what to do about it."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """A configuration or subscriber file is invalid (exit status 2)."""
+
+    exit_code = 2
+
+
+class IngestError(DigestError):
+    """One input (file, URL, entry) could not be ingested."""
+
+
+class StoreError(DigestError):
+    """The paper store cannot be opened or is in an unexpected state."""
+
+
+class RankError(DigestError):
+    """A profile cannot be ranked against (for example: it is empty)."""
+
+
+class RenderError(DigestError):
+    """A template could not be loaded or rendered."""
+
+
+class DeliveryError(DigestError):
+    """A message could not be delivered."""
+
+
+class LockedError(DigestError):
+    """Another sender holds the send lock."""

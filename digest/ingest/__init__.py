@@ -1,0 +1,133 @@
+"""Ingestion: files, folders and URLs in, papers into the store, once each.
+
+The format of each input is detected from its content, never from its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from digest.errors import IngestError
+from digest.ingest.daily import looks_like_daily, parse_daily
+from digest.ingest.feeds import looks_like_html_page, parse_feed
+from digest.ingest.jsonlist import parse_json
+from digest.ingest.read import fetch_url, read_file
+from digest.ingest.text import decode
+from digest.paper import Paper
+from digest.store import Store
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Rejection:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    new: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    entries: int = 0
+    unchanged_files: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "new": self.new,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "entries": self.entries,
+            "unchanged_files": self.unchanged_files,
+            "rejected": [{"path": r.path, "error": r.error} for r in self.rejected],
+        }
+
+
+def parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
+    """Detect the format of one document and read its papers; raises IngestError when none can be read."""
+    text = decode(data, source)
+    head = text.lstrip("\ufeff \t\r\n")
+    if head.startswith("<"):
+        return parse_feed(data if not text.startswith("\ufeff") else text.encode("utf-8"), text, source)
+    if looks_like_html_page(head):
+        return parse_feed(data, text, source)
+    if head.startswith(("[", "{")):
+        return parse_json(head, source)
+    papers, problems = parse_daily(text)
+    if not papers:
+        hint = "" if looks_like_daily(text) else " (expected a daily-papers digest, an RSS/Atom feed or a JSON list)"
+        first = f": {problems[0].message} at line {problems[0].line}" if problems else ""
+        raise IngestError(f"{source}: no papers found{first}{hint}")
+    return papers, [f"{source}:{p.line}: {p.message}" for p in problems]
+
+
+def expand(paths: Iterable[str]) -> list[str]:
+    """Folders become their files (recursively, sorted, hidden files skipped); URLs and files stay."""
+    result: list[str] = []
+    for item in paths:
+        if re.match(r"^https?://", item, re.IGNORECASE):
+            result.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            result.extend(
+                str(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            result.append(item)
+    return result
+
+
+def ingest_sources(
+    store: Store,
+    sources: Iterable[str],
+    *,
+    max_bytes: int,
+    timeout: float = 20.0,
+    clock: Clock = utc_now,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Ingest every source; one bad source is reported and skipped, the others still go in."""
+    report = IngestReport()
+    for source in expand(sources):
+        if progress:
+            progress(source)
+        is_url = bool(re.match(r"^https?://", source, re.IGNORECASE))
+        label = source if is_url else str(Path(source).resolve())
+        try:
+            data = fetch_url(source, max_bytes, timeout) if is_url else read_file(Path(source), max_bytes)
+            content_hash = hashlib.sha256(data).hexdigest()
+            seen = store.seen_file(content_hash)
+            if seen is not None:
+                report.files += 1
+                report.unchanged_files += 1
+                report.duplicates += seen.entries
+                report.entries += seen.entries
+                continue
+            papers, problems = parse_document(data, source)
+        except IngestError as exc:
+            report.rejected.append(Rejection(source, str(exc)))
+            continue
+        counts = store.ingest_file(content_hash, label, papers, clock(), remember=not problems)
+        report.files += 1
+        report.entries += len(papers)
+        report.new += counts["new"]
+        report.updated += counts["updated"]
+        report.duplicates += counts["duplicate"]
+        report.rejected.extend(Rejection(source, problem) for problem in problems)
+    return report

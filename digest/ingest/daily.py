@@ -1,0 +1,83 @@
+"""Daily-papers text digests: the Hugging Face "Daily Papers" page saved as text.
+
+Two layouts are known. The spaced one: header lines (`new`, `Get trending papers in your email inbox!`,
+`Subscribe`, `byAK and the research community`, a date such as `Mar 14`), then title / blank / abstract /
+blank. The compact one: no blank lines, no date, and `Subscribe` glued to the first title. In both, titles
+and abstracts alternate; we tell them apart by shape, so a title with no abstract is caught, not misread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from digest.paper import Paper, make_paper
+
+HEADER_LINES = frozenset(
+    {
+        "new",
+        "get trending papers in your email inbox!",
+        "get trending papers in your email inbox once a day!",
+        "subscribe",
+        "byak and the research community",
+        "daily papers",
+    }
+)
+_DATE = re.compile(
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:,? \d{4})?", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    message: str
+
+
+def _is_header(line: str) -> bool:
+    return line.casefold() in HEADER_LINES or bool(_DATE.fullmatch(line))
+
+
+def _is_abstract(line: str) -> bool:
+    """Abstracts are prose: long, or several sentences; titles are short and rarely end in a full stop."""
+    words = len(line.split())
+    if len(line) >= 300:
+        return True
+    return words >= 12 and (line.rstrip().endswith(".") or ". " in line)
+
+
+def looks_like_daily(text: str) -> bool:
+    head = [line.strip() for line in text.splitlines()[:12] if line.strip()]
+    return any(_is_header(line) or line.startswith("Subscribe") for line in head)
+
+
+def parse_daily(text: str) -> tuple[list[Paper], list[Problem]]:
+    """Papers in file order, and the entries that could not be read (with their line numbers)."""
+    lines: list[tuple[int, str]] = []
+    in_header = True
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or _is_header(line):
+            continue
+        if in_header and line.startswith("Subscribe") and len(line) > len("Subscribe"):
+            line = line[len("Subscribe") :].strip()
+        in_header = False
+        lines.append((number, line))
+
+    papers: list[Paper] = []
+    problems: list[Problem] = []
+    index = 0
+    while index < len(lines):
+        number, title = lines[index]
+        following = lines[index + 1][1] if index + 1 < len(lines) else None
+        if len(title) >= 300:
+            problems.append(Problem(number, f"abstract with no title ({title[:60]!r}...); skipped"))
+            index += 1
+            continue
+        if following is None or not _is_abstract(following):
+            problems.append(Problem(number, f"title {title[:80]!r} has no abstract; skipped"))
+            index += 1
+            continue
+        papers.append(make_paper(title=title, abstract=following))
+        index += 2
+    return papers, problems

@@ -1,0 +1,59 @@
+"""Bytes to text: encodings detected from content, binary refused, HTML flattened to plain text."""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+
+import nh3
+
+from digest.errors import IngestError
+from digest.paper import clean_text
+
+_BLOCK_END = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", re.IGNORECASE)
+
+
+def _looks_binary(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    sample = text[:4096]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+    return bool(sample) and controls / len(sample) > 0.02
+
+
+def decode(data: bytes, source: str) -> str:
+    """UTF-8 (with or without BOM), UTF-16 (BOM or the NUL pattern of ASCII text), else Windows-1252/Latin-1."""
+    if data.startswith(codecs.BOM_UTF8):
+        text = data[3:].decode("utf-8", errors="replace")
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = data.decode("utf-16", errors="replace")
+    elif len(data) >= 4 and data[1:4:2] == b"\x00\x00" and data[0] and data[2]:
+        text = data.decode("utf-16-le", errors="replace")
+    elif len(data) >= 4 and data[0:4:2] == b"\x00\x00" and data[1] and data[3]:
+        text = data.decode("utf-16-be", errors="replace")
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            if b"\x00" in data:
+                raise IngestError(f"{source}: binary file, not a digest, feed or JSON list") from None
+            text = data.decode("cp1252", errors="strict") if _cp1252_ok(data) else data.decode("latin-1")
+    if _looks_binary(text):
+        raise IngestError(f"{source}: binary file, not a digest, feed or JSON list")
+    return text
+
+
+def _cp1252_ok(data: bytes) -> bool:
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def html_to_text(fragment: str) -> str:
+    """Untrusted HTML to plain text: every tag dropped (script and style with their content)."""
+    spaced = _BLOCK_END.sub(" ", fragment)
+    stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
+    return clean_text(html.unescape(stripped))

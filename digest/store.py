@@ -1,0 +1,555 @@
+"""The paper store: the only module that speaks SQL.
+
+SQLite in WAL mode, schema versioned with PRAGMA user_version; every write that must be atomic is one
+transaction. Times are ISO-8601 strings in UTC so that they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from digest.errors import StoreError
+from digest.paper import Paper, parse_arxiv_id, normalise_doi, title_key
+
+Outcome = Literal["new", "updated", "duplicate"]
+MessageState = Literal["sending", "sent", "failed"]
+
+_MIGRATIONS: list[str] = [
+    # 1: papers, where they came from, ingested files, feedback, the send ledger, subscriber state.
+    """
+    CREATE TABLE papers (
+        id TEXT PRIMARY KEY,
+        arxiv_id TEXT UNIQUE,
+        arxiv_version INTEGER,
+        doi TEXT UNIQUE,
+        title_key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL DEFAULT '[]',
+        url TEXT,
+        links TEXT NOT NULL DEFAULT '[]',
+        categories TEXT NOT NULL DEFAULT '[]',
+        published TEXT,
+        first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX papers_title_key ON papers(title_key);
+    CREATE INDEX papers_first_seen ON papers(first_seen, seq);
+    CREATE TABLE paper_sources (
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        source TEXT NOT NULL,
+        PRIMARY KEY (paper_id, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE ingested_files (
+        content_hash TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        ingested_at TEXT NOT NULL
+    );
+    CREATE TABLE feedback (
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+        at TEXT NOT NULL,
+        PRIMARY KEY (subscriber, paper_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        subscriber TEXT NOT NULL,
+        message_id TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed')),
+        subject TEXT NOT NULL DEFAULT '',
+        candidates_until TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT
+    );
+    CREATE INDEX messages_subscriber ON messages(subscriber, created_at);
+    CREATE TABLE message_papers (
+        message INTEGER NOT NULL REFERENCES messages(id),
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        score REAL NOT NULL,
+        why TEXT NOT NULL,
+        PRIMARY KEY (message, paper_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_papers_subscriber ON message_papers(subscriber, paper_id);
+    CREATE TABLE subscriber_state (
+        subscriber TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        paused_at TEXT,
+        token TEXT UNIQUE
+    );
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("times given to the store must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    content_hash: str
+    source: str
+    entries: int
+    ingested_at: str
+
+
+@dataclass(frozen=True)
+class PickRecord:
+    paper_id: str
+    score: float
+    why: str
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    subscriber: str
+    message_id: str
+    channel: str
+    state: MessageState
+    subject: str
+    candidates_until: str
+    created_at: str
+    finished_at: str | None
+    error: str | None
+    papers: tuple[PickRecord, ...]
+
+
+@dataclass(frozen=True)
+class SubscriberState:
+    subscriber: str
+    paused: bool
+    paused_at: str | None
+    token: str | None
+
+
+def _text_rank(paper: Paper) -> tuple[int, int, str, str]:
+    """Which of two texts of one paper wins: the later arXiv version, then the fuller abstract.
+
+    A total order, so the store ends up the same whatever order the sources arrive in.
+    """
+    return (paper.arxiv_version or 0, len(paper.abstract), paper.abstract, paper.title)
+
+
+class Store:
+    """A connection to the SQLite paper store. Use as a context manager, or call close()."""
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the database ({exc}); check [paths] database") from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a paper-digest database ({exc})") from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: all or nothing, and writers queue instead of failing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this paper-digest ({SCHEMA_VERSION}); upgrade"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction() as db:
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    # ---- papers -------------------------------------------------------------------------------
+
+    def _match(self, paper: Paper) -> sqlite3.Row | None:
+        db = self._db
+        if paper.arxiv_id:
+            row = db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (paper.arxiv_id,)).fetchone()
+            if row:
+                return row
+        if paper.doi:
+            row = db.execute("SELECT * FROM papers WHERE doi = ?", (paper.doi,)).fetchone()
+            if row:
+                return row
+        for row in db.execute("SELECT * FROM papers WHERE title_key = ? ORDER BY seq", (paper.key,)):
+            # Same title but a different arXiv id or DOI is a different paper.
+            if paper.arxiv_id and row["arxiv_id"] and row["arxiv_id"] != paper.arxiv_id:
+                continue
+            if paper.doi and row["doi"] and row["doi"] != paper.doi:
+                continue
+            return row
+        return None
+
+    def add_papers(self, papers: Iterable[Paper], source: str, now: datetime) -> dict[Outcome, int]:
+        """Store papers from one source in one transaction; returns how many were new/updated/duplicate."""
+        counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
+        stamp = utc_iso(now)
+        with self.transaction():
+            for paper in papers:
+                counts[self._upsert(paper, source, stamp)] += 1
+        return counts
+
+    def _upsert(self, paper: Paper, source: str, stamp: str) -> Outcome:
+        db = self._db
+        row = self._match(paper)
+        if row is None:
+            paper_id = paper.stable_id()
+            if db.execute("SELECT 1 FROM papers WHERE id = ?", (paper_id,)).fetchone():
+                paper_id = f"{paper_id}-{db.execute('SELECT COUNT(*) FROM papers').fetchone()[0]}"
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM papers").fetchone()[0]
+            db.execute(
+                "INSERT INTO papers (id, arxiv_id, arxiv_version, doi, title_key, title, abstract, authors, url,"
+                " links, categories, published, first_seen, updated_at, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    paper_id, paper.arxiv_id, paper.arxiv_version, paper.doi, paper.key, paper.title,
+                    paper.abstract, json.dumps(list(paper.authors)), paper.url, json.dumps(list(paper.links)),
+                    json.dumps(list(paper.categories)), paper.published, stamp, stamp, seq,
+                ),
+            )
+            db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (paper_id, source))
+            return "new"
+        stored = self._paper(row)
+        merged = _merge(stored, paper)
+        db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (stored.id, source))
+        if merged == stored:
+            return "duplicate"
+        db.execute(
+            "UPDATE papers SET arxiv_id = ?, arxiv_version = ?, doi = ?, title_key = ?, title = ?, abstract = ?,"
+            " authors = ?, url = ?, links = ?, categories = ?, published = ?, updated_at = ? WHERE id = ?",
+            (
+                merged.arxiv_id, merged.arxiv_version, merged.doi, merged.key, merged.title, merged.abstract,
+                json.dumps(list(merged.authors)), merged.url, json.dumps(list(merged.links)),
+                json.dumps(list(merged.categories)), merged.published, stamp, stored.id,
+            ),
+        )
+        return "updated"
+
+    def _paper(self, row: sqlite3.Row, sources: tuple[str, ...] = ()) -> Paper:
+        return Paper(
+            id=row["id"],
+            title=row["title"],
+            abstract=row["abstract"],
+            authors=tuple(json.loads(row["authors"])),
+            url=row["url"],
+            arxiv_id=row["arxiv_id"],
+            arxiv_version=row["arxiv_version"],
+            doi=row["doi"],
+            categories=tuple(json.loads(row["categories"])),
+            published=row["published"],
+            links=tuple(json.loads(row["links"])),
+            first_seen=row["first_seen"],
+            sources=sources,
+        )
+
+    def _with_sources(self, rows: Sequence[sqlite3.Row]) -> list[Paper]:
+        if not rows:
+            return []
+        sources: dict[str, list[str]] = {}
+        ids = [row["id"] for row in rows]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for item in self._db.execute(
+                f"SELECT paper_id, source FROM paper_sources WHERE paper_id IN ({marks}) ORDER BY source", chunk
+            ):
+                sources.setdefault(item["paper_id"], []).append(item["source"])
+        return [self._paper(row, tuple(sources.get(row["id"], ()))) for row in rows]
+
+    def list_papers(self, limit: int | None = None) -> list[Paper]:
+        """Every stored paper, newest first."""
+        sql = "SELECT * FROM papers ORDER BY first_seen DESC, seq DESC"
+        rows = self._db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
+        return self._with_sources(rows)
+
+    def all_papers(self) -> list[Paper]:
+        """Every stored paper in the order it was first seen (what ranking models are fitted on)."""
+        return self._with_sources(self._db.execute("SELECT * FROM papers ORDER BY seq").fetchall())
+
+    def papers_since(self, since: datetime | None, until: datetime | None = None) -> list[Paper]:
+        """Papers first seen after `since` and no later than `until` (open ends when None), oldest first."""
+        low = utc_iso(since) if since else ""
+        high = utc_iso(until) if until else "9999"
+        rows = self._db.execute(
+            "SELECT * FROM papers WHERE first_seen > ? AND first_seen <= ? ORDER BY seq", (low, high)
+        ).fetchall()
+        return self._with_sources(rows)
+
+    def get_paper(self, paper_id: str) -> Paper | None:
+        row = self._db.execute("SELECT * FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        return self._with_sources([row])[0] if row else None
+
+    def get_papers(self, paper_ids: Sequence[str]) -> list[Paper]:
+        """The stored papers with these ids, in the given order (unknown ids are left out)."""
+        found: dict[str, Paper] = {}
+        for start in range(0, len(paper_ids), 500):
+            chunk = list(paper_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT * FROM papers WHERE id IN ({marks})", chunk).fetchall()
+            found.update((p.id, p) for p in self._with_sources(rows) if p.id)
+        return [found[i] for i in paper_ids if i in found]
+
+    def find_paper(self, reference: str) -> Paper | None:
+        """A paper named the way a person would: our id, an arXiv id or URL, a DOI, or its title."""
+        reference = reference.strip()
+        paper = self.get_paper(reference)
+        if paper:
+            return paper
+        arxiv = parse_arxiv_id(reference) or parse_arxiv_id(reference, anywhere=True)
+        row = None
+        if arxiv:
+            row = self._db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (arxiv.base,)).fetchone()
+        doi = normalise_doi(reference) if row is None and reference.lower().startswith(("10.", "doi:", "https://doi")) else None
+        if doi:
+            row = self._db.execute("SELECT * FROM papers WHERE doi = ?", (doi,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT * FROM papers WHERE title_key = ? ORDER BY seq LIMIT 1", (title_key(reference),)
+            ).fetchone()
+        return self._with_sources([row])[0] if row else None
+
+    def count_papers(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
+
+    def count_sources(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0])
+
+    # ---- ingested files -----------------------------------------------------------------------
+
+    def seen_file(self, content_hash: str) -> StoredFile | None:
+        row = self._db.execute("SELECT * FROM ingested_files WHERE content_hash = ?", (content_hash,)).fetchone()
+        return StoredFile(**dict(row)) if row else None
+
+    def ingest_file(
+        self, content_hash: str, source: str, papers: Sequence[Paper], now: datetime, *, remember: bool = True
+    ) -> dict[Outcome, int]:
+        """Store one file's papers and remember its content hash, atomically: a crash leaves neither.
+
+        A file with unreadable entries is not remembered, so every run reports them until it is fixed.
+        """
+        counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
+        stamp = utc_iso(now)
+        with self.transaction() as db:
+            for paper in papers:
+                counts[self._upsert(paper, source, stamp)] += 1
+            if remember:
+                db.execute(
+                    "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",
+                    (content_hash, source, len(papers), stamp),
+                )
+        return counts
+
+    # ---- feedback -----------------------------------------------------------------------------
+
+    def set_feedback(self, subscriber: str, paper_id: str, rating: int, now: datetime) -> None:
+        """Record a like (+1) or dislike (-1); the latest rating of a paper wins."""
+        if rating not in (-1, 1):
+            raise ValueError("rating must be +1 or -1")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO feedback VALUES (?, ?, ?, ?) ON CONFLICT (subscriber, paper_id)"
+                " DO UPDATE SET rating = excluded.rating, at = excluded.at",
+                (subscriber, paper_id, rating, utc_iso(now)),
+            )
+
+    def feedback(self, subscriber: str) -> dict[str, int]:
+        rows = self._db.execute("SELECT paper_id, rating FROM feedback WHERE subscriber = ?", (subscriber,))
+        return {row["paper_id"]: row["rating"] for row in rows}
+
+    # ---- the send ledger ----------------------------------------------------------------------
+
+    def begin_message(
+        self,
+        subscriber: str,
+        message_id: str,
+        picks: Sequence[PickRecord],
+        *,
+        channel: str,
+        subject: str,
+        candidates_until: datetime,
+        now: datetime,
+    ) -> int:
+        """Record a message as `sending`, with its papers, committed before anything leaves the building."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO messages (subscriber, message_id, channel, state, subject, candidates_until, created_at)"
+                " VALUES (?, ?, ?, 'sending', ?, ?, ?)",
+                (subscriber, message_id, channel, subject, utc_iso(candidates_until), utc_iso(now)),
+            )
+            rowid = int(cursor.lastrowid or 0)
+            db.executemany(
+                "INSERT INTO message_papers VALUES (?, ?, ?, ?, ?, ?)",
+                [(rowid, subscriber, p.paper_id, i, p.score, p.why) for i, p in enumerate(picks)],
+            )
+        return rowid
+
+    def finish_message(self, rowid: int, state: MessageState, now: datetime, error: str | None = None) -> None:
+        """Settle a message as `sent` or `failed` (failed papers become candidates again)."""
+        if state not in ("sent", "failed"):
+            raise ValueError("a message finishes as sent or failed")
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                (state, utc_iso(now), error, rowid),
+            )
+
+    def sent_paper_ids(self, subscriber: str) -> set[str]:
+        """Papers in a `sending` or `sent` message to this subscriber: never candidates again."""
+        rows = self._db.execute(
+            "SELECT mp.paper_id FROM message_papers mp JOIN messages m ON m.id = mp.message"
+            " WHERE mp.subscriber = ? AND m.state IN ('sending', 'sent')",
+            (subscriber,),
+        )
+        return {row[0] for row in rows}
+
+    def last_window_end(self, subscriber: str) -> datetime | None:
+        """Where the last digest's candidate window ended (None before the first digest)."""
+        row = self._db.execute(
+            "SELECT MAX(candidates_until) FROM messages WHERE subscriber = ? AND state IN ('sending', 'sent')",
+            (subscriber,),
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def _messages(self, where: str, args: tuple[object, ...], limit: int | None = None) -> list[Message]:
+        sql = f"SELECT * FROM messages {where} ORDER BY created_at DESC, id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._db.execute(sql, args).fetchall()
+        result = []
+        for row in rows:
+            picks = tuple(
+                PickRecord(p["paper_id"], p["score"], p["why"])
+                for p in self._db.execute(
+                    "SELECT * FROM message_papers WHERE message = ? ORDER BY position", (row["id"],)
+                )
+            )
+            result.append(Message(papers=picks, **dict(row)))
+        return result
+
+    def history(self, subscriber: str | None = None, limit: int | None = None) -> list[Message]:
+        """Messages newest first, with their papers."""
+        if subscriber is None:
+            return self._messages("", (), limit)
+        return self._messages("WHERE subscriber = ?", (subscriber,), limit)
+
+    def recent_digests(self, subscriber: str, count: int) -> list[Message]:
+        """The subscriber's last `count` delivered digests (email or feed), newest first."""
+        return self._messages("WHERE subscriber = ? AND state = 'sent'", (subscriber,), count)
+
+    def stuck_messages(self, subscriber: str | None = None) -> list[Message]:
+        """Messages left `sending` by a process that died between the hand-over and our commit."""
+        if subscriber is None:
+            return self._messages("WHERE state = 'sending'", ())
+        return self._messages("WHERE state = 'sending' AND subscriber = ?", (subscriber,))
+
+    def last_sent_at(self, subscriber: str) -> str | None:
+        row = self._db.execute(
+            "SELECT MAX(finished_at) FROM messages WHERE subscriber = ? AND state = 'sent'", (subscriber,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def count_sent_papers(self, subscriber: str) -> int:
+        return len(self.sent_paper_ids(subscriber))
+
+    # ---- subscriber state ---------------------------------------------------------------------
+
+    def subscriber_state(self, subscriber: str) -> SubscriberState:
+        row = self._db.execute("SELECT * FROM subscriber_state WHERE subscriber = ?", (subscriber,)).fetchone()
+        if row is None:
+            return SubscriberState(subscriber, False, None, None)
+        return SubscriberState(row["subscriber"], bool(row["paused"]), row["paused_at"], row["token"])
+
+    def set_paused(self, subscriber: str, paused: bool, now: datetime) -> bool:
+        """Pause or resume; returns whether anything changed (so a replayed unsubscribe is harmless)."""
+        with self.transaction() as db:
+            before = self.subscriber_state(subscriber)
+            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute(
+                "UPDATE subscriber_state SET paused = ?, paused_at = ? WHERE subscriber = ?",
+                (int(paused), utc_iso(now) if paused else None, subscriber),
+            )
+        return before.paused != paused
+
+    def token(self, subscriber: str, *, rotate: bool = False) -> str:
+        """The subscriber's secret token for feed, unsubscribe and feedback links (made on first use)."""
+        with self.transaction() as db:
+            state = self.subscriber_state(subscriber)
+            if state.token and not rotate:
+                return state.token
+            token = secrets.token_urlsafe(24)
+            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
+            return token
+
+    def subscriber_for_token(self, token: str) -> str | None:
+        row = self._db.execute("SELECT subscriber FROM subscriber_state WHERE token = ?", (token,)).fetchone()
+        return row[0] if row else None
+
+
+def _merge(stored: Paper, incoming: Paper) -> Paper:
+    """One paper seen again: the better text wins, missing facts are filled in, identity never changes."""
+    text = incoming if _text_rank(incoming) > _text_rank(stored) else stored
+    return replace(
+        stored,
+        title=text.title,
+        abstract=text.abstract,
+        links=text.links,
+        arxiv_version=max(stored.arxiv_version or 0, incoming.arxiv_version or 0) or None,
+        arxiv_id=stored.arxiv_id or incoming.arxiv_id,
+        doi=stored.doi or incoming.doi,
+        authors=text.authors or stored.authors or incoming.authors,
+        categories=text.categories or stored.categories or incoming.categories,
+        published=stored.published or incoming.published,
+        url=stored.url or incoming.url,
+    )

@@ -1,0 +1,77 @@
+"""Turn pydantic's validation errors into one line a person can act on."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from digest.errors import ConfigError
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """("smtp", "port") -> "[smtp] port"; ("interests", "keywords", 2) -> "[interests] keywords[2]"."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    index = "".join(f"[{p}]" for p in loc if isinstance(p, int))
+    if not parts:
+        return "top level"
+    if len(parts) == 1:
+        return f"{parts[0]}{index}"
+    return f"[{'.'.join(parts[:-1])}] {parts[-1]}{index}"
+
+
+def _explain(error: dict[str, Any], allowed: list[str]) -> str:
+    kind = error["type"]
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        hint = f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
+        return f"is not a known key{hint}; remove it or fix its spelling"
+    if kind == "missing":
+        return "is required"
+    message = error["msg"]
+    message = message.replace("Input should be", "must be").replace("Value error, ", "")
+    message = message[0].lower() + message[1:] if message else message
+    if isinstance(got, (str, int, float, bool)):
+        return f"{message} (got {got!r})"
+    return message
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    fields = getattr(current, "model_fields", {})
+    return [f.alias or name for name, f in fields.items()]
+
+
+def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError) -> str:
+    """One line naming the file, the key and what is expected (the first problem; the count of the rest)."""
+    errors = exc.errors()
+    first = errors[0]
+    line = f"{source}: {_where(first['loc'])} {_explain(first, _allowed_keys(model, first['loc']))}"
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file or raise ConfigError naming the file and line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; create it or pass another path") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text; save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
