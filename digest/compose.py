@@ -1,0 +1,73 @@
+"""From a subscriber to a finished message: plan (candidates + ranking), render, compose.
+
+Preview and send both go through `compose_digest`, so a preview is exactly what the next send produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+
+from jinja2 import Environment
+
+from digest.config import Config
+from digest.links import Links
+from digest.message import RenderedEmail, compose_message, new_message_id
+from digest.plan import DigestPlan, plan_digest
+from digest.rank import RankModel
+from digest.render import render_email
+from digest.store import Store
+from digest.subscribers import Profile
+
+
+@dataclass(frozen=True)
+class ComposedDigest:
+    plan: DigestPlan
+    links: Links
+    rendered: RenderedEmail | None = None
+    message: EmailMessage | None = None
+    message_id: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.plan.is_empty
+
+
+def links_for(store: Store, config: Config, profile: Profile, *, create_token: bool) -> Links:
+    """Links back to `digest serve`; the token is made on first send, and only read by a preview."""
+    if not config.web.base_url:
+        return Links()
+    token = store.token(profile.id) if create_token else store.subscriber_state(profile.id).token
+    return Links(config.web.base_url, token or "preview-token-made-on-first-send", profile.id)
+
+
+def compose_digest(
+    store: Store,
+    config: Config,
+    env: Environment,
+    profile: Profile,
+    now: datetime,
+    *,
+    model: RankModel | None = None,
+    create_token: bool = False,
+    message_id: str | None = None,
+) -> ComposedDigest:
+    """The next digest of one subscriber; an empty plan (nothing to send) is returned without rendering."""
+    plan = plan_digest(store, profile, now, model)
+    links = links_for(store, config, profile, create_token=create_token)
+    if plan.is_empty:
+        return ComposedDigest(plan, links)
+    rendered = render_email(env, plan, now=now, links=links)
+    message_id = message_id or new_message_id(config.smtp.sender)
+    message = compose_message(
+        rendered,
+        to_name=profile.name,
+        to_email=profile.email,
+        sender=config.smtp.sender,
+        message_id=message_id,
+        list_id=config.delivery.list_id,
+        now=now,
+        links=links,
+    )
+    return ComposedDigest(plan, links, rendered, message, message_id)

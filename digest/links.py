@@ -1,0 +1,39 @@
+"""The links an email carries back to `digest serve`: unsubscribe, feedback, the personal feed.
+
+All are empty until `[web] base_url` is configured; each is guarded by the subscriber's secret token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, urlencode
+
+Rating = Literal["like", "dislike"]
+
+
+@dataclass(frozen=True)
+class Links:
+    base_url: str | None = None
+    token: str | None = None
+    subscriber: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.base_url and self.token)
+
+    def unsubscribe(self) -> str | None:
+        return f"{self.base_url}/unsubscribe/{quote(self.token or '', safe='')}" if self.enabled else None
+
+    def feedback(self, paper_id: str, rating: Rating) -> str | None:
+        if not self.enabled:
+            return None
+        return f"{self.base_url}/feedback/{quote(self.token or '', safe='')}/{quote(paper_id, safe='')}/{rating}"
+
+    def feed(self) -> str | None:
+        if not self.enabled or not self.subscriber:
+            return None
+        return f"{self.base_url}/feeds/{quote(self.subscriber, safe='')}.xml?{urlencode({'token': self.token})}"
+
+
+NO_LINKS = Links()
