@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from digest.errors import RankError
 from digest.paper import Paper
 from digest.rank import RankModel, Scored, build_model, rank
 from digest.store import Store
@@ -46,17 +47,22 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
     model = model or build_model(store.all_papers())
     feedback = store.feedback(profile.id)
     liked = resolve_liked(store, profile.interests.papers)
-    liked += store.get_papers([pid for pid, rating in feedback.items() if rating > 0])
+    known = {p.id for p in liked}
+    liked += [p for p in store.get_papers([pid for pid, r in feedback.items() if r > 0]) if p.id not in known]
     disliked = store.get_papers([pid for pid, rating in feedback.items() if rating < 0])
-    picks = rank(
-        model,
-        candidates,
-        profile.interests,
-        liked=liked,
-        disliked=disliked,
-        max_papers=profile.max_papers,
-        min_score=profile.min_score,
-        diversity=profile.diversity,
-    )
+    try:
+        picks = rank(
+            model,
+            candidates,
+            profile.interests,
+            liked=liked,
+            disliked=disliked,
+            max_papers=profile.max_papers,
+            min_score=profile.min_score,
+            diversity=profile.diversity,
+        )
+    except RankError as exc:
+        unknown = "" if not profile.interests.papers else " (none of its [interests] papers is in the store yet)"
+        raise RankError(f"subscriber {profile.id!r}: {exc}{unknown}") from None
     reason = None if picks else f"none of {len(candidates)} new paper(s) scored above min_score {profile.min_score:g}"
     return DigestPlan(profile, tuple(picks), len(candidates), now, reason)
