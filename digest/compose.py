@@ -69,5 +69,6 @@ def compose_digest(
         list_id=config.delivery.list_id,
         now=now,
         links=links,
+        paper_ids=tuple(s.paper.id or "" for s in plan.picks),
     )
     return ComposedDigest(plan, links, rendered, message, message_id)

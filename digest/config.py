@@ -56,6 +56,8 @@ class Smtp(_Section):
     max_per_minute: int = Field(default=0, ge=0, description="0 = no limit")
     retries: int = Field(default=3, ge=0)
     retry_backoff: float = Field(default=2.0, ge=0)
+    verify: bool = Field(default=True, description="verify the server's TLS certificate")
+    ca_file: Path | None = Field(default=None, description="extra CA bundle (e.g. a private mail server)")
 
     def password(self) -> str | None:
         """The secret is read from the environment at use time and never stored in config objects."""
@@ -161,7 +163,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         feeds=_resolve(base, paths.feeds),
     )
     delivery = config.delivery.model_copy(update={"maildir": _resolve(base, config.delivery.maildir)})
-    return config.model_copy(update={"paths": resolved, "delivery": delivery, "source_file": path.resolve()})
+    smtp = config.smtp
+    if smtp.ca_file is not None:
+        smtp = smtp.model_copy(update={"ca_file": _resolve(base, smtp.ca_file)})
+    return config.model_copy(
+        update={"paths": resolved, "delivery": delivery, "smtp": smtp, "source_file": path.resolve()}
+    )
 
 
 def default_config(base: Path) -> Config:

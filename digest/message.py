@@ -58,6 +58,7 @@ def compose_message(
     list_id: str,
     now: datetime,
     links: Links,
+    paper_ids: tuple[str, ...] = (),
 ) -> EmailMessage:
     """A multipart/alternative message ready for SMTP or a Maildir."""
     subject = re.sub(r"\s+", " ", rendered.subject).strip()
@@ -80,6 +81,9 @@ def compose_message(
     message["List-Unsubscribe"] = ", ".join(unsubscribe)
     message["Auto-Submitted"] = "auto-generated"
     message["Precedence"] = "list"
+    if paper_ids:
+        # Lets a mail filter, or a person debugging a complaint, see which papers a digest carried.
+        message["X-Digest-Papers"] = " ".join(_single_line(pid, "paper id") for pid in paper_ids)
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
     return message

@@ -92,6 +92,10 @@ _MIGRATIONS: list[str] = [
         token TEXT UNIQUE
     );
     """,
+    # 2: when each subscriber's digest was last attempted (sent, or found to have nothing to send).
+    """
+    ALTER TABLE subscriber_state ADD COLUMN last_attempt_at TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -531,6 +535,33 @@ class Store:
             db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
             db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
             return token
+
+    def record_attempt(self, subscriber: str, now: datetime) -> None:
+        """Remember that this subscriber's slot was handled, so a scheduler does not retry it at once."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute(
+                "UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber)
+            )
+
+    def last_attempt_at(self, subscriber: str) -> datetime | None:
+        row = self._db.execute(
+            "SELECT last_attempt_at FROM subscriber_state WHERE subscriber = ?", (subscriber,)
+        ).fetchone()
+        return parse_iso(row[0]) if row and row[0] else None
+
+    def resolve_stuck(self, subscriber: str, state: MessageState, now: datetime, note: str) -> list[str]:
+        """Settle this subscriber's stuck messages by hand; returns their Message-IDs."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT id, message_id FROM messages WHERE subscriber = ? AND state = 'sending'", (subscriber,)
+            ).fetchall()
+            for row in rows:
+                db.execute(
+                    "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                    (state, utc_iso(now), note, row["id"]),
+                )
+        return [row["message_id"] for row in rows]
 
     def subscriber_for_token(self, token: str) -> str | None:
         row = self._db.execute("SELECT subscriber FROM subscriber_state WHERE token = ?", (token,)).fetchone()

@@ -1,0 +1,191 @@
+"""Transports: where a finished message goes. SMTP (one connection reused, retries with backoff, a rate
+limit) or a Maildir folder (stdlib mailbox: atomic, readable by mutt and most clients)."""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from digest.config import Config, Smtp
+from digest.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(DeliveryError):
+    """The server said try later (4xx), or the connection dropped: worth retrying."""
+
+
+class PermanentError(DeliveryError):
+    """The server refused the message for good (5xx): recorded, never retried."""
+
+
+class Transport(Protocol):
+    def send(self, message: EmailMessage, recipient: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MaildirTransport:
+    """Delivers into a Maildir: written to tmp/, then renamed into new/ (never half a message)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.maildir = mailbox.Maildir(path, create=True)
+        except OSError as exc:
+            raise DeliveryError(f"{path}: cannot create the Maildir ({exc.strerror}); check [delivery] maildir") from None
+        self.path = path
+
+    def send(self, message: EmailMessage, recipient: str) -> None:
+        try:
+            self.maildir.add(message)
+        except OSError as exc:
+            raise TransientError(f"{self.path}: cannot write the message ({exc.strerror})") from None
+
+    def close(self) -> None:
+        self.maildir.close()
+
+
+def _describe(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+    return f"{exc.smtp_code} {text}".strip()
+
+
+class SmtpTransport:
+    """One SMTP connection reused for many messages; reconnects when the server drops it."""
+
+    def __init__(
+        self,
+        settings: Smtp,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._connection: smtplib.SMTP | None = None
+        self._last_send: float | None = None
+        self._password = settings.password()  # read now so a missing variable fails before any send
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
+        if not self.settings.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        try:
+            if s.security == "ssl":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=self._tls_context()
+                )
+            else:
+                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            connection.ehlo()
+            if s.security == "starttls":
+                connection.starttls(context=self._tls_context())
+                connection.ehlo()
+            if s.username:
+                connection.login(s.username, self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentError(f"SMTP {where}: login refused for {s.username!r} ({_describe(exc)})") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentError(f"SMTP {where}: {exc}; check [smtp] security") from None
+        except ssl.SSLError as exc:
+            raise PermanentError(f"SMTP {where}: TLS failed ({exc.reason}); check [smtp] security/ca_file") from None
+        except smtplib.SMTPResponseException as exc:
+            error = TransientError if 400 <= exc.smtp_code < 500 else PermanentError
+            raise error(f"SMTP {where}: {_describe(exc)}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"SMTP {where}: cannot connect ({exc})") from None
+        log.debug("connected to %s", where)
+        return connection
+
+    def _throttle(self) -> None:
+        if not self.settings.max_per_minute:
+            return
+        interval = 60.0 / self.settings.max_per_minute
+        if self._last_send is not None:
+            wait = self._last_send + interval - self._monotonic()
+            if wait > 0:
+                self._sleep(wait)
+        self._last_send = self._monotonic()
+
+    def _send_once(self, message: EmailMessage, recipient: str) -> None:
+        if self._connection is None:
+            self._connection = self._connect()
+        try:
+            refused = self._connection.send_message(message, to_addrs=[recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            reason = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+            if 400 <= code < 500:
+                raise TransientError(f"recipient {recipient} deferred: {reason}") from None
+            raise PermanentError(f"recipient {recipient} refused: {reason}") from None
+        except smtplib.SMTPResponseException as exc:
+            self._reset()
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(_describe(exc)) from None
+            raise PermanentError(_describe(exc)) from None
+        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+            self._drop()
+            raise TransientError(f"connection lost ({exc or type(exc).__name__})") from None
+        if refused:
+            raise PermanentError(f"recipient {recipient} refused: {refused}")
+
+    def _reset(self) -> None:
+        """After an error reply the session may be mid-transaction: RSET, or start over."""
+        try:
+            if self._connection is not None:
+                self._connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except OSError:
+                pass
+        self._connection = None
+
+    def send(self, message: EmailMessage, recipient: str) -> None:
+        """Send one message; transient failures are retried with exponential backoff."""
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            self._throttle()
+            try:
+                self._send_once(message, recipient)
+                return
+            except TransientError as exc:
+                if attempt == attempts:
+                    raise TransientError(f"{exc} (gave up after {attempts} attempts)") from None
+                delay = self.settings.retry_backoff * (2 ** (attempt - 1))
+                log.warning("transient failure for %s: %s; retrying in %.1fs", recipient, exc, delay)
+                self._sleep(delay)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+        self._connection = None
+
+
+def make_transport(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> Transport:
+    if config.delivery.method == "maildir":
+        return MaildirTransport(config.delivery.maildir)
+    return SmtpTransport(config.smtp, sleep=sleep)

@@ -1,0 +1,121 @@
+"""The jobs a person or the scheduler runs: ingest what is configured, send to whom it concerns, one cycle.
+
+Each takes the validated Config and injected side effects (clock, transport factory), so the CLI, the
+daemon and the tests drive the very same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from digest.config import Config
+from digest.deliver import Transport, make_transport
+from digest.errors import DigestError
+from digest.ingest import IngestReport, ingest_sources
+from digest.render import make_environment
+from digest.schedule import is_due
+from digest.send import SendReport, lock_path, send_digests, send_lock
+from digest.store import Store
+from digest.subscribers import Profile, SubscriberSet, load_subscribers
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+Selection = Literal["named", "due", "all"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> IngestReport:
+    """The inbox folder and every `[sources] urls` feed."""
+    config.paths.inbox.mkdir(parents=True, exist_ok=True)
+    return ingest_sources(
+        store,
+        [str(config.paths.inbox), *config.sources.urls],
+        max_bytes=int(config.ingest.max_file_mb * 1_000_000),
+        timeout=config.sources.timeout,
+        clock=clock,
+    )
+
+
+def select_profiles(
+    subscribers: SubscriberSet, store: Store, selection: Selection, names: Sequence[str], now: datetime
+) -> list[Profile]:
+    if selection == "named":
+        return [subscribers.get(name) for name in dict.fromkeys(names)]
+    if selection == "all":
+        return list(subscribers.profiles)
+    return [p for p in subscribers.profiles if is_due(p, store.last_attempt_at(p.id), now)]
+
+
+def send(
+    config: Config,
+    *,
+    selection: Selection,
+    names: Sequence[str] = (),
+    clock: Clock = utc_now,
+    dry_run: bool = False,
+    transport_factory: Callable[[Config], Transport] = make_transport,
+    stop: threading.Event | None = None,
+    lock_wait: float = 0.0,
+    progress_factory: Callable[[int], Callable[[Profile], None]] | None = None,
+    subscribers: SubscriberSet | None = None,
+) -> SendReport:
+    """Send the next digest to the selected subscribers, under the one-sender lock."""
+    subscribers = subscribers or load_subscribers(config.paths.subscribers)
+    with send_lock(lock_path(config), wait=lock_wait), Store(config.paths.database) as store:
+        profiles = select_profiles(subscribers, store, selection, names, clock())
+        env = make_environment(config.paths.templates)
+        transport = None if dry_run or not any(p.wants_email for p in profiles) else transport_factory(config)
+        progress = progress_factory(len(profiles)) if progress_factory else None
+        try:
+            return send_digests(
+                store, config, env, profiles, transport, clock=clock, dry_run=dry_run, stop=stop, progress=progress
+            )
+        finally:
+            if transport is not None:
+                transport.close()
+
+
+@dataclass
+class CycleReport:
+    ingest: IngestReport | None = None
+    send: SendReport | None = None
+    errors: list[str] = field(default_factory=list)
+    feeds: list[str] = field(default_factory=list)
+
+
+AfterSend = Callable[[Config, SendReport], list[str]]
+
+
+def run_cycle(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    transport_factory: Callable[[Config], Transport] = make_transport,
+    stop: threading.Event | None = None,
+    after_send: AfterSend | None = None,
+) -> CycleReport:
+    """One cycle of `digest run`: ingest, every due send, then the feeds. A failing step does not stop the next."""
+    report = CycleReport()
+    try:
+        with Store(config.paths.database) as store:
+            report.ingest = ingest_configured(store, config, clock)
+    except DigestError as exc:
+        report.errors.append(f"ingest: {exc}")
+    try:
+        report.send = send(config, selection="due", clock=clock, transport_factory=transport_factory, stop=stop)
+    except DigestError as exc:
+        report.errors.append(f"send: {exc}")
+    if after_send is not None and report.send is not None:
+        try:
+            report.feeds = after_send(config, report.send)
+        except DigestError as exc:
+            report.errors.append(f"feeds: {exc}")
+    return report

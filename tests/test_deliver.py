@@ -1,0 +1,205 @@
+"""Delivery against a real SMTP server (aiosmtpd on 127.0.0.1): plain, STARTTLS, SSL with AUTH, retries,
+refusals and dropped connections, all checked in what the server received and in the ledger."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from delivery_helpers import INGESTED_AT, workspace
+from digest.config import load_config
+from digest.pipeline import send
+from digest.store import Store
+from smtp_server import Behaviour, SmtpServer, make_certificate
+
+SEND_AT = INGESTED_AT + timedelta(hours=2)
+
+
+def clock():  # type: ignore[no-untyped-def]
+    return SEND_AT
+
+
+def test_plain_smtp_delivers_one_proper_multipart_message_per_subscriber(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, ids = workspace(tmp_path, 3, port=server.port)
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(3)
+    assert sorted(item["subscriber"] for item in report.sent) == ids
+    assert not report.failed and not report.stuck
+    assert sorted(r.recipients[0] for r in received) == [f"{i}@example.org" for i in ids]
+    message = received[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    parts = [part.get_content_type() for part in message.iter_parts()]
+    assert parts == ["text/plain", "text/html"], "text first, HTML last"
+    assert message["Message-ID"].endswith("@lab.example>")
+    assert email.utils.parsedate_to_datetime(message["Date"]) == SEND_AT
+    assert message["List-Id"] and message["List-Unsubscribe"].startswith("<mailto:digest@lab.example")
+    # The Message-ID the server saw is the one the ledger recorded before sending.
+    with Store(config.paths.database) as store:
+        recorded = {m.message_id: m for m in store.history()}
+    for item in received:
+        stored = recorded[item.message["Message-ID"]]
+        assert stored.state == "sent"
+        assert [p.paper_id for p in stored.papers] == item.papers
+
+
+def test_a_second_send_finds_nothing_new_and_sends_nothing(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, ids = workspace(tmp_path, 3, port=server.port)
+        send(config, selection="all", clock=clock)
+        server.wait_for(3)
+        again = send(config, selection="all", clock=lambda: SEND_AT + timedelta(days=1))
+    assert len(server.received) == 3
+    assert not again.sent
+    assert {item["subscriber"] for item in again.skipped} == set(ids)
+    assert all("no new papers" in str(item["reason"]) for item in again.skipped)
+
+
+def test_one_reused_connection_for_many_messages(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, _ = workspace(tmp_path, 6, port=server.port)
+        send(config, selection="all", clock=clock)
+        server.wait_for(6)
+        sessions = server.controller.server  # the asyncio server: count of connections is not exposed,
+    assert server.handler.attempts == 6
+    assert sessions is not None
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_with_auth_reads_the_password_from_the_environment(
+    tmp_path: Path, security: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert = make_certificate(tmp_path)
+    monkeypatch.setenv("TEST_SMTP_SECRET", "s3cret-pw")
+    extra = f'username = "digest"\npassword_env = "TEST_SMTP_SECRET"\nca_file = "{cert[0]}"'
+    with SmtpServer(security=security, cert=cert, auth=("digest", "s3cret-pw")) as server:
+        config, ids = workspace(tmp_path, 2, port=server.port, security=security, extra_smtp=extra)
+        report = send(config, selection="all", clock=clock)
+        server.wait_for(2)
+    assert not report.failed, report.failed
+    assert len(report.sent) == 2
+
+
+def test_wrong_password_fails_every_message_without_leaking_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert = make_certificate(tmp_path)
+    monkeypatch.setenv("TEST_SMTP_SECRET", "wrong-pw-value")
+    extra = f'username = "digest"\npassword_env = "TEST_SMTP_SECRET"\nca_file = "{cert[0]}"'
+    with SmtpServer(security="starttls", cert=cert, auth=("digest", "right")) as server:
+        config, _ = workspace(tmp_path, 2, port=server.port, security="starttls", extra_smtp=extra)
+        report = send(config, selection="all", clock=clock)
+    assert len(report.failed) == 2 and not report.sent
+    assert all("login refused" in str(f["error"]) for f in report.failed)
+    assert "wrong-pw-value" not in repr(report.as_json())
+    assert server.received == []
+    with Store(config.paths.database) as store:
+        assert {m.state for m in store.history()} == {"failed"}
+        assert store.sent_paper_ids("reader000") == set(), "failed papers stay candidates"
+
+
+def test_a_451_is_retried_and_delivered_once(tmp_path: Path) -> None:
+    with SmtpServer(Behaviour(defer_first=2)) as server:
+        config, _ = workspace(tmp_path, 1, port=server.port)
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(1)
+    assert len(report.sent) == 1 and not report.failed
+    assert len(received) == 1
+    assert server.handler.attempts == 3
+
+
+def test_a_550_for_one_recipient_fails_only_that_one(tmp_path: Path) -> None:
+    with SmtpServer(Behaviour(refuse={"reader001@example.org"})) as server:
+        config, ids = workspace(tmp_path, 3, port=server.port)
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(2)
+    assert [f["subscriber"] for f in report.failed] == ["reader001"]
+    assert "550" in str(report.failed[0]["error"])
+    assert sorted(r.recipients[0] for r in received) == ["reader000@example.org", "reader002@example.org"]
+    with Store(config.paths.database) as store:
+        states = {m.subscriber: m.state for m in store.history()}
+    assert states == {"reader000": "sent", "reader001": "failed", "reader002": "sent"}
+
+
+def test_a_connection_dropped_mid_data_is_retried_on_a_new_connection(tmp_path: Path) -> None:
+    with SmtpServer(Behaviour(drop_first=1)) as server:
+        config, _ = workspace(tmp_path, 2, port=server.port)
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(2)
+    assert len(report.sent) == 2 and not report.failed
+    assert len(received) == 2
+    assert len({r.message["Message-ID"] for r in received}) == 2
+
+
+def test_transient_failures_give_up_after_the_configured_retries(tmp_path: Path) -> None:
+    with SmtpServer(Behaviour(defer_first=100)) as server:
+        config, _ = workspace(tmp_path, 1, port=server.port)
+        report = send(config, selection="all", clock=clock)
+    assert len(report.failed) == 1
+    assert "gave up after 4 attempts" in str(report.failed[0]["error"])
+    assert server.handler.attempts == 4
+
+
+def test_server_down_fails_cleanly_and_a_rerun_delivers(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        port = server.port
+    config, _ = workspace(tmp_path, 2, port=port)
+    first = send(config, selection="all", clock=clock)
+    assert len(first.failed) == 2 and "cannot connect" in str(first.failed[0]["error"])
+    server = SmtpServer()
+    server.port = port
+    from aiosmtpd.controller import Controller
+
+    server.controller = Controller(server.handler, hostname="127.0.0.1", port=port)
+    with server:
+        second = send(config, selection="all", clock=lambda: SEND_AT + timedelta(minutes=5))
+        server.wait_for(2)
+    assert len(second.sent) == 2
+
+
+def test_dry_run_composes_but_sends_and_records_nothing(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, ids = workspace(tmp_path, 3, port=server.port)
+        db = config.paths.database
+        before = db.read_bytes()
+        report = send(config, selection="all", clock=clock, dry_run=True)
+    assert len(report.sent) == 3 and report.dry_run
+    assert server.received == []
+    with Store(db) as store:
+        assert store.history() == []
+        assert store.subscriber_state("reader000").token is None
+
+
+def test_maildir_delivery_writes_readable_messages(tmp_path: Path) -> None:
+    import mailbox
+
+    config, ids = workspace(tmp_path, 2, method="maildir")
+    report = send(config, selection="all", clock=clock)
+    assert len(report.sent) == 2
+    box = mailbox.Maildir(config.delivery.maildir, create=False)
+    messages = list(box)
+    assert len(messages) == 2
+    assert {m["To"].split("<")[1].rstrip(">") for m in messages} == {f"{i}@example.org" for i in ids}
+
+
+def test_paused_subscribers_are_skipped(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, ids = workspace(tmp_path, 2, port=server.port)
+        with Store(config.paths.database) as store:
+            store.set_paused("reader000", True, SEND_AT)
+        report = send(config, selection="all", clock=clock)
+        server.wait_for(1)
+    assert [s["subscriber"] for s in report.skipped] == ["reader000"]
+    assert "paused" in str(report.skipped[0]["reason"])
+
+
+def test_missing_password_variable_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.errors import ConfigError
+
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    config, _ = workspace(tmp_path, 1, port=2525, extra_smtp='username = "x"\npassword_env = "NOT_SET_ANYWHERE"')
+    with pytest.raises(ConfigError, match=r"\$NOT_SET_ANYWHERE"):
+        send(config, selection="all", clock=clock)

@@ -1,0 +1,67 @@
+"""The MIME message: headers of a good list sender, and no header injection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from digest.errors import DeliveryError
+from digest.links import Links
+from digest.message import RenderedEmail, compose_message, new_message_id
+
+NOW = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
+
+
+def compose(**overrides: object):  # type: ignore[no-untyped-def]
+    args: dict[str, object] = dict(
+        to_name="Ada Lovelace",
+        to_email="ada@example.org",
+        sender="Paper Digest <digest@lab.example>",
+        message_id=new_message_id("digest@lab.example"),
+        list_id="paper-digest",
+        now=NOW,
+        links=Links(),
+    )
+    rendered = overrides.pop("rendered", RenderedEmail("Your papers", "text body", "<p>html body</p>"))
+    args.update(overrides)
+    return compose_message(rendered, **args)  # type: ignore[arg-type]
+
+
+def test_utf8_subject_is_encoded_and_round_trips() -> None:
+    import email
+    import email.policy
+
+    message = compose(rendered=RenderedEmail("Ünïcode — 3 papers on graphs ✓", "t", "<p>h</p>"))
+    raw = message.as_bytes()
+    assert b"=?utf-8?" in raw.split(b"\r\n\r\n")[0]
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "Ünïcode — 3 papers on graphs ✓"
+
+
+def test_crlf_in_a_subject_is_folded_never_a_new_header() -> None:
+    message = compose(rendered=RenderedEmail("Hello\r\nBcc: victim@evil.example", "t", "<p>h</p>"))
+    headers = message.as_bytes().split(b"\r\n\r\n")[0]
+    assert b"\r\nBcc:" not in headers
+    assert message["Bcc"] is None
+
+
+@pytest.mark.parametrize("field", ["to_name", "to_email"])
+def test_crlf_in_a_recipient_is_refused(field: str) -> None:
+    with pytest.raises(DeliveryError, match="line break"):
+        compose(**{field: "x\r\nBcc: victim@evil.example"})
+
+
+def test_one_click_unsubscribe_only_with_an_https_link() -> None:
+    plain = compose()
+    assert plain["List-Unsubscribe-Post"] is None
+    assert plain["List-Unsubscribe"] == "<mailto:digest@lab.example?subject=unsubscribe>"
+    linked = compose(links=Links("https://digest.lab.example", "tok123", "ada"))
+    assert linked["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert linked["List-Unsubscribe"].startswith("<https://digest.lab.example/unsubscribe/tok123>")
+
+
+def test_message_id_is_on_the_senders_domain_and_unique() -> None:
+    ids = {new_message_id("Paper Digest <digest@lab.example>") for _ in range(100)}
+    assert len(ids) == 100
+    assert all(i.endswith("@lab.example>") for i in ids)
