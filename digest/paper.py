@@ -9,12 +9,15 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 
 # New-style ids (0704.0001, 2403.01234) and old-style (hep-th/9901001, math.AG/0601001), optional version.
-_NEW_ARXIV = r"(?P<new>\d{4}\.\d{4,5})"
-_OLD_ARXIV = r"(?P<old>[a-z][a-z\-]+(?:\.[A-Z]{2})?/\d{7})"
+# The subject class of an old-style id (".AG") is not part of the identifier: math.AG/0601001 is math/0601001.
+# Digits never run on: 2403.012345 is not an arXiv id followed by a 5.
+_NEW_ARXIV = r"(?<![\w.])(?P<new>\d{4}\.\d{4,5})(?!\d)"
+_OLD_ARXIV = r"(?<![\w.-])(?P<old>[a-z][a-z\-]+)(?:\.[A-Z]{2})?/(?P<number>\d{7})(?!\d)"
 ARXIV_RE = re.compile(rf"(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE)
 ARXIV_URL_RE = re.compile(
     rf"arxiv\.org/(?:abs|pdf|html)/(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE
 )
+_ARXIV_OAI_RE = re.compile(rf"oai:arxiv\.org:(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE)
 DOI_RE = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)", re.IGNORECASE)
 URL_RE = re.compile(r"https?://[^\s<>\"')\]}]+", re.IGNORECASE)
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org", "paperswithcode.com")
@@ -35,10 +38,10 @@ def parse_arxiv_id(text: str, *, anywhere: bool = False) -> ArxivId | None:
         match = (ARXIV_RE.search if anywhere else ARXIV_RE.fullmatch)(re.sub(r"^arxiv:", "", text, flags=re.I))
     if not match:
         return None
-    base = match.group("new") or match.group("old")
-    if match.group("old"):
-        archive, number = base.split("/")
-        base = f"{archive.lower()}/{number}"
+    if match.group("new"):
+        base = match.group("new")
+    else:
+        base = f"{match.group('old').lower()}/{match.group('number')}"
     version = match.group("version")
     return ArxivId(base, int(version) if version else None)
 
@@ -55,14 +58,45 @@ def clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def arxiv_id_from_url(text: str) -> ArxivId | None:
+    """The arXiv id of an arxiv.org abs/pdf/html URL (or an oai:arXiv.org: identifier), else None."""
+    match = ARXIV_URL_RE.search(text) or _ARXIV_OAI_RE.search(text)
+    if not match:
+        return None
+    base = match.group("new") or f"{match.group('old').lower()}/{match.group('number')}"
+    version = match.group("version")
+    return ArxivId(base, int(version) if version else None)
+
+
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+\*?\s*")
-_LATEX_ACCENT = re.compile(r"\\[`'^\"~=.uvHtcdbk]\{?([a-zA-Z])\}?")
+# Accents: symbol commands take the next letter (\"o, \'{e}); letter commands (\v{c}, \c c) need a brace or a
+# space, so that \textbf is not read as the tie accent \t on "e".
+_LATEX_ACCENT = re.compile(r"\\[`'^\"~=.]\{?([a-zA-Z])\}?|\\[uvHtcdbk](?:\{([a-zA-Z])\}|\s+([a-zA-Z])(?![a-zA-Z]))")
+_GREEK = {
+    name: chr(code)
+    for name, code in (
+        ("alpha", 0x3B1), ("beta", 0x3B2), ("gamma", 0x3B3), ("delta", 0x3B4), ("epsilon", 0x3B5),
+        ("varepsilon", 0x3B5), ("zeta", 0x3B6), ("eta", 0x3B7), ("theta", 0x3B8), ("vartheta", 0x3B8),
+        ("iota", 0x3B9), ("kappa", 0x3BA), ("lambda", 0x3BB), ("mu", 0x3BC), ("nu", 0x3BD), ("xi", 0x3BE),
+        ("pi", 0x3C0), ("rho", 0x3C1), ("sigma", 0x3C3), ("tau", 0x3C4), ("upsilon", 0x3C5), ("phi", 0x3C6),
+        ("varphi", 0x3C6), ("chi", 0x3C7), ("psi", 0x3C8), ("omega", 0x3C9), ("Gamma", 0x393),
+        ("Delta", 0x394), ("Theta", 0x398), ("Lambda", 0x39B), ("Xi", 0x39E), ("Pi", 0x3A0), ("Sigma", 0x3A3),
+        ("Phi", 0x3A6), ("Psi", 0x3A8), ("Omega", 0x3A9),
+    )
+}
+_LATEX_GREEK = re.compile(r"\\(" + "|".join(sorted(_GREEK, key=len, reverse=True)) + r")(?![a-zA-Z])")
 
 
 def title_key(title: str) -> str:
-    """Case, punctuation, whitespace, accents and LaTeX markup folded, so the same title always matches."""
+    """Case, punctuation, whitespace, accents and LaTeX markup folded, so the same title always matches.
+
+    LaTeX accents become the letter (Schr\\"odinger = Schrödinger = Schrodinger), Greek letter commands the Greek
+    letter ($\\alpha$ = α), other commands vanish (\\textbf{Deep} = Deep); compatibility forms (ligatures,
+    full-width letters) and combining marks are folded by NFKD.
+    """
     text = html.unescape(title)
-    text = _LATEX_ACCENT.sub(r"\1", text)
+    text = _LATEX_ACCENT.sub(lambda m: m.group(1) or m.group(2) or m.group(3), text)
+    text = _LATEX_GREEK.sub(lambda m: _GREEK[m.group(1)], text)
     text = _LATEX_CMD.sub("", text)
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
@@ -133,10 +167,13 @@ def make_paper(
     """Build a clean Paper from raw fields: text folded, ids parsed from whatever carries them."""
     title = clean_text(title)
     abstract = clean_text(abstract)
+    # An explicit id may be bare ("2403.01234v2", "arXiv:...") or an arXiv URL; a URL only counts when it is
+    # an arXiv URL, so a journal's "/articles/2024.12345" is never mistaken for an arXiv id.
     parsed = None
-    for candidate in (arxiv, url):
-        if candidate and parsed is None:
-            parsed = parse_arxiv_id(candidate, anywhere=candidate is url)
+    if arxiv:
+        parsed = parse_arxiv_id(arxiv) or arxiv_id_from_url(arxiv)
+    if parsed is None and url:
+        parsed = arxiv_id_from_url(url)
     found_doi = normalise_doi(doi) if doi else None
     return Paper(
         title=title,

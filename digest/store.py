@@ -6,6 +6,7 @@ transaction. Times are ISO-8601 strings in UTC so that they sort as text.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import sqlite3
@@ -240,18 +241,30 @@ class Store:
         counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
         stamp = utc_iso(now)
         with self.transaction():
+            next_seq = self._next_seq()
             for paper in papers:
-                counts[self._upsert(paper, source, stamp)] += 1
+                counts[self._upsert(paper, source, stamp, next_seq)] += 1
         return counts
 
-    def _upsert(self, paper: Paper, source: str, stamp: str) -> Outcome:
+    def _next_seq(self) -> Iterator[int]:
+        """Sequence numbers for the papers of one transaction: read MAX(seq) once, not once per paper."""
+        start = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM papers").fetchone()[0])
+        return itertools.count(start + 1)
+
+    def _free_id(self, paper_id: str) -> str:
+        """The paper's stable id, or (in the rare case that a different paper holds it) the first free suffix."""
+        candidate, suffix = paper_id, 1
+        while self._db.execute("SELECT 1 FROM papers WHERE id = ?", (candidate,)).fetchone():
+            suffix += 1
+            candidate = f"{paper_id}-{suffix}"
+        return candidate
+
+    def _upsert(self, paper: Paper, source: str, stamp: str, next_seq: Iterator[int]) -> Outcome:
         db = self._db
         row = self._match(paper)
         if row is None:
-            paper_id = paper.stable_id()
-            if db.execute("SELECT 1 FROM papers WHERE id = ?", (paper_id,)).fetchone():
-                paper_id = f"{paper_id}-{db.execute('SELECT COUNT(*) FROM papers').fetchone()[0]}"
-            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM papers").fetchone()[0]
+            paper_id = self._free_id(paper.stable_id())
+            seq = next(next_seq)
             db.execute(
                 "INSERT INTO papers (id, arxiv_id, arxiv_version, doi, title_key, title, abstract, authors, url,"
                 " links, categories, published, first_seen, updated_at, seq)"
@@ -266,6 +279,10 @@ class Store:
             return "new"
         stored = self._paper(row)
         merged = _merge(stored, paper)
+        if merged.doi != stored.doi and db.execute(
+            "SELECT 1 FROM papers WHERE doi = ? AND id != ?", (merged.doi, stored.id)
+        ).fetchone():
+            merged = replace(merged, doi=stored.doi)  # that DOI already names another stored paper
         db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (stored.id, source))
         if merged == stored:
             return "duplicate"
@@ -385,8 +402,9 @@ class Store:
         counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
         stamp = utc_iso(now)
         with self.transaction() as db:
+            next_seq = self._next_seq()
             for paper in papers:
-                counts[self._upsert(paper, source, stamp)] += 1
+                counts[self._upsert(paper, source, stamp, next_seq)] += 1
             if remember:
                 db.execute(
                     "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",
@@ -568,9 +586,27 @@ class Store:
         return row[0] if row else None
 
 
+def _fullest(one: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...]:
+    """The longer list (ties broken by content): the same answer whichever of the two came first."""
+    return max(one, other, key=lambda names: (len(names), names))
+
+
+def _best_url(one: str | None, other: str | None) -> str | None:
+    """An arXiv URL before any other, https before http, then the shortest (a URL without a version)."""
+    urls = [u for u in (one, other) if u]
+    if not urls:
+        return None
+    return min(urls, key=lambda u: ("arxiv.org/" not in u, not u.startswith("https:"), len(u), u))
+
+
 def _merge(stored: Paper, incoming: Paper) -> Paper:
-    """One paper seen again: the better text wins, missing facts are filled in, identity never changes."""
+    """One paper seen again: the better text wins, missing facts are filled in, identity never changes.
+
+    Every choice is a commutative, associative pick (a maximum, a minimum), so the store ends up the same
+    whatever order the sources arrive in.
+    """
     text = incoming if _text_rank(incoming) > _text_rank(stored) else stored
+    dates = [d for d in (stored.published, incoming.published) if d]
     return replace(
         stored,
         title=text.title,
@@ -579,8 +615,8 @@ def _merge(stored: Paper, incoming: Paper) -> Paper:
         arxiv_version=max(stored.arxiv_version or 0, incoming.arxiv_version or 0) or None,
         arxiv_id=stored.arxiv_id or incoming.arxiv_id,
         doi=stored.doi or incoming.doi,
-        authors=text.authors or stored.authors or incoming.authors,
-        categories=text.categories or stored.categories or incoming.categories,
-        published=stored.published or incoming.published,
-        url=stored.url or incoming.url,
+        authors=_fullest(stored.authors, incoming.authors),
+        categories=_fullest(stored.categories, incoming.categories),
+        published=min(dates) if dates else None,
+        url=_best_url(stored.url, incoming.url),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import xml.sax
+from collections.abc import Sequence
 from typing import Any
 
 import feedparser
@@ -65,7 +66,7 @@ def _published(entry: Any) -> str | None:
     return None
 
 
-def _entry_to_paper(entry: Any) -> Paper | None:
+def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | None:
     title = _text_of(entry.get("title_detail"), entry.get("title", ""))
     summary_detail = entry.get("summary_detail")
     if entry.get("content"):
@@ -101,7 +102,7 @@ def _entry_to_paper(entry: Any) -> Paper | None:
     return make_paper(
         title=title,
         abstract=abstract,
-        authors=_authors(entry),
+        authors=_authors(entry) or list(feed_authors),
         url=link or None,
         arxiv=arxiv,
         doi=normalise_doi(doi) if doi else None,
@@ -129,10 +130,12 @@ def parse_feed(data: bytes, text: str, source: str) -> tuple[list[Paper], list[s
     version = parsed.get("version") or ""
     if not parsed.entries and not version:
         raise IngestError(f"{source}: XML but not an RSS or Atom feed; expected <rss> or <feed>")
+    # Atom (RFC 4287, 4.2.1): an entry without <author> has the feed's authors.
+    feed_authors = _authors(parsed.feed) if version.startswith("atom") else []
     papers: list[Paper] = []
     problems: list[str] = []
     for number, entry in enumerate(parsed.entries, start=1):
-        paper = _entry_to_paper(entry)
+        paper = _entry_to_paper(entry, feed_authors)
         if paper is None:
             problems.append(f"{source}: entry {number}: has no title; skipped")
         elif not paper.abstract:
