@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from digest.errors import ConfigError, DigestError
+from digest.store import Store
 from digest.validation import format_validation_error, read_toml
 
 _SUBSCRIBER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -152,3 +154,55 @@ def load_subscribers(folder: Path) -> SubscriberSet:
         except ConfigError as exc:
             errors.append(str(exc))
     return SubscriberSet(tuple(profiles), tuple(errors))
+
+
+@dataclass(frozen=True)
+class SubscriberStatus:
+    """What `digest subscribers` shows about one reader."""
+
+    id: str
+    name: str
+    email: str
+    schedule: str
+    timezone: str
+    paused: bool
+    last_sent: str | None
+    papers_sent: int
+    next_due: datetime | None  # None while paused
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "schedule": self.schedule,
+            "timezone": self.timezone,
+            "paused": self.paused,
+            "last_sent": self.last_sent,
+            "papers_sent": self.papers_sent,
+            "next_due": self.next_due.isoformat() if self.next_due else None,
+        }
+
+
+def next_due(profile: Profile, now: datetime) -> datetime:
+    """When the subscriber's crontab next fires after `now`, in their time zone (as APScheduler would run it)."""
+    trigger = CronTrigger.from_crontab(profile.schedule, timezone=profile.zone)
+    fire = trigger.get_next_fire_time(None, now.astimezone(profile.zone))
+    if fire is None:  # a crontab always fires again; this guards against a trigger with an end date
+        raise ConfigError(f"{profile.id}.toml: schedule {profile.schedule!r} never fires again")
+    return fire
+
+
+def subscriber_status(store: Store, profile: Profile, now: datetime) -> SubscriberStatus:
+    state = store.subscriber_state(profile.id)
+    return SubscriberStatus(
+        id=profile.id,
+        name=profile.name,
+        email=profile.email,
+        schedule=profile.schedule,
+        timezone=profile.timezone,
+        paused=state.paused,
+        last_sent=store.last_sent_at(profile.id),
+        papers_sent=store.count_sent_papers(profile.id),
+        next_due=None if state.paused else next_due(profile, now),
+    )

@@ -37,10 +37,20 @@ def full_text(paper: Paper) -> str:
     return f"{paper.title}. {paper.title}. {paper.abstract}"
 
 
-def _vectorizer() -> TfidfVectorizer:
-    return TfidfVectorizer(
+# Stands in for a vocabulary when a corpus has no words at all (an empty store, or only stop words), so that
+# every other function works unchanged: nothing ever matches it, so every score is 0.
+_NO_VOCABULARY = "nothingindexedyet"
+
+
+def _fit(texts: Sequence[str]) -> TfidfVectorizer:
+    """TF-IDF over word uni+bigrams, sublinear tf, English stop words dropped."""
+    vectorizer = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, stop_words="english", min_df=1, dtype=np.float32
     )
+    try:
+        return vectorizer.fit(texts)
+    except ValueError:  # "empty vocabulary": no text, or only stop words and one-letter tokens
+        return vectorizer.fit([_NO_VOCABULARY])
 
 
 class RankModel:
@@ -49,9 +59,8 @@ class RankModel:
     def __init__(self, corpus: Sequence[Paper]) -> None:
         texts = [full_text(p) for p in corpus]
         titles = [p.title for p in corpus]
-        # An empty store still gets a model (with no vocabulary worth the name), so callers need no special case.
-        self.full = _vectorizer().fit(texts or ["empty"])
-        self.title = _vectorizer().fit(titles if any(t.strip() for t in titles) else ["empty"])
+        self.full = _fit(texts)
+        self.title = _fit(titles)
         self.svd: TruncatedSVD | None = None
         full_rows = self.full.transform(texts) if texts else None
         n_features = len(self.full.vocabulary_)
@@ -82,7 +91,9 @@ class RankModel:
         if self.svd is not None:
             concepts = normalize(self.svd.transform(full).astype(np.float32))
             blocks.append(sparse.csr_matrix(concepts * self.weights[2]))
-        return sparse.hstack(blocks, format="csr", dtype=np.float32)
+        # Renormalised as a whole: a block can be empty (a title with no known word), and a row must still be
+        # unit length so that a paper's similarity to its own copy is exactly 1.
+        return normalize(sparse.hstack(blocks, format="csr", dtype=np.float32))
 
     def _encode(self, papers: Sequence[Paper]) -> sparse.csr_matrix:
         return self._join(

@@ -1,0 +1,37 @@
+"""digest subscribers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from digest.cli import App, echo_json
+from digest.subscribers import subscriber_status
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the subscribers as JSON.")
+@click.pass_obj
+def subscribers(app: App, as_json: bool) -> None:
+    """List the subscribers with their state: paused, last sent, papers sent, next due.
+
+    Next due comes from each profile's crontab and time zone. A profile that does not validate is reported
+    on stderr and skipped (exit status 1).
+    """
+    loaded = app.subscribers()
+    now = datetime.now(UTC)
+    with app.store() as store:
+        statuses = [subscriber_status(store, profile, now) for profile in loaded.profiles]
+    if as_json:
+        echo_json([s.as_json() for s in statuses])
+    else:
+        for s in statuses:
+            due = "paused" if s.paused else f"next {s.next_due:%Y-%m-%d %H:%M %Z}" if s.next_due else "-"
+            last = s.last_sent[:16] if s.last_sent else "never"
+            click.echo(f"{s.id}\t{s.name} <{s.email}>\t{due}\tlast sent {last}\t{s.papers_sent} paper(s) sent")
+    if loaded.errors:
+        raise SystemExit(1)
+
+
+COMMANDS = [subscribers]
