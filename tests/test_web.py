@@ -1,0 +1,295 @@
+"""`digest serve` over real HTTP: the real command in a subprocess on 127.0.0.1, driven with httpx.
+
+Feeds behind tokens, RFC 8058 one-click unsubscribe, feedback links that change the next ranking, and hostile
+path parameters that must end in a 404 or an escaped page, never a 500 or reflected markup.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import feedparser
+import httpx
+import pytest
+
+from digest.feeds import entry_id
+from digest.links import Links
+from digest.plan import plan_digest
+from digest.store import Store
+from digest.subscribers import load_subscribers
+from test_feeds import DOI_ID, INGESTED_AT, SLASH_ID, Workspace, build_workspace, hostile_id, record_digest
+
+NOW = INGESTED_AT + timedelta(hours=2)
+SECURITY = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    ws: Workspace
+    url: str
+    log: Path
+    tokens: dict[str, str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "digest", "--config", str(self.ws.config_path), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+
+
+def start(ws: Workspace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(ws.config_path), "serve", "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"digest serve did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("web")
+    ws = build_workspace(root)
+    with Store(ws.config.paths.database) as store:
+        tokens = {sub: store.token(sub) for sub in ("ada", "alan", "grace", "fiona")}
+        # fiona's feed has one digest; ada has none, so that her ranking below starts from every paper.
+        record_digest(store, "fiona", ["2611.00101", SLASH_ID, DOI_ID], INGESTED_AT + timedelta(hours=1),
+                      channel="feed")
+    process, url = start(ws, root / "serve.log")
+    try:
+        yield Server(ws, url, root / "serve.log", tokens)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def assert_secure(response: httpx.Response) -> None:
+    for header, value in SECURITY.items():
+        assert response.headers[header].startswith(value), header
+
+
+def test_healthz(server: Server) -> None:
+    response = httpx.get(f"{server.url}/healthz")
+    assert (response.status_code, response.text) == (200, "ok")
+    assert_secure(response)
+    assert "server" not in response.headers
+
+
+def test_feed_with_the_right_token_and_404_for_anything_else(server: Server) -> None:
+    mine = server.tokens["fiona"]
+    response = httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": mine})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/atom+xml")
+    assert_secure(response)
+    feed = feedparser.parse(response.content)
+    assert feed.bozo == 0
+    assert [e.id for e in feed.entries] == [entry_id("fiona", p) for p in ("2611.00101", SLASH_ID, DOI_ID)]
+    refused = [
+        httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": "wrong"}),
+        httpx.get(f"{server.url}/feeds/fiona.xml"),
+        httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": ""}),
+        httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": mine[:-1]}),
+        httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": server.tokens["grace"]}),  # someone else's
+        httpx.get(f"{server.url}/feeds/nobody.xml", params={"token": mine}),
+        httpx.get(f"{server.url}/feeds/all.xml"),
+    ]
+    assert [r.status_code for r in refused] == [404] * len(refused)
+    assert all(mine not in r.text for r in refused)
+    shared = httpx.get(f"{server.url}/feeds/all.xml", params={"token": server.tokens["grace"]})
+    assert shared.status_code == 200 and len(feedparser.parse(shared.content).entries) == 17
+
+
+def test_unsubscribe_page_then_one_click_post_then_replay(server: Server) -> None:
+    token = server.tokens["alan"]
+    page = httpx.get(f"{server.url}/unsubscribe/{token}")
+    assert page.status_code == 200
+    assert_secure(page)
+    assert '<form method="post">' in page.text and 'value="One-Click"' in page.text
+    assert "Alan Example" in page.text
+    assert not json_subscribers(server)["alan"]["paused"], "showing the page changes nothing"
+
+    done = httpx.post(f"{server.url}/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click",
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert done.status_code == 200 and "now stopped" in done.text
+    assert_secure(done)
+    assert json_subscribers(server)["alan"]["paused"] is True
+    replay = httpx.post(f"{server.url}/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click")
+    assert replay.status_code == 200 and "already stopped" in replay.text
+    assert json_subscribers(server)["alan"]["paused"] is True
+    assert "already stopped" in httpx.get(f"{server.url}/unsubscribe/{token}").text
+
+    assert httpx.post(f"{server.url}/unsubscribe/not-a-token").status_code == 404
+    assert httpx.get(f"{server.url}/unsubscribe/not-a-token").status_code == 404
+    assert httpx.delete(f"{server.url}/unsubscribe/{token}").status_code == 405
+
+    resumed = server.cli("resume", "alan")
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout
+    assert json_subscribers(server)["alan"]["paused"] is False
+    again = server.cli("resume", "alan")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    unknown = server.cli("resume", "nobody")
+    assert unknown.returncode == 1 and "no subscriber 'nobody'" in unknown.stderr
+
+
+def test_an_unsubscribed_subscriber_is_skipped_by_the_next_send(server: Server) -> None:
+    # digest send needs the rendering module, which is still being written: skip until it imports.
+    send = pytest.importorskip("digest.pipeline", exc_type=ImportError).send
+
+    token = server.tokens["grace"]
+    assert httpx.post(f"{server.url}/unsubscribe/{token}").status_code == 200
+    try:
+        report = send(server.ws.config, selection="named", names=["grace"], clock=lambda: NOW, dry_run=True)
+        assert [s["subscriber"] for s in report.skipped] == ["grace"] and not report.sent
+        assert "paused" in str(report.skipped[0]["reason"])
+    finally:
+        assert server.cli("resume", "grace").returncode == 0
+
+
+def json_subscribers(server: Server) -> dict[str, dict[str, object]]:
+    done = server.cli("subscribers", "--json")
+    assert done.returncode == 0, done.stderr
+    return {item["id"]: item for item in json.loads(done.stdout)}
+
+
+def test_a_dislike_link_moves_the_paper_and_its_neighbours_down(server: Server) -> None:
+    config = server.ws.config
+    profile = load_subscribers(config.paths.subscribers).get("ada")
+    with Store(config.paths.database) as store:
+        assert store.feedback("ada") == {}
+        before = {s.paper.id: s.score for s in plan_digest(store, profile, NOW).picks}
+    assert "2611.00104" in before
+
+    links = Links(server.url, server.tokens["ada"], "ada")
+    liked = httpx.get(links.feedback("2611.00104", "like") or "")
+    assert liked.status_code == 200 and "You liked" in liked.text
+    for _ in range(2):  # the dislike replaces the like; a second click changes nothing and says the same
+        response = httpx.get(links.feedback("2611.00104", "dislike") or "")
+        assert response.status_code == 200
+        assert_secure(response)
+        assert "You disliked" in response.text and "Sparse Message Passing for Billion-Edge Graphs" in response.text
+    with Store(config.paths.database) as store:
+        assert store.feedback("ada") == {"2611.00104": -1}
+        after = {s.paper.id: s.score for s in plan_digest(store, profile, NOW).picks}
+    assert "2611.00104" not in after, "a disliked paper is never picked"
+    # Its graph-learning neighbours score lower than before.
+    for neighbour in ("2611.00101", "2611.00201"):
+        assert after[neighbour] < before[neighbour], neighbour
+
+
+def test_feedback_on_ids_with_slashes_and_dois_and_an_escaped_title(server: Server) -> None:
+    links = Links(server.url, server.tokens["fiona"], "fiona")
+    for paper_id in (SLASH_ID, DOI_ID):
+        like = links.feedback(paper_id, "like")
+        assert like is not None and "%2F" in like
+        response = httpx.get(like)
+        assert response.status_code == 200, paper_id
+    with Store(server.ws.config.paths.database) as store:
+        bad = hostile_id(store)
+    response = httpx.get(links.feedback(bad, "like") or "")
+    assert response.status_code == 200
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in response.text
+    with Store(server.ws.config.paths.database) as store:
+        assert store.feedback("fiona") == {SLASH_ID: 1, DOI_ID: 1, bad: 1}
+
+
+HOSTILE_PATHS = [
+    "/feedback/{t}/..%2F..%2F..%2Fetc%2Fpasswd/like",
+    "/feedback/{t}/%2E%2E/%2E%2E/config.toml/like",
+    "/feedback/{t}/%00/like",
+    "/feedback/{t}/2611.00104%00/like",
+    "/feedback/{t}/%3Cscript%3Ealert(1)%3C%2Fscript%3E/like",
+    "/feedback/{t}/" + "9" * 6000 + "/like",
+    "/feedback/{t}/%E2%98%83%F0%9F%92%A5/dislike",
+    "/feedback/{t}/%FF%FE/like",
+    "/feedback/{t}/2611.00104/love",
+    "/feedback/{t}/2611.00104/like/more",
+    "/feedback/{t}//like",
+    "/feedback/{t}/2611.00104",
+    "/feedback/%3Cscript%3E/2611.00104/like",
+    "/feedback/" + "x" * 6000 + "/2611.00104/like",
+    "/feedback/%E2%98%83/2611.00104/like",
+    "/unsubscribe/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    "/unsubscribe/..%2F..%2Fetc%2Fpasswd",
+    "/unsubscribe/%00",
+    "/feeds/..%2Fconfig.xml?token={t}",
+    "/feeds/%3Cscript%3E.xml?token={t}",
+    "/feeds/ada.xml?token=%3Cscript%3E",
+    "/feeds/ada.xml?token=%00{t}",
+    "/feeds/ada.xml?token=" + "a" * 6000,
+    "/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+]
+
+
+@pytest.mark.parametrize("template", HOSTILE_PATHS)
+def test_hostile_path_parameters_get_a_404_never_a_500_or_reflected_markup(server: Server, template: str) -> None:
+    path = template.replace("{t}", server.tokens["ada"])
+    response = httpx.get(server.url + path)
+    assert response.status_code == 404
+    assert "<script" not in response.text and "alert(1)" not in response.text
+    assert server.tokens["ada"] not in response.text
+    assert_secure(response)
+
+
+def test_token_command_prints_the_token_and_feed_url_and_rotation_revokes_the_old_one(server: Server) -> None:
+    shown = server.cli("token", "fiona")
+    assert shown.returncode == 0, shown.stderr
+    old, url = shown.stdout.splitlines()
+    assert old == server.tokens["fiona"]
+    assert url == f"https://digest.example.org/feeds/fiona.xml?token={old}"
+    rotated = server.cli("token", "fiona", "--rotate")
+    new = rotated.stdout.splitlines()[0]
+    assert new != old and len(new) >= 32
+    assert httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": old}).status_code == 404
+    assert httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": new}).status_code == 200
+    assert httpx.get(f"{server.url}/unsubscribe/{old}").status_code == 404
+    server.tokens["fiona"] = new
+    unknown = server.cli("token", "nobody")
+    assert unknown.returncode == 1 and unknown.stderr.count("\n") == 1
+
+
+def test_the_server_log_never_contains_a_token(server: Server) -> None:
+    token = server.tokens["ada"]
+    httpx.get(f"{server.url}/feeds/ada.xml", params={"token": token})
+    httpx.get(f"{server.url}/unsubscribe/{token}")
+    httpx.get(f"{server.url}/feedback/{token}/2611.00101/like")
+    httpx.get(f"{server.url}/feedback/{token}/nope%0Aforged/like")
+    # The log line is written just after the response is sent: poll for it rather than sleep blindly.
+    deadline = time.monotonic() + 5
+    while "nope\\x0aforged" not in (log := server.log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "GET /feedback/<token>/2611.00101/like 200" in log, "requests are logged, with the token redacted"
+    assert "nope\\x0aforged" in log, "a decoded newline cannot forge a log line"
+    for secret in server.tokens.values():
+        assert secret not in log
