@@ -585,6 +585,11 @@ class Store:
         row = self._db.execute("SELECT subscriber FROM subscriber_state WHERE token = ?", (token,)).fetchone()
         return row[0] if row else None
 
+    def subscriber_tokens(self) -> dict[str, str]:
+        """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
+        rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")
+        return {row["subscriber"]: row["token"] for row in rows}
+
 
 def _fullest(one: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...]:
     """The longer list (ties broken by content): the same answer whichever of the two came first."""
