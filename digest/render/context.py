@@ -1,0 +1,80 @@
+"""The one context object every template receives. Plain data only (str, int, float, bool, None, lists,
+dicts): it is safe to hand to a sandboxed user template, and easy to dump as JSON when writing one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from digest.links import Links
+from digest.plan import DigestPlan
+from digest.rank import Scored
+from digest.render.text import code_label, one_line, safe_url, short_authors, teaser
+
+# English names, not the process locale's: the same digest must render the same way on every machine.
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)
+PREHEADER_LIMIT = 150
+
+
+def _paper(rank: int, scored: Scored, links: Links) -> dict[str, Any]:
+    paper = scored.paper
+    paper_id = paper.id or paper.stable_id()
+    code = [url for url in (safe_url(u) for u in paper.code_links) if url]
+    return {
+        "rank": rank,
+        "id": paper_id,
+        "title": one_line(paper.title),
+        "authors": [one_line(a) for a in paper.authors],
+        "authors_short": short_authors(paper.authors),
+        "url": safe_url(paper.url),
+        "code_links": [{"url": url, "label": code_label(url)} for url in code],
+        "score": round(float(scored.score), 3),
+        "why": one_line(scored.why),
+        "teaser": teaser(paper.abstract),
+        "abstract": one_line(paper.abstract),
+        "categories": list(paper.categories),
+        "published": paper.published,
+        "like_url": links.feedback(paper_id, "like"),
+        "dislike_url": links.feedback(paper_id, "dislike"),
+    }
+
+
+def _preheader(count: int, candidates: int, titles: list[str]) -> str:
+    """The grey line a mail client shows after the subject; counts first, then as many titles as fit."""
+    head = f"{count} pick{'s' if count != 1 else ''} from {candidates} new paper{'s' if candidates != 1 else ''}: "
+    text = head + " · ".join(titles)
+    if len(text) <= PREHEADER_LIMIT:
+        return text
+    return text[: PREHEADER_LIMIT - 1].rsplit(" ", 1)[0].rstrip(" ·,;:") + "…"
+
+
+def build_context(plan: DigestPlan, *, now: datetime, links: Links) -> dict[str, Any]:
+    """Everything a template may show about one digest (documented in the README's template table)."""
+    profile = plan.subscriber
+    local = now.astimezone(profile.zone)
+    papers = [_paper(rank, scored, links) for rank, scored in enumerate(plan.picks, start=1)]
+    return {
+        "subscriber": {
+            "id": profile.id,
+            "name": profile.name,
+            "email": profile.email,
+            "format": profile.format,
+            "keywords": list(profile.interests.keywords),
+            "schedule": profile.schedule,
+            "timezone": profile.timezone,
+        },
+        "issue_date": local.date().isoformat(),
+        "issue_date_long": f"{_DAYS[local.weekday()]}, {local.day} {_MONTHS[local.month - 1]} {local.year}",
+        "issue_date_short": f"{local.day} {_MONTHS[local.month - 1][:3]} {local.year}",
+        "papers": papers,
+        "count": len(papers),
+        "candidates": plan.candidates,
+        "preheader": _preheader(len(papers), plan.candidates, [p["title"] for p in papers]),
+        "links_enabled": links.enabled,
+        "unsubscribe_url": links.unsubscribe(),
+        "feed_url": links.feed(),
+    }

@@ -1,0 +1,86 @@
+"""One subscriber's email: subject, text/plain part and the inlined HTML part."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import css_inline
+import nh3
+from jinja2 import Environment
+from markupsafe import Markup
+
+from digest.errors import RenderError
+from digest.links import Links
+from digest.message import RenderedEmail
+from digest.plan import DigestPlan
+from digest.render.context import build_context
+from digest.render.environment import (
+    HTML,
+    MARKDOWN,
+    MARKDOWN_LAYOUT,
+    SUBJECT,
+    TEXT,
+    DigestEnvironment,
+    render_template,
+)
+from digest.render.text import one_line
+
+# What Markdown may produce after sanitising: structure and links, nothing that runs or loads anything.
+_ALLOWED_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "a", "em", "strong", "code", "pre",
+    "ul", "ol", "li", "blockquote",
+}
+_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
+_ALLOWED_SCHEMES = {"http", "https", "mailto"}
+SUBJECT_LIMIT = 200
+
+
+def render_subject(env: DigestEnvironment, context: dict[str, Any]) -> str:
+    """subject.txt.j2 as one line (a header cannot hold a line break; composing refuses one)."""
+    subject = one_line(render_template(env, SUBJECT, context))
+    if not subject:
+        raise RenderError(f"{SUBJECT}: rendered an empty subject")
+    return subject[:SUBJECT_LIMIT]
+
+
+def inline_css(env: DigestEnvironment, html: str, name: str) -> str:
+    try:
+        return env.inliner.inline(html)
+    except (css_inline.InlineError, ValueError) as exc:
+        raise RenderError(f"{name}: cannot inline its CSS: {one_line(str(exc))}") from None
+
+
+def markdown_html(env: DigestEnvironment, source: str) -> str:
+    """Markdown → HTML, sanitised: the Markdown template escapes untrusted text, nh3 is the second wall."""
+    converted = env.markdown_to_html(source)
+    return nh3.clean(
+        converted,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes=_ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def render_markdown(env: DigestEnvironment, context: dict[str, Any]) -> str:
+    return render_template(env, MARKDOWN, context)
+
+
+def render_email(env: Environment, plan: DigestPlan, *, now: datetime, links: Links) -> RenderedEmail:
+    """html subscribers: text = email.txt.j2, html = inlined email.html.j2.
+    markdown subscribers: text = email.md.j2, html = that Markdown converted, sanitised, in markdown.html.j2."""
+    if not isinstance(env, DigestEnvironment):
+        raise TypeError("render_email needs the environment made by digest.render.make_environment")
+    context = build_context(plan, now=now, links=links)
+    subject = render_subject(env, context)
+    context["subject"] = subject
+    if plan.subscriber.format == "markdown":
+        source = render_markdown(env, context)
+        body = Markup(markdown_html(env, source))  # sanitised just above; the layout must not escape it again
+        html = render_template(env, MARKDOWN_LAYOUT, {**context, "content": body})
+        return RenderedEmail(subject, source, inline_css(env, html, MARKDOWN_LAYOUT))
+    text = render_template(env, TEXT, context)
+    html = render_template(env, HTML, context)
+    return RenderedEmail(subject, text, inline_css(env, html, HTML))

@@ -1,0 +1,114 @@
+"""Small text helpers the templates use: Markdown escaping, safe URLs, short author lists, teasers.
+
+Everything here takes untrusted text (titles, abstracts, author names come from feeds anyone can write) and
+returns text that a template can place without it turning into markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import quote, urlsplit
+
+# C0/C1 controls, zero-width marks and line separators. Python-Markdown also uses STX/ETX (\x02, \x03) as its
+# own placeholder markers, so a title carrying them could smuggle stashed HTML back in: they must go.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"\s+")
+# Characters with inline meaning in Python-Markdown (emphasis, code, links, headings' closing hashes, escapes).
+_MD_INLINE = re.compile(r"([\\`*_\[\]#])")
+# "&copy;" or "&#60;" would be read as an entity; a bare "&" is already shown literally.
+_MD_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+# "<" followed by a letter, "/", "!" or "?" starts raw HTML or an autolink; Python-Markdown has no backslash
+# escape for "<", so it becomes an entity, which Markdown passes through and the HTML shows as "<".
+_MD_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+# Block markers only count at the start of a line; values are folded to one line, so only their start matters.
+_MD_BLOCK_START = re.compile(r"^(\d+)([.)])|^([>+\-=])")
+_URL_SAFE = "/:?&=#%+,;@-.~!$"
+_CODE_HOST_NAMES = {
+    "github.com": "GitHub",
+    "gitlab.com": "GitLab",
+    "huggingface.co": "Hugging Face",
+    "bitbucket.org": "Bitbucket",
+    "codeberg.org": "Codeberg",
+    "paperswithcode.com": "Papers with Code",
+}
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def one_line(text: str | None) -> str:
+    """Control characters and every run of whitespace (CR/LF included) folded to one space."""
+    if not text:
+        return ""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", str(text))).strip()
+
+
+def markdown_escape(text: object) -> str:
+    """Text that Python-Markdown renders literally: no emphasis, links, code, raw HTML, entities or blocks."""
+    value = one_line("" if text is None else str(text))
+    value = _MD_ENTITY.sub("&amp;", value)  # before backslashes: "&\\#60;" would escape the check, not the entity
+    value = _MD_INLINE.sub(r"\\\1", value)
+    value = _MD_TAG_OPEN.sub("&lt;", value)
+
+    def block(match: re.Match[str]) -> str:
+        if match.group(1) is not None:  # "1. " would start an ordered list
+            return f"{match.group(1)}\\{match.group(2)}" if match.group(2) == "." else match.group(0)
+        marker = match.group(3)
+        return "&#61;" if marker == "=" else f"\\{marker}"  # "=" has no backslash escape in Python-Markdown
+
+    return _MD_BLOCK_START.sub(block, value, count=1)
+
+
+def markdown_url(url: object) -> str:
+    """A URL safe inside a Markdown link destination: spaces, quotes, brackets and parentheses percent-encoded."""
+    return quote(one_line(str(url or "")), safe=_URL_SAFE)
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is an absolute http(s) URL, else None: autoescaping does not stop a javascript: href."""
+    if not url:
+        return None
+    url = url.strip()
+    if _CONTROL.search(url) or any(ch.isspace() for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def short_authors(authors: Sequence[str], keep: int = 3) -> str:
+    """'A, B, C et al.' for long lists; the whole list when it has `keep` names or fewer."""
+    names = [one_line(a) for a in authors if one_line(a)]
+    if len(names) <= keep:
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + " et al."
+
+
+def code_label(url: str) -> str:
+    """'GitHub' for a github.com link; the host name for any other."""
+    host = (urlsplit(url).hostname or "").lower().removeprefix("www.")
+    for known, name in _CODE_HOST_NAMES.items():
+        if host == known or host.endswith("." + known):
+            return name
+    return host or "Code"
+
+
+def teaser(abstract: str, limit: int = 240) -> str:
+    """The abstract's opening: whole sentences when they fit in `limit` characters, else cut at a word."""
+    text = one_line(abstract)
+    if len(text) <= limit:
+        return text
+    taken = ""
+    for sentence in _SENTENCE_END.split(text):
+        candidate = f"{taken} {sentence}".strip()
+        if len(candidate) > limit:
+            break
+        taken = candidate
+    # A single short first sentence makes a thin teaser; better to fill the space and cut at a word.
+    if len(taken) >= limit // 2:
+        return taken
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.") + "…"
