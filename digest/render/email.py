@@ -46,9 +46,11 @@ def render_subject(env: DigestEnvironment, context: dict[str, Any]) -> str:
 
 def inline_css(env: DigestEnvironment, html: str, name: str) -> str:
     try:
-        return env.inliner.inline(html)
+        inlined = env.inliner.inline(html)
     except (css_inline.InlineError, ValueError) as exc:
         raise RenderError(f"{name}: cannot inline its CSS: {one_line(str(exc))}") from None
+    # The inliner drops the final newline; a file (or a terminal) is better off with one, and MIME adds it anyway.
+    return inlined if inlined.endswith("\n") else inlined + "\n"
 
 
 def markdown_html(env: DigestEnvironment, source: str) -> str:
