@@ -222,6 +222,12 @@ def test_feedback_on_ids_with_slashes_and_dois_and_an_escaped_title(server: Serv
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in response.text
     with Store(server.ws.config.paths.database) as store:
         assert store.feedback("fiona") == {SLASH_ID: 1, DOI_ID: 1, bad: 1}
+    # The page's "dislike it instead" link is relative, so it keeps the encoded id (and any proxy prefix).
+    page = httpx.get(links.feedback(SLASH_ID, "like") or "")
+    assert 'href="dislike"' in page.text
+    assert httpx.get(page.url.join("dislike")).status_code == 200
+    with Store(server.ws.config.paths.database) as store:
+        assert store.feedback("fiona")[SLASH_ID] == -1
 
 
 HOSTILE_PATHS = [
