@@ -7,7 +7,6 @@ seen a paper never shows it as new again, however often the feed is rewritten.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -25,7 +24,6 @@ from digest.paper import Paper
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
 
-log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 ALL_FEED = "all"
