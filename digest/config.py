@@ -149,6 +149,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Load and validate config.toml; relative paths resolve against the file's folder."""
     path = Path(path)
     data = read_toml(path)
+    internal = sorted(name for name, f in Config.model_fields.items() if f.exclude and name in data)
+    if internal:  # set by load_config itself, never by the file
+        allowed = ", ".join(sorted(name for name, f in Config.model_fields.items() if not f.exclude))
+        raise ConfigError(
+            f"{path}: {internal[0]} is not a known key (allowed: {allowed}); remove it or fix its spelling"
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

@@ -22,6 +22,24 @@ def _where(loc: tuple[Any, ...]) -> str:
     return f"[{'.'.join(parts[:-1])}] {parts[-1]}{index}"
 
 
+# pydantic's wording for the common type errors, said the way a person editing a TOML file thinks of it.
+_PLAIN = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list, like [\"a\", \"b\"]",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "path_type": "must be a path, as a string",
+}
+
+
 def _explain(error: dict[str, Any], allowed: list[str]) -> str:
     kind = error["type"]
     got = error.get("input")
@@ -30,10 +48,10 @@ def _explain(error: dict[str, Any], allowed: list[str]) -> str:
         return f"is not a known key{hint}; remove it or fix its spelling"
     if kind == "missing":
         return "is required"
-    message = error["msg"]
+    message = _PLAIN.get(kind) or error["msg"]
     message = message.replace("Input should be", "must be").replace("Value error, ", "")
     message = message[0].lower() + message[1:] if message else message
-    if isinstance(got, (str, int, float, bool)):
+    if isinstance(got, (str, int, float, bool)) and "(got " not in message:
         return f"{message} (got {got!r})"
     return message
 
@@ -48,7 +66,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             return []
         current = field.annotation
     fields = getattr(current, "model_fields", {})
-    return [f.alias or name for name, f in fields.items()]
+    return [f.alias or name for name, f in fields.items() if not f.exclude]
 
 
 def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError) -> str:

@@ -28,6 +28,9 @@ _DATE = re.compile(
 )
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 @dataclass(frozen=True)
 class Problem:
     line: int
@@ -46,8 +49,14 @@ def _is_abstract(line: str) -> bool:
     return words >= 12 and (line.rstrip().endswith(".") or ". " in line)
 
 
+def _lines(text: str) -> list[str]:
+    """Lines ended by LF, CRLF or CR only: str.splitlines() would also split at \\v, \\f, \\x1c-\\x1e, \\x85 and
+    U+2028, stray characters inside one abstract, and so misnumber the lines and cut the abstract in two."""
+    return _LINE_BREAK.split(text.removesuffix("\n"))
+
+
 def looks_like_daily(text: str) -> bool:
-    head = [line.strip() for line in text.splitlines()[:12] if line.strip()]
+    head = [line.strip() for line in _lines(text)[:12] if line.strip()]
     return any(_is_header(line) or line.startswith("Subscribe") for line in head)
 
 
@@ -55,7 +64,7 @@ def parse_daily(text: str) -> tuple[list[Paper], list[Problem]]:
     """Papers in file order, and the entries that could not be read (with their line numbers)."""
     lines: list[tuple[int, str]] = []
     in_header = True
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(_lines(text), start=1):
         line = raw.strip()
         if not line or _is_header(line):
             continue
