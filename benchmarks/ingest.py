@@ -94,12 +94,12 @@ def _figure(name: str, times: list[float], report: IngestReport, say: Callable[[
         "entries": report.entries,
         "new": report.new,
         "rejected": len(report.rejected),
-        "papers_per_s": round(report.entries / median) if median else None,
+        "entries_per_s": round(report.entries / median) if median else None,
     }
     say(
         f"{name:<28} median {median:8.3f} s  (min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)  "
         f"{report.entries} entries, {report.new} new, {len(report.rejected)} rejected, "
-        f"{figure['papers_per_s']} entries/s"
+        f"{figure['entries_per_s']} entries/s"
     )
     return figure
 
