@@ -66,7 +66,7 @@ class RecordingHandler:
             self.attempts += 1
             attempt = self.attempts
         if attempt <= self.behaviour.drop_first:
-            session.transport.close()
+            server.transport.close()
             return "421 closing"
         if attempt <= self.behaviour.drop_first + self.behaviour.defer_first:
             return "451 4.3.0 try again later"
@@ -145,7 +145,9 @@ class SmtpServer:
         if auth:
             kwargs["authenticator"] = Authenticator(*auth)
             kwargs["auth_required"] = True
-            kwargs["auth_require_tls"] = security != "none"
+            # Implicit TLS is invisible to aiosmtpd's session state, so it would hide AUTH: the wire is
+            # encrypted anyway, and for STARTTLS we do require TLS before AUTH.
+            kwargs["auth_require_tls"] = security == "starttls"
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def __enter__(self) -> SmtpServer:
