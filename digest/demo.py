@@ -61,18 +61,51 @@ def prepare_workspace(workdir: Path) -> Config:
 
 
 def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str], None] = print) -> DemoResult:
-    """Ingest the sample data and run every stage that exists on it; returns where the output went."""
+    """Ingest the sample data, preview each subscriber's digest, deliver them into a Maildir and write the
+    feeds; returns where every output went."""
+    from digest.feeds import write_feeds
+    from digest.pipeline import send
+    from digest.render import make_environment
+    from digest.render.preview import preview_digest, write_atomically
+    from digest.subscribers import load_subscribers
+
     now = now or datetime.now(UTC)
     config = prepare_workspace(workdir)
+    result = DemoResult(workdir=workdir, config=config, ingest=IngestReport(), papers=0)
+    subscribers = load_subscribers(config.paths.subscribers)
     with Store(config.paths.database) as store:
-        report = ingest_sources(
+        result.ingest = ingest_sources(
             store, [str(config.paths.inbox)], max_bytes=int(config.ingest.max_file_mb * 1e6), clock=lambda: now
         )
-        count = store.count_papers()
+        result.papers = store.count_papers()
+        report = result.ingest
         say(
-            f"ingested {report.files} sample file(s): {report.new} new paper(s), {report.duplicates} duplicate(s), "
-            f"{report.updated} updated; {count} in the store"
+            f"1. ingest: {report.files} sample file(s), {report.new} new paper(s), {report.duplicates} "
+            f"duplicate(s) merged; {result.papers} papers in the store"
         )
-        for paper in store.list_papers():
-            say(f"  {paper.id:<16} {paper.title[:70]}")
-    return DemoResult(workdir=workdir, config=config, ingest=report, papers=count)
+        env = make_environment(config.paths.templates)
+        previews: list[Path] = []
+        say("2. rank + render: a preview of each subscriber's next digest (nothing recorded)")
+        for profile in subscribers.profiles:
+            for fmt, suffix in (("html", "html"), ("markdown", "md")):
+                preview = preview_digest(store, config, env, profile, now, fmt)  # type: ignore[arg-type]
+                if preview.output is None:
+                    say(f"   {profile.id}: nothing to send ({preview.reason})")
+                    break
+                path = workdir / "var" / "preview" / f"{profile.id}.{suffix}"
+                write_atomically(path, preview.output)
+                previews.append(path)
+            for pick in preview.composed.plan.picks:
+                say(f"   {profile.id}: {pick.score:.2f}  {pick.paper.title[:60]}")
+                say(f"   {'':{len(profile.id)}}        why: {pick.why[:100]}")
+        result.outputs["preview"] = previews
+    sent = send(config, selection="all", clock=lambda: now, subscribers=subscribers)
+    say(f"3. deliver: {sent.summary()} (into the Maildir {config.delivery.maildir})")
+    result.outputs["maildir"] = [config.delivery.maildir]
+    with Store(config.paths.database) as store:
+        feeds = write_feeds(store, config, subscribers.profiles, config.paths.feeds, now=now)
+    say(f"4. feeds: {len(feeds)} Atom feed(s) written")
+    result.outputs["feed"] = feeds
+    again = send(config, selection="all", clock=lambda: now, subscribers=subscribers)
+    say(f"5. send again: {again.summary()}: no paper ever goes to the same reader twice")
+    return result

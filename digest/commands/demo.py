@@ -26,7 +26,11 @@ def demo(workdir: Path) -> None:
     click.echo(f"  database: {result.config.paths.database}")
     for label, paths in result.outputs.items():
         for path in paths:
-            click.echo(f"  {label}: {path}")
+            click.echo(f"  {label + ':':<9} {path}")
+    config = result.workdir / "config.toml"
+    click.echo(f"\nread the mail:   mutt -f {result.config.delivery.maildir}")
+    click.echo(f"open a preview:  digest --config {config} preview ada --open")
+    click.echo(f"serve the links: digest --config {config} serve   (then: digest --config {config} token ada)")
 
 
 COMMANDS = [demo]
