@@ -36,18 +36,28 @@ def _key(paper: Paper) -> str:
     return paper.id or paper.title
 
 
-def mmr_order(scores: np.ndarray, rows: sparse.csr_matrix, count: int, diversity: float) -> list[int]:
+def mmr_order(
+    scores: np.ndarray,
+    rows: sparse.csr_matrix | None,
+    count: int,
+    diversity: float,
+    *,
+    similarity: np.ndarray | None = None,
+) -> list[int]:
     """Maximal marginal relevance: greedily take the candidate with the best
     (1 - diversity) * relevance - diversity * (similarity to the closest pick so far).
 
     `scores` must already be sorted best first (ties broken by id), so the first maximum wins ties.
-    diversity 0 is plain relevance order.
+    diversity 0 is plain relevance order. `similarity` (the rows' pairwise cosines, already clipped to [0, 1])
+    may be given instead of `rows` by a caller that has it anyway (the batch ranker slices it from one product).
     """
     n = scores.size
     count = min(count, n)
     if diversity <= 0 or n == 0:
         return list(range(count))
-    similarity = np.clip(np.asarray((rows @ rows.T).todense(), dtype=np.float64), 0.0, 1.0)
+    if similarity is None:
+        assert rows is not None, "mmr_order needs rows or similarity"
+        similarity = np.clip(np.asarray((rows @ rows.T).todense(), dtype=np.float64), 0.0, 1.0)
     chosen: list[int] = []
     closest = np.zeros(n)
     available = np.ones(n, dtype=bool)

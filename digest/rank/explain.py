@@ -64,14 +64,21 @@ def explain(
     title, abstract = title_key(paper.title), title_key(paper.abstract)
     in_title = [k for k in profile.keywords if phrase_in(k, title, folded=True)]
     in_abstract = [k for k in profile.keywords if k not in in_title and phrase_in(k, abstract, folded=True)]
+    nearest: Paper | None = None
+    if liked:
+        similarity = np.asarray((profile.liked @ row.T).todense()).ravel()
+        nearest = liked[int(np.argmax(similarity))]
+    return why_line(in_title, in_abstract, nearest, sentence)
+
+
+def why_line(in_title: Sequence[str], in_abstract: Sequence[str], nearest: Paper | None, sentence: str | None) -> str:
+    """The explanation from its facts (shared with the batch ranker, which finds the facts its own way)."""
     facts: list[str] = []
     if in_title:
         facts.append("title matches " + ", ".join(f'"{k}"' for k in in_title))
     if in_abstract:
         facts.append("abstract matches " + ", ".join(f'"{k}"' for k in in_abstract))
-    if liked:
-        similarity = np.asarray((profile.liked @ row.T).todense()).ravel()
-        nearest = liked[int(np.argmax(similarity))]
+    if nearest is not None:
         facts.append(f'closest to liked "{_shorten(nearest.title, 60)}"')
     if not facts:
         facts.append("related to your interests")

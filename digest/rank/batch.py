@@ -1,0 +1,411 @@
+"""Ranking many subscribers at once: the same picks, scores and explanations as `rank()` per subscriber,
+computed with a handful of matrix products per chunk of subscribers instead of a handful per subscriber.
+
+What is shared, and computed once per call (or once per chunk):
+- the candidates' rows, their pairwise similarity (MMR and pseudo-relevance feedback reuse it), their folded
+  title/abstract (phrase matches), their sentences encoded for "best match" explanations;
+- the rows of every distinct keyword query, liked and disliked paper;
+- per distinct exclude term, its factor over the candidates (a phrase check per term, not per subscriber).
+
+Per chunk of subscribers (CHUNK, to bound memory): the stacked profile vectors times the candidates is the
+base relevance; the PRF expansion is done algebraically on that product and the candidates' Gram matrix
+(p' = (p + w c) / |p + w c| with c the mean of the top rows, so p'.r = (p.r + w mean(G[top, r])) / |p + w c|),
+which is exactly the per-subscriber formula without building a second profile matrix; the nearest-liked floor
+is one product of the chunk's distinct liked rows. Only each subscriber's head (at most max(MMR_POOL,
+5 * max_papers) papers, found with argpartition) reaches Python, and only the picks are explained.
+
+Candidates a subscriber must not get (their liked and disliked papers, papers already sent to them) are masked
+to score 0, which is what leaving them out of that subscriber's pool does: the PRF top-5 only takes positive
+scores, and the final list drops scores of 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from sklearn.preprocessing import normalize
+
+from digest.errors import RankError
+from digest.paper import Paper, title_key
+from digest.rank import MMR_POOL, Scored, _key, mmr_order
+from digest.rank.explain import sentences, why_line
+from digest.rank.model import RankModel
+from digest.rank.profile import (
+    DISLIKE_WEIGHT,
+    EXCLUDED_IN_ABSTRACT,
+    NEAR_POWER,
+    PRF_TOP,
+    PRF_WEIGHT,
+)
+from digest.subscribers import Interests
+
+# Subscribers scored together: the dense score matrices are CHUNK x candidates (1,000 x 2,000 float64 = 16 MB).
+CHUNK = 1000
+_EMPTY_PROFILE = "the profile has no keywords and no liked papers; add [interests] keywords or papers"
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One subscriber's side of `rank()`: the same arguments, plus candidate ids to leave out (already sent)."""
+
+    interests: Interests
+    liked: Sequence[Paper] = ()
+    disliked: Sequence[Paper] = ()
+    max_papers: int = 10
+    min_score: float = 0.0
+    diversity: float = 0.0
+    skip_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+RankResult = list[Scored] | RankError
+
+
+def _paper_key(paper: Paper) -> tuple[str | None, str, str]:
+    # Two Paper objects for the same stored paper (each subscriber's plan loads its own) share one row.
+    return (paper.id, paper.title, paper.abstract)
+
+
+class _Rows:
+    """Distinct papers or texts met in a call, each encoded once; `index` gives a row in `matrix`."""
+
+    def __init__(self) -> None:
+        self.index: dict[object, int] = {}
+        self.items: list[object] = []
+
+    def add(self, key: object, item: object) -> int:
+        found = self.index.get(key)
+        if found is None:
+            found = self.index[key] = len(self.items)
+            self.items.append(item)
+        return found
+
+
+def _selection(groups: Sequence[Sequence[int]], width: int) -> sparse.csr_matrix:
+    """A (len(groups) x width) matrix whose row g averages the rows listed in groups[g] (repeats count twice)."""
+    indptr = np.zeros(len(groups) + 1, dtype=np.int64)
+    indices: list[int] = []
+    data: list[float] = []
+    for g, members in enumerate(groups):
+        indices.extend(members)
+        data.extend([1.0 / len(members)] * len(members) if members else [])
+        indptr[g + 1] = len(indices)
+    return sparse.csr_matrix(
+        (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), indptr),
+        shape=(len(groups), width),
+    )
+
+
+class _Candidates:
+    """Everything about the candidates that does not depend on the subscriber, computed once."""
+
+    def __init__(self, model: RankModel, papers: Sequence[Paper]) -> None:
+        self.model = model
+        self.papers = list(papers)
+        self.rows = model.rows(self.papers)
+        self.rows_t = self.rows.T.tocsr()
+        # Pairwise similarity of the candidates: MMR's matrix, and what PRF needs to move a profile.
+        self.gram = np.asarray(_dense(self.rows @ self.rows_t))
+        self.similarity = np.clip(self.gram, 0.0, 1.0)
+        self.words = model.word_block(self.rows)
+        keys = [_key(p) for p in self.papers]
+        # Candidates by key and by id (lists: nothing stops a caller from passing a paper twice).
+        self.by_key: dict[str, list[int]] = {}
+        self.by_id: dict[str, list[int]] = {}
+        for i, paper in enumerate(self.papers):
+            self.by_key.setdefault(keys[i], []).append(i)
+            if paper.id is not None:
+                self.by_id.setdefault(paper.id, []).append(i)
+        # Equal keys get equal ranks, so a stable sort by (-score, key rank) is rank()'s sort by (-score, key).
+        self.key_rank = np.unique(np.asarray(keys, dtype=object), return_inverse=True)[1].astype(np.int64)
+        self._folded: list[tuple[str, str] | None] = [None] * len(self.papers)
+        self._phrases: dict[tuple[str, int], tuple[bool, bool]] = {}
+        self._matchers: dict[str, tuple[str, re.Pattern[str] | None]] = {}
+        self._factors: dict[str, np.ndarray] = {}
+        self._sentences: tuple[list[list[str]], np.ndarray, sparse.csr_matrix] | None = None
+
+    def folded(self, i: int) -> tuple[str, str]:
+        found = self._folded[i]
+        if found is None:
+            paper = self.papers[i]
+            found = self._folded[i] = (title_key(paper.title), title_key(paper.abstract))
+        return found
+
+    def phrase(self, term: str, i: int) -> tuple[bool, bool]:
+        """(in the title, in the abstract) for a keyword or exclude term and candidate i, memoised.
+
+        phrase_in() folds the term and compiles its pattern on every call; here that happens once per term,
+        and a plain substring test (which a whole-word match implies) rules out most papers before the regex.
+        """
+        found = self._phrases.get((term, i))
+        if found is None:
+            matcher = self._matchers.get(term)
+            if matcher is None:
+                needle = title_key(term)
+                pattern = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)") if needle else None
+                matcher = self._matchers[term] = (needle, pattern)
+            needle, pattern = matcher
+            title, abstract = self.folded(i)
+            found = self._phrases[(term, i)] = (
+                pattern is not None and needle in title and pattern.search(title) is not None,
+                pattern is not None and needle in abstract and pattern.search(abstract) is not None,
+            )
+        return found
+
+    def exclusions(self, terms: Sequence[str]) -> None:
+        """profile.exclusion_factors() one term at a time: each new term's factor per candidate, computed once
+        (its word vector for the whole chunk's new terms in one transform, its phrase checks over the candidates)."""
+        new = sorted({t for t in terms if t not in self._factors})
+        if not new:
+            return
+        vectors = normalize(sparse.csr_matrix(self.model.full.transform(new), dtype=np.float32))
+        similarity = np.clip(_dense(self.words @ vectors.T), 0.0, 1.0)  # candidates x new terms
+        folded = [self.folded(i) for i in range(len(self.papers))]
+        for j, term in enumerate(new):
+            factor = 1.0 - similarity[:, j]  # related wording without the phrase itself: pushed down
+            needle = title_key(term)
+            if needle:
+                pattern = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
+                for i, (title, abstract) in enumerate(folded):
+                    # A substring test first: a whole-word match implies it, and it rules out most papers.
+                    if needle in title and pattern.search(title):
+                        factor[i] = 0.0
+                    elif needle in abstract and pattern.search(abstract):
+                        factor[i] = EXCLUDED_IN_ABSTRACT
+            self._factors[term] = factor
+
+    def exclusion(self, term: str) -> np.ndarray:
+        self.exclusions([term])
+        return self._factors[term]
+
+    def sentence_table(self) -> tuple[list[list[str]], np.ndarray, sparse.csr_matrix]:
+        """Every candidate's abstract sentences, encoded once: (sentences, first row per paper, rows)."""
+        if self._sentences is None:
+            split = [sentences(p.abstract) for p in self.papers]
+            starts = np.zeros(len(split) + 1, dtype=np.int64)
+            starts[1:] = np.cumsum([len(parts) for parts in split])
+            flat = [s for parts in split for s in parts]
+            width = len(self.model.full.vocabulary_)
+            matrix = (
+                normalize(sparse.csr_matrix(self.model.full.transform(flat), dtype=np.float32))
+                if flat
+                else sparse.csr_matrix((0, width), dtype=np.float32)
+            )
+            self._sentences = (split, starts, matrix)
+        return self._sentences
+
+
+def _dense(matrix: sparse.spmatrix | np.ndarray) -> np.ndarray:
+    return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=np.float64)
+
+
+def rank_many(
+    model: RankModel,
+    candidates: Sequence[Paper],
+    requests: Sequence[RankRequest],
+    *,
+    explain: bool = True,
+    chunk: int = CHUNK,
+) -> list[RankResult]:
+    """For each request, what `rank(model, candidates, request.interests, liked=..., ...)` returns over the
+    candidates minus request.skip_ids, or the RankError it raises (an empty profile) for that request alone."""
+    results: list[RankResult] = [[] for _ in requests]
+    if not requests:
+        return results
+    shared = _Candidates(model, candidates) if candidates else None
+    for start in range(0, len(requests), chunk):
+        part = requests[start : start + chunk]
+        for offset, result in enumerate(_rank_chunk(model, shared, part, explain)):
+            results[start + offset] = result
+    return results
+
+
+def _rank_chunk(
+    model: RankModel, shared: _Candidates | None, requests: Sequence[RankRequest], explain: bool
+) -> list[RankResult]:
+    results: list[RankResult] = [[] for _ in requests]
+    live: list[int] = []
+    for s, request in enumerate(requests):
+        if not request.interests.keywords and not request.liked:
+            results[s] = RankError(_EMPTY_PROFILE)
+        else:
+            live.append(s)
+    if shared is None or not live:
+        return results
+    requests = [requests[s] for s in live]
+    n = len(shared.papers)
+    vectors, liked_rows, liked_groups = _profile_vectors(model, requests)
+
+    # Who may get what: rank() leaves a subscriber's liked and disliked papers out of the pool; send leaves
+    # out what was already sent. Masked to 0 here, which is equivalent (see the module docstring).
+    masked = np.zeros((len(requests), n), dtype=bool)
+    for s, request in enumerate(requests):
+        for key in {_key(p) for p in (*request.liked, *request.disliked)}:
+            masked[s, shared.by_key.get(key, [])] = True
+        for paper_id in request.skip_ids:
+            masked[s, shared.by_id.get(paper_id, [])] = True
+    pool = n - masked.sum(axis=1)
+
+    raw = _dense(vectors @ shared.rows_t)  # profiles x candidates, unclipped
+    base = np.clip(raw, 0.0, 1.0)
+    base[masked] = 0.0
+    base = _expanded_relevance(vectors, raw, base, shared.gram, pool)
+
+    if liked_rows is not None:
+        liked_similarity = _dense(liked_rows @ shared.rows_t)  # distinct liked papers x candidates
+        nearest_cos = np.clip(liked_similarity, 0.0, 1.0)
+        for s, group in enumerate(liked_groups):
+            if group:
+                base[s] = np.maximum(base[s], nearest_cos[group].max(axis=0) ** NEAR_POWER)
+    else:
+        liked_similarity = None
+
+    shared.exclusions([t for r in requests for t in r.interests.exclude])
+    for s, request in enumerate(requests):
+        factors = np.ones(n)
+        for term in request.interests.exclude:
+            factors *= shared.exclusion(term)  # same order of products as exclusion_factors()
+        if request.interests.exclude:
+            base[s] *= factors
+    scores = np.clip(base, 0.0, 1.0)
+    scores[masked] = 0.0
+
+    picks = [_picks(shared, scores[s], request) for s, request in enumerate(requests)]
+    whys = (
+        _explanations(model, shared, requests, vectors, picks, liked_similarity, liked_groups)
+        if explain
+        else [[""] * len(p) for p in picks]
+    )
+    for s, chosen, why in zip(range(len(requests)), picks, whys, strict=True):
+        results[live[s]] = [Scored(shared.papers[i], float(scores[s, i]), w) for i, w in zip(chosen, why, strict=True)]
+    return results
+
+
+def _profile_vectors(
+    model: RankModel, requests: Sequence[RankRequest]
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix | None, list[list[int]]]:
+    """compile_profile()'s vectors for a chunk, stacked; plus the distinct liked papers' rows and, per request,
+    the indexes of its liked papers in them (in its own order, repeats kept: explanations pick the first)."""
+    keywords, liked, disliked = _Rows(), _Rows(), _Rows()
+    keyword_groups = [[keywords.add(k, k) for k in r.interests.keywords] for r in requests]
+    liked_groups = [[liked.add(_paper_key(p), p) for p in r.liked] for r in requests]
+    disliked_groups = [[disliked.add(_paper_key(p), p) for p in r.disliked] for r in requests]
+    width = model._width()
+    vector = sparse.csr_matrix((len(requests), width), dtype=np.float32)
+    liked_rows = None
+    if keywords.items:
+        texts = [str(k) for k in keywords.items]
+        # model.query() for many keywords at once: every step of the encoding works row by row.
+        queries = model._join(model.full.transform(texts), model.title.transform(texts))
+        vector = vector + normalize(_selection(keyword_groups, len(texts)) @ queries)
+    if liked.items:
+        liked_rows = model.rows([p for p in liked.items if isinstance(p, Paper)])
+        vector = vector + normalize(_selection(liked_groups, liked_rows.shape[0]) @ liked_rows)
+    if disliked.items:
+        disliked_rows = model.rows([p for p in disliked.items if isinstance(p, Paper)])
+        vector = vector - DISLIKE_WEIGHT * normalize(_selection(disliked_groups, disliked_rows.shape[0]) @ disliked_rows)
+    return sparse.csr_matrix(normalize(vector), dtype=np.float32), liked_rows, liked_groups
+
+
+def _expanded_relevance(
+    vectors: sparse.csr_matrix, raw: np.ndarray, base: np.ndarray, gram: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    """profile.expanded() then relevance() for every row of `base` (masked, clipped `raw`), without a second
+    profile matrix: with c the mean of the top rows, p' = (p + w c) / |p + w c| and
+    p'.r = (p.r + w mean_top(G[top, r])) / sqrt(|p|^2 + 2w p.c + w^2 |c|^2), where every term is already known."""
+    rows, n = base.shape
+    if n <= PRF_TOP:  # rank() only expands when the pool has more than PRF_TOP papers
+        return base
+    top = np.argpartition(-base, PRF_TOP - 1, axis=1)[:, :PRF_TOP]
+    values = np.take_along_axis(base, top, axis=1)
+    threshold = values.min(axis=1)
+    # argpartition breaks ties at the threshold arbitrarily, rank() by lowest index: redo the rare rows where
+    # a positive tie straddles the cut.
+    ties = (threshold > 0) & ((base == threshold[:, None]).sum(axis=1) > (values == threshold[:, None]).sum(axis=1))
+    for s in np.flatnonzero(ties):
+        top[s] = np.lexsort((np.arange(n), -base[s]))[:PRF_TOP]
+        values[s] = base[s, top[s]]
+    chosen = values > 0
+    counts = chosen.sum(axis=1)
+    expand = (counts > 0) & (pool > PRF_TOP)
+    if not expand.any():
+        return base
+    weights = np.where(chosen & expand[:, None], 1.0 / np.maximum(counts, 1)[:, None], 0.0)
+    select = sparse.csr_matrix(
+        (weights.ravel(), top.ravel(), np.arange(0, rows * PRF_TOP + 1, PRF_TOP)), shape=(rows, n)
+    )
+    select.eliminate_zeros()
+    centroid_dot = np.asarray(select @ gram)  # c.r for every candidate r
+    p_dot_c = np.asarray(select.multiply(raw).sum(axis=1)).ravel()
+    c_dot_c = np.asarray(select.multiply(centroid_dot).sum(axis=1)).ravel()
+    p_dot_p = np.asarray(vectors.multiply(vectors).sum(axis=1), dtype=np.float64).ravel()
+    norm = np.sqrt(np.maximum(p_dot_p + 2 * PRF_WEIGHT * p_dot_c + PRF_WEIGHT**2 * c_dot_c, 0.0))
+    moved = expand & (norm > 0)
+    result = base.copy()
+    result[moved] = np.clip((raw[moved] + PRF_WEIGHT * centroid_dot[moved]) / norm[moved, None], 0.0, 1.0)
+    return result
+
+
+def _picks(shared: _Candidates, scores: np.ndarray, request: RankRequest) -> list[int]:
+    """rank()'s order for one subscriber: best first (ties by key), above min_score, the head diversified."""
+    head = max(MMR_POOL, 5 * request.max_papers)
+    valid = (scores > 0) & (scores >= request.min_score)
+    if not valid.any():
+        return []
+    values = np.where(valid, scores, -1.0)
+    if int(valid.sum()) > head:
+        part = np.argpartition(-values, head - 1)[:head]
+        # Everything tied with the last of the head comes along, so the key decides ties as rank() does.
+        index = np.flatnonzero(values >= values[part].min())
+    else:
+        index = np.flatnonzero(valid)
+    order = index[np.lexsort((shared.key_rank[index], -scores[index]))][:head]
+    if request.diversity <= 0:
+        return [int(i) for i in order[: request.max_papers]]
+    similarity = shared.similarity[np.ix_(order, order)]
+    return [int(order[p]) for p in mmr_order(scores[order], None, request.max_papers, request.diversity, similarity=similarity)]
+
+
+def _explanations(
+    model: RankModel,
+    shared: _Candidates,
+    requests: Sequence[RankRequest],
+    vectors: sparse.csr_matrix,
+    picks: Sequence[Sequence[int]],
+    liked_similarity: np.ndarray | None,
+    liked_groups: Sequence[Sequence[int]],
+) -> list[list[str]]:
+    """explain_all() for every request's picks: the best sentence of each pick from one product per chunk."""
+    split, starts, matrix = shared.sentence_table()
+    picked = sorted({i for chosen in picks for i in chosen})
+    # The sentences of every paper someone in the chunk gets, against every profile's word block.
+    where: dict[int, int] = {}
+    gather: list[np.ndarray] = []
+    for i in picked:
+        where[i] = sum(len(g) for g in gather)
+        gather.append(np.arange(starts[i], starts[i + 1]))
+    rows = np.concatenate(gather) if gather else np.zeros(0, dtype=np.int64)
+    words = model.word_block(vectors)
+    similarity = (matrix[rows] @ words.T).toarray() if rows.size else np.zeros((0, len(requests)), dtype=np.float32)
+    result: list[list[str]] = []
+    for s, request in enumerate(requests):
+        keywords = request.interests.keywords
+        lines: list[str] = []
+        for i in picks[s]:
+            parts = split[i]
+            sentence = None
+            if parts:
+                column = similarity[where[i] : where[i] + len(parts), s]
+                best = int(np.argmax(column))  # the first maximum, as best_sentences()
+                sentence = parts[best] if column[best] > 0 else None
+            in_title = [k for k in keywords if shared.phrase(k, i)[0]]
+            in_abstract = [k for k in keywords if k not in in_title and shared.phrase(k, i)[1]]
+            nearest = None
+            if request.liked and liked_similarity is not None:
+                nearest = request.liked[int(np.argmax(liked_similarity[liked_groups[s], i]))]
+            lines.append(why_line(in_title, in_abstract, nearest, sentence))
+        result.append(lines)
+    return result
