@@ -45,7 +45,9 @@ def one_line(text: str | None) -> str:
 def markdown_escape(text: object) -> str:
     """Text that Python-Markdown renders literally: no emphasis, links, code, raw HTML, entities or blocks."""
     value = one_line("" if text is None else str(text))
-    value = _MD_ENTITY.sub("&amp;", value)  # before backslashes: "&\\#60;" would escape the check, not the entity
+    # Entities first: escaping "#" would turn "&#60;" into "&\#60;", which slips past the entity check and
+    # still reaches the HTML as "<" once Markdown drops the backslash.
+    value = _MD_ENTITY.sub("&amp;", value)
     value = _MD_INLINE.sub(r"\\\1", value)
     value = _MD_TAG_OPEN.sub("&lt;", value)
 
