@@ -52,9 +52,13 @@ def compose_digest(
     model: RankModel | None = None,
     create_token: bool = False,
     message_id: str | None = None,
+    plan: DigestPlan | None = None,
 ) -> ComposedDigest:
-    """The next digest of one subscriber; an empty plan (nothing to send) is returned without rendering."""
-    plan = plan_digest(store, profile, now, model)
+    """The next digest of one subscriber; an empty plan (nothing to send) is returned without rendering.
+
+    `plan`: this subscriber's plan when the caller already made it (send plans many at once with plan_digests,
+    which gives what plan_digest would)."""
+    plan = plan if plan is not None else plan_digest(store, profile, now, model)
     links = links_for(store, config, profile, create_token=create_token)
     if plan.is_empty:
         return ComposedDigest(plan, links)

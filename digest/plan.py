@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from digest.errors import RankError
 from digest.paper import Paper
 from digest.rank import RankModel, Scored, build_model, rank
+from digest.rank.batch import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
 
@@ -33,11 +34,34 @@ def resolve_liked(store: Store, references: Sequence[str]) -> list[Paper]:
     return [paper for paper in found if paper is not None]
 
 
+def _window_start(store: Store, profile: Profile, now: datetime) -> datetime:
+    return store.last_window_end(profile.id) or now - timedelta(days=profile.lookback_days)
+
+
 def candidate_papers(store: Store, profile: Profile, now: datetime) -> list[Paper]:
     """Papers first seen since the last digest (first digest: within lookback_days), never sent before."""
-    since = store.last_window_end(profile.id) or now - timedelta(days=profile.lookback_days)
+    since = _window_start(store, profile, now)
     already = store.sent_paper_ids(profile.id)
     return [paper for paper in store.papers_since(since, now) if paper.id not in already]
+
+
+def _rated(store: Store, profile: Profile) -> tuple[list[Paper], list[Paper]]:
+    """Liked (the profile's papers, then papers rated +1) and disliked (rated -1) papers."""
+    feedback = store.feedback(profile.id)
+    liked = resolve_liked(store, profile.interests.papers)
+    known = {p.id for p in liked}
+    liked += [p for p in store.get_papers([pid for pid, r in feedback.items() if r > 0]) if p.id not in known]
+    disliked = store.get_papers([pid for pid, rating in feedback.items() if rating < 0])
+    return liked, disliked
+
+
+def _rank_error(profile: Profile, exc: RankError) -> RankError:
+    unknown = "" if not profile.interests.papers else " (none of its [interests] papers is in the store yet)"
+    return RankError(f"subscriber {profile.id!r}: {exc}{unknown}")
+
+
+def _no_picks(candidates: int, profile: Profile) -> str:
+    return f"none of {candidates} new paper(s) scored above min_score {profile.min_score:g}"
 
 
 def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel | None = None) -> DigestPlan:
@@ -45,11 +69,7 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
     if not candidates:
         return DigestPlan(profile, (), 0, now, "no new papers since the last digest")
     model = model or build_model(store.all_papers())
-    feedback = store.feedback(profile.id)
-    liked = resolve_liked(store, profile.interests.papers)
-    known = {p.id for p in liked}
-    liked += [p for p in store.get_papers([pid for pid, r in feedback.items() if r > 0]) if p.id not in known]
-    disliked = store.get_papers([pid for pid, rating in feedback.items() if rating < 0])
+    liked, disliked = _rated(store, profile)
     try:
         picks = rank(
             model,
@@ -62,7 +82,57 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
             diversity=profile.diversity,
         )
     except RankError as exc:
-        unknown = "" if not profile.interests.papers else " (none of its [interests] papers is in the store yet)"
-        raise RankError(f"subscriber {profile.id!r}: {exc}{unknown}") from None
-    reason = None if picks else f"none of {len(candidates)} new paper(s) scored above min_score {profile.min_score:g}"
+        raise _rank_error(profile, exc) from None
+    reason = None if picks else _no_picks(len(candidates), profile)
     return DigestPlan(profile, tuple(picks), len(candidates), now, reason)
+
+
+def plan_digests(
+    store: Store, profiles: Sequence[Profile], now: datetime, model: RankModel | None = None
+) -> dict[str, DigestPlan | RankError]:
+    """plan_digest() for many subscribers at once, with the same result for each (a RankError is returned in
+    its place, not raised, so one empty profile does not stop the others).
+
+    Subscribers are grouped by candidate window (where their last digest ended; most share one), and each group
+    is ranked with one rank_many call: a subscriber's candidates are the window's papers minus those already sent
+    to them, which rank_many leaves out per subscriber.
+    """
+    plans: dict[str, DigestPlan | RankError] = {}
+    groups: dict[datetime, list[tuple[Profile, frozenset[str]]]] = {}
+    windows: dict[datetime, list[Paper]] = {}
+    for profile in profiles:
+        since = _window_start(store, profile, now)
+        if since not in windows:
+            windows[since] = store.papers_since(since, now)
+        ids = {p.id for p in windows[since]}
+        sent = frozenset(store.sent_paper_ids(profile.id) & ids)
+        if len(windows[since]) - sum(1 for p in windows[since] if p.id in sent) == 0:
+            plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest")
+        else:
+            groups.setdefault(since, []).append((profile, sent))
+    if groups:
+        model = model or build_model(store.all_papers())
+    for since, members in groups.items():
+        requests = []
+        for profile, sent in members:
+            liked, disliked = _rated(store, profile)
+            requests.append(
+                RankRequest(
+                    profile.interests,
+                    liked=liked,
+                    disliked=disliked,
+                    max_papers=profile.max_papers,
+                    min_score=profile.min_score,
+                    diversity=profile.diversity,
+                    skip_ids=sent,
+                )
+            )
+        assert model is not None
+        results = rank_many(model, windows[since], requests)
+        for (profile, sent), result in zip(members, results, strict=True):
+            count = len(windows[since]) - sum(1 for p in windows[since] if p.id in sent)
+            if isinstance(result, RankError):
+                plans[profile.id] = _rank_error(profile, result)
+            else:
+                plans[profile.id] = DigestPlan(profile, tuple(result), count, now, None if result else _no_picks(count, profile))
+    return plans

@@ -25,12 +25,16 @@ from digest.compose import compose_digest
 from digest.config import Config
 from digest.deliver import Transport
 from digest.errors import DeliveryError, DigestError, LockedError
+from digest.plan import DigestPlan, plan_digests
 from digest.rank import RankModel, build_model
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+# Subscribers planned together: big enough for the batched ranking to pay, small enough that the first
+# message leaves soon and the plans in memory stay small.
+PLAN_BATCH = 1000
 
 
 @dataclass
@@ -114,20 +118,33 @@ def send_digests(
     stop: threading.Event | None = None,
     progress: Callable[[Profile], None] | None = None,
 ) -> SendReport:
-    """Compose and deliver each subscriber's next digest; one failure never stops the others."""
+    """Compose and deliver each subscriber's next digest; one failure never stops the others.
+
+    Digests are planned PLAN_BATCH subscribers at a time (plan_digests: one batched ranking, the same plans as
+    plan_digest one by one), then each is composed, recorded and delivered on its own, exactly as before.
+    """
     report = SendReport(dry_run=dry_run)
     model = model or build_model(store.all_papers())
-    for profile in profiles:
+    for start in range(0, len(profiles), PLAN_BATCH):
         if stop is not None and stop.is_set():
             report.interrupted = True
             break
-        try:
-            _send_one(store, config, env, profile, transport, clock, dry_run, model, report)
-        except DigestError as exc:
-            report.failed.append({"subscriber": profile.id, "error": str(exc)})
-            log.error("%s: %s", profile.id, exc)
-        if progress:
-            progress(profile)
+        batch = profiles[start : start + PLAN_BATCH]
+        plans = plan_digests(store, batch, clock(), model)
+        for profile in batch:
+            if stop is not None and stop.is_set():
+                report.interrupted = True
+                break
+            try:
+                plan = plans.get(profile.id)
+                if isinstance(plan, DigestError):
+                    raise plan
+                _send_one(store, config, env, profile, transport, clock, dry_run, model, report, plan)
+            except DigestError as exc:
+                report.failed.append({"subscriber": profile.id, "error": str(exc)})
+                log.error("%s: %s", profile.id, exc)
+            if progress:
+                progress(profile)
     return report
 
 
@@ -141,6 +158,7 @@ def _send_one(
     dry_run: bool,
     model: RankModel,
     report: SendReport,
+    plan: DigestPlan | None = None,
 ) -> None:
     if store.subscriber_state(profile.id).paused:
         report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
@@ -159,7 +177,7 @@ def _send_one(
             )
         return
     now = clock()
-    composed = compose_digest(store, config, env, profile, now, model=model, create_token=not dry_run)
+    composed = compose_digest(store, config, env, profile, now, model=model, create_token=not dry_run, plan=plan)
     plan = composed.plan
     if composed.is_empty:
         report.skipped.append({"subscriber": profile.id, "reason": plan.empty_reason or "nothing to send"})
