@@ -61,6 +61,10 @@ def test_sigkill_mid_send_then_rerun_never_duplicates_and_reports_the_one_in_fli
     missing = set(ids) - set(per_subscriber)
     assert missing <= set(stuck)
     assert rerun.returncode == (1 if stuck else 0)
+    print(
+        f"\nSIGKILL after {killed_at} of 50 messages reached the server; rerun sent {len(report['sent'])}, "
+        f"stuck {stuck}; {len(received)} messages in all, {len(per_subscriber)} subscribers served once each"
+    )
     with Store(config.paths.database) as store:
         assert [m.subscriber for m in store.stuck_messages()] == stuck
     if stuck:
