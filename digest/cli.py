@@ -49,7 +49,17 @@ def echo_json(data: Any) -> None:
 
 
 class DigestGroup(click.Group):
-    """Turns our own errors into one clean line on stderr; tracebacks only with -v."""
+    """Turns our own errors into one clean line on stderr (tracebacks only with -v); loads commands lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from digest.commands import COMMAND_MODULES
+
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from digest.commands import load_command
+
+        return load_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -99,12 +109,3 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = App(config_path=resolve_config_path(config_path), verbose=verbose)
 
-
-def _register() -> None:
-    from digest.commands import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-
-
-_register()

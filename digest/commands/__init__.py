@@ -1,4 +1,7 @@
-"""CLI commands, one module per domain; each only wires options to one library call."""
+"""CLI commands, one module per domain; each only wires options to one library call.
+
+Commands are imported on first use: `digest ingest` should not pay for loading scikit-learn.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,31 @@ import importlib
 
 import click
 
-# Modules are listed here so that a new domain adds one line; a module missing while another
-# issue is in flight must not break the CLI, so each is imported by name.
-_MODULES = ["ingest", "subscribers", "rank", "preview", "send", "feeds", "demo"]
+# command name -> the module (under digest.commands) that defines it in its COMMANDS list
+COMMAND_MODULES: dict[str, str] = {
+    "ingest": "ingest",
+    "papers": "ingest",
+    "subscribers": "subscribers",
+    "rank": "rank",
+    "feedback": "rank",
+    "preview": "preview",
+    "send": "send",
+    "history": "send",
+    "run": "send",
+    "feeds": "feeds",
+    "serve": "feeds",
+    "token": "feeds",
+    "resume": "feeds",
+    "demo": "demo",
+}
 
 
-def _load() -> list[click.Command]:
-    commands: list[click.Command] = []
-    for name in _MODULES:
-        try:
-            module = importlib.import_module(f"digest.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"digest.commands.{name}":
-                continue
-            raise
-        commands.extend(getattr(module, "COMMANDS"))
-    return commands
-
-
-COMMANDS = _load()
+def load_command(name: str) -> click.Command | None:
+    module_name = COMMAND_MODULES.get(name)
+    if module_name is None:
+        return None
+    module = importlib.import_module(f"digest.commands.{module_name}")
+    for command in module.COMMANDS:
+        if command.name == name:
+            return command
+    raise LookupError(f"digest.commands.{module_name} does not define the command {name!r}")
