@@ -147,7 +147,8 @@ class Daemon:
 
         previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            self.scheduler.start()
+            if not self.stop.is_set():
+                self.scheduler.start()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

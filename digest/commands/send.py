@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -187,8 +188,20 @@ def run(app: App, once: bool) -> None:
     SIGTERM finishes the message in flight and exits. A send missed during downtime runs once on start."""
     config = app.config
     after_send = _feeds_hook()
-    report = run_cycle(config, after_send=after_send)
+    stop = threading.Event()
+
+    def _terminate(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the message in flight, then exiting", signum)
+        stop.set()
+
+    # Installed before the first cycle: a SIGTERM during the catch-up send must not leave a stuck message.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    report = run_cycle(config, after_send=after_send, stop=stop)
     _log_cycle(report)
+    if stop.is_set():
+        log.info("digest run: stopped")
+        return
     if once:
         if report.errors or (report.send and (report.send.failed or report.send.stuck)):
             raise SystemExit(1)
@@ -215,6 +228,7 @@ def run(app: App, once: bool) -> None:
         send=send_some,
         ingest_every=config.schedule.ingest_every,
         misfire_grace_time=config.schedule.misfire_grace_time,
+        stop=stop,
     )
     log.info("digest run: scheduler started (ingest every %gs)", config.schedule.ingest_every)
     daemon.run()

@@ -1,0 +1,136 @@
+"""`digest run`: one cycle with --once, SIGTERM that finishes the message in flight, and real digests
+arriving day after day without a paper ever repeating."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import html5lib
+
+from conftest import shared_digests
+from delivery_helpers import DEMO_INBOX, INGESTED_AT, write_config, write_subscribers
+from digest.config import load_config
+from digest.ingest import ingest_sources
+from digest.pipeline import send
+from digest.render import make_environment
+from digest.render.preview import preview_digest
+from digest.store import Store
+from digest.subscribers import load_subscribers
+from smtp_server import Behaviour, SmtpServer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def digest(config: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=120, cwd=REPO, **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_run_once_ingests_sends_the_due_and_writes_feeds(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, method="maildir")
+    for item in DEMO_INBOX.iterdir():
+        shutil.copy(item, tmp_path / "inbox" / item.name)
+    write_subscribers(tmp_path, 3, schedule="* * * * *")
+    first = digest(config_path, "run", "--once")
+    assert first.returncode == 0, first.stderr
+    config = load_config(config_path)
+    assert len(list(mailbox.Maildir(config.delivery.maildir, create=False))) == 3
+    assert sorted(p.name for p in config.paths.feeds.glob("*.xml")) == [
+        "all.xml", "reader000.xml", "reader001.xml", "reader002.xml"
+    ]
+    second = digest(config_path, "run", "--once")
+    assert second.returncode == 0, second.stderr
+    assert len(list(mailbox.Maildir(config.delivery.maildir, create=False))) == 3, "nothing new, nothing sent"
+    assert "Traceback" not in first.stderr + second.stderr
+
+
+def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path) -> None:
+    with SmtpServer(Behaviour(delay=0.5)) as server:
+        config_path = write_config(tmp_path, port=server.port)
+        for item in DEMO_INBOX.iterdir():
+            shutil.copy(item, tmp_path / "inbox" / item.name)
+        write_subscribers(tmp_path, 8, schedule="* * * * *")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config_path), "run"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        server.wait_for(1, timeout=60)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        time.sleep(0.6)
+        received = server.received
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    with Store(load_config(config_path).paths.database) as store:
+        assert store.stuck_messages() == [], "the message in flight was finished, not abandoned"
+        sent = [m for m in store.history() if m.state == "sent"]
+    assert len(received) == len(sent) < 8, "stopped early, and every message it started was delivered"
+
+
+def test_the_second_real_digest_brings_only_papers_the_reader_never_got(tmp_path: Path) -> None:
+    files = shared_digests()
+    config_path = write_config(tmp_path, method="maildir")
+    (tmp_path / "subscribers" / "broad.toml").write_text(
+        'name = "Broad Reader"\nemail = "broad@example.org"\nmax_papers = 10\nmin_score = 0.01\n'
+        '[interests]\nkeywords = ["neural networks", "diffusion models", "graph neural networks", '
+        '"language models", "reinforcement learning"]\n',
+        encoding="utf-8",
+    )
+    config = load_config(config_path)
+    day1, day2 = INGESTED_AT, INGESTED_AT + timedelta(days=1)
+    with Store(config.paths.database) as store:
+        ingest_sources(store, [str(files[0])], max_bytes=10**7, clock=lambda: day1)
+    first = send(config, selection="all", clock=lambda: day1 + timedelta(hours=1))
+    with Store(config.paths.database) as store:
+        ingest_sources(store, [str(files[2])], max_bytes=10**7, clock=lambda: day2)
+        second_day_new = {p.id for p in store.papers_since(day1 + timedelta(hours=1))}
+    second = send(config, selection="all", clock=lambda: day2 + timedelta(hours=1))
+    assert len(first.sent) == 1 and len(second.sent) == 1
+    got_first, got_second = set(first.sent[0]["papers"]), set(second.sent[0]["papers"])  # type: ignore[arg-type]
+    assert len(got_first) == 10 and got_second
+    assert not got_first & got_second
+    assert got_second <= second_day_new, "only papers first seen after the first digest"
+    messages = [
+        email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+        for m in mailbox.Maildir(config.delivery.maildir, create=False)
+    ]
+    carried = [frozenset(str(m["X-Digest-Papers"]).split()) for m in messages]
+    assert len(carried) == 2 and set(carried) == {frozenset(got_first), frozenset(got_second)}
+
+
+def test_every_format_renders_from_the_real_digests(tmp_path: Path) -> None:
+    files = shared_digests()
+    config_path = write_config(tmp_path, method="maildir")
+    write_subscribers(tmp_path, 3)
+    for number, fmt in enumerate(("markdown",)):
+        path = tmp_path / "subscribers" / f"reader00{number}.toml"
+        path.write_text(path.read_text(encoding="utf-8").replace('schedule', f'format = "{fmt}"\nschedule'), encoding="utf-8")
+    config = load_config(config_path)
+    with Store(config.paths.database) as store:
+        report = ingest_sources(store, [str(f) for f in files], max_bytes=10**7, clock=lambda: INGESTED_AT)
+        assert report.new == 459
+        env = make_environment(config.paths.templates)
+        now = INGESTED_AT + timedelta(hours=1)
+        for profile in load_subscribers(config.paths.subscribers).profiles:
+            outputs = {fmt: preview_digest(store, config, env, profile, now, fmt) for fmt in ("html", "markdown", "text", "json", "eml")}
+            assert all(o.output for o in outputs.values()), profile.id
+            parser = html5lib.HTMLParser(strict=False)
+            parser.parse(outputs["html"].output)
+            assert not parser.errors, (profile.id, parser.errors[:3])
+            assert len(outputs["html"].output or b"") < 100_000
+            message = email.message_from_bytes(outputs["eml"].output or b"", policy=email.policy.default)
+            assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+            for pick in outputs["html"].composed.plan.picks:
+                assert pick.paper.title.split()[0] in (outputs["text"].output or b"").decode()
