@@ -53,7 +53,14 @@ class RecordingHandler:
         self.behaviour = behaviour
         self.received: list[Received] = []
         self.attempts = 0
+        self.greetings = 0  # EHLOs: one per connection (plus one after STARTTLS)
         self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        with self.lock:
+            self.greetings += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         if address in self.behaviour.refuse:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
-import os
 import shutil
 import signal
 import subprocess

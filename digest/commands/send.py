@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import click
 
 from digest.cli import App, echo_json
-from digest.errors import DigestError
-from digest.pipeline import AfterSend, CycleReport, Selection, ingest_configured, run_cycle, send, utc_now
-from digest.schedule import Daemon
+from digest.pipeline import Selection, send, utc_now
 from digest.send import SendReport, resolve_stuck
-from digest.subscribers import Profile, SubscriberSet
-
-log = logging.getLogger("digest.run")
+from digest.subscribers import Profile
 
 
 def _progress_factory() -> Callable[[int], Callable[[Profile], None]] | None:
@@ -186,95 +180,11 @@ def run(app: App, once: bool) -> None:
     """Run the scheduler: ingest every [schedule] ingest_every, and send to each subscriber on their own
     crontab and time zone. Subscriber files added, changed or removed are picked up without a restart;
     SIGTERM finishes the message in flight and exits. A send missed during downtime runs once on start."""
-    config = app.config
-    after_send = _feeds_hook()
-    stop = threading.Event()
+    from digest.runner import run_service
 
-    def _terminate(signum: int, _frame: object) -> None:
-        log.info("signal %d: finishing the message in flight, then exiting", signum)
-        stop.set()
-
-    # Installed before the first cycle: a SIGTERM during the catch-up send must not leave a stuck message.
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
-    report = run_cycle(config, after_send=after_send, stop=stop)
-    _log_cycle(report)
-    if stop.is_set():
-        log.info("digest run: stopped")
-        return
-    if once:
-        if report.errors or (report.send and (report.send.failed or report.send.stuck)):
-            raise SystemExit(1)
-        return
-
-    def ingest() -> None:
-        cycle_ingest(app)
-
-    def send_some(names: Sequence[str], stop: threading.Event) -> None:
-        try:
-            loaded = app.subscribers(report=False)
-            wanted = [n for n in names if any(p.id == n for p in loaded.profiles)]
-            result = send(app.config, selection="due", clock=utc_now, stop=stop, subscribers=_only(loaded, wanted), lock_wait=600)
-            log.info("send: %s", result.summary())
-            if after_send:
-                after_send(app.config, result)
-        except DigestError as exc:
-            log.error("send: %s", exc)
-
-    daemon = Daemon(
-        subscribers_dir=config.paths.subscribers,
-        load_profiles=lambda: app.subscribers(report=True).profiles,
-        ingest=ingest,
-        send=send_some,
-        ingest_every=config.schedule.ingest_every,
-        misfire_grace_time=config.schedule.misfire_grace_time,
-        stop=stop,
-    )
-    log.info("digest run: scheduler started (ingest every %gs)", config.schedule.ingest_every)
-    daemon.run()
-    log.info("digest run: stopped")
-
-
-def _only(loaded: SubscriberSet, names: Sequence[str]) -> SubscriberSet:
-    return SubscriberSet(tuple(p for p in loaded.profiles if p.id in names), ())
-
-
-def cycle_ingest(app: App) -> None:
-    try:
-        with app.store() as store:
-            report = ingest_configured(store, app.config)
-        log.info("ingest: %d file(s), %d new, %d updated", report.files, report.new, report.updated)
-        for rejection in report.rejected:
-            log.warning("ingest rejected: %s", rejection.error)
-    except DigestError as exc:
-        log.error("ingest: %s", exc)
-
-
-def _log_cycle(report: CycleReport) -> None:
-    if report.ingest:
-        log.info("ingest: %d file(s), %d new, %d updated, %d rejected", report.ingest.files, report.ingest.new,
-                 report.ingest.updated, len(report.ingest.rejected))
-        for rejection in report.ingest.rejected:
-            log.warning("ingest rejected: %s", rejection.error)
-    if report.send:
-        log.info("send: %s", report.send.summary())
-        for item in report.send.failed:
-            log.error("send failed: %s: %s", item["subscriber"], item["error"])
-        for item in report.send.stuck:
-            log.error("stuck: %s: %s (%s)", item["subscriber"], item["message_id"], item["fix"])
-    for path in report.feeds:
-        log.info("feed written: %s", path)
-    for error in report.errors:
-        log.error("%s", error)
-
-
-def _feeds_hook() -> AfterSend | None:
-    """Feeds are refreshed after each send once the feeds module exists."""
-    try:
-        from digest.feeds import refresh_after_send
-    except ImportError:
-        return None
-    return refresh_after_send
+    report = run_service(app.config, once=once)
+    if once and (report.errors or (report.send and (report.send.failed or report.send.stuck))):
+        raise SystemExit(1)
 
 
 COMMANDS = [send_command, history, run]

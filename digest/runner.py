@@ -1,0 +1,105 @@
+"""`digest run` as a library: one cycle, or the long-running scheduler, with the same stop event for both.
+
+The CLI only calls `run_service`; tests can call it too, with their own stop event and subscriber loader.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+
+from digest.config import Config
+from digest.errors import DigestError
+from digest.feeds import refresh_after_send
+from digest.pipeline import CycleReport, ingest_configured, run_cycle, send, utc_now
+from digest.schedule import Daemon
+from digest.store import Store
+from digest.subscribers import SubscriberSet, load_subscribers
+
+log = logging.getLogger("digest.run")
+
+
+def log_cycle(report: CycleReport) -> None:
+    """What a cycle did, in the log: counts first, then every problem on its own line."""
+    if report.ingest:
+        log.info(
+            "ingest: %d file(s), %d new, %d updated, %d rejected",
+            report.ingest.files, report.ingest.new, report.ingest.updated, len(report.ingest.rejected),
+        )
+        for rejection in report.ingest.rejected:
+            log.warning("ingest rejected: %s", rejection.error)
+    if report.send:
+        log.info("send: %s", report.send.summary())
+        for item in report.send.failed:
+            log.error("send failed: %s: %s", item["subscriber"], item["error"])
+        for item in report.send.stuck:
+            log.error("stuck: %s: %s (%s)", item["subscriber"], item["message_id"], item["fix"])
+    for path in report.feeds:
+        log.info("feed written: %s", path)
+    for error in report.errors:
+        log.error("%s", error)
+
+
+def _subscribers(config: Config, *, report: bool) -> SubscriberSet:
+    loaded = load_subscribers(config.paths.subscribers)
+    if report:
+        for error in loaded.errors:
+            log.warning("%s (skipped)", error)
+    return loaded
+
+
+def _ingest(config: Config) -> None:
+    try:
+        with Store(config.paths.database) as store:
+            report = ingest_configured(store, config)
+        log_cycle(CycleReport(ingest=report))
+    except DigestError as exc:
+        log.error("ingest: %s", exc)
+
+
+def _send_to(config: Config, names: Sequence[str], stop: threading.Event) -> None:
+    """A subscriber's cron job: send if due (a slot already handled, e.g. by a catch-up, is not resent)."""
+    try:
+        loaded = _subscribers(config, report=False)
+        chosen = SubscriberSet(tuple(p for p in loaded.profiles if p.id in names), ())
+        # Waits for a manual `digest send` to finish rather than skipping the slot.
+        result = send(config, selection="due", clock=utc_now, stop=stop, subscribers=chosen, lock_wait=600)
+        log_cycle(CycleReport(send=result, feeds=refresh_after_send(config, result)))
+    except DigestError as exc:
+        log.error("send: %s", exc)
+
+
+def run_service(config: Config, *, once: bool, stop: threading.Event | None = None) -> CycleReport:
+    """One cycle (ingest, every due send, feeds); then, unless `once`, the scheduler until SIGTERM/SIGINT.
+
+    Returns the first cycle's report (the exit status of `digest run --once` is read from it).
+    """
+    stop = stop or threading.Event()
+
+    def _terminate(signum: int, _frame: object) -> None:
+        log.info("signal %d: finishing the message in flight, then exiting", signum)
+        stop.set()
+
+    # Installed before the first cycle: a SIGTERM during the catch-up send must not leave a stuck message.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
+    report = run_cycle(config, after_send=refresh_after_send, stop=stop)
+    log_cycle(report)
+    if once or stop.is_set():
+        return report
+    daemon = Daemon(
+        subscribers_dir=config.paths.subscribers,
+        load_profiles=lambda: _subscribers(config, report=True).profiles,
+        ingest=lambda: _ingest(config),
+        send=lambda names, event: _send_to(config, names, event),
+        ingest_every=config.schedule.ingest_every,
+        misfire_grace_time=config.schedule.misfire_grace_time,
+        stop=stop,
+    )
+    log.info("digest run: scheduler started (ingest every %gs)", config.schedule.ingest_every)
+    daemon.run()
+    log.info("digest run: stopped")
+    return report
