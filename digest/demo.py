@@ -66,7 +66,8 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     from digest.feeds import write_feeds
     from digest.pipeline import send
     from digest.render import make_environment
-    from digest.render.preview import preview_digest, write_atomically
+    from digest.files import write_atomically
+    from digest.render.preview import preview_digest
     from digest.subscribers import load_subscribers
 
     now = now or datetime.now(UTC)

@@ -7,9 +7,7 @@ seen a paper never shows it as new again, however often the feed is rewritten.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from feedgen.feed import FeedGenerator
 
 from digest.config import Config
 from digest.errors import DigestError
+from digest.files import write_atomically
 from digest.paper import Paper
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
@@ -194,28 +193,6 @@ def all_papers_feed(store: Store, now: datetime, limit: int = ALL_FEED_LIMIT) ->
     )
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old feed or the new, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; a feed is meant to be read by a web server
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    # The rename itself survives a crash only once the folder is synced.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 def feed_path(output_dir: Path, name: str) -> Path:
     return output_dir / f"{name}.xml"
 
@@ -239,11 +216,11 @@ def write_feeds(
         if ident == ALL_FEED:
             raise DigestError(f"subscriber id {ALL_FEED!r} is reserved for the shared feed; rename {ALL_FEED}.toml")
         path = feed_path(output_dir, ident)
-        atomic_write(path, subscriber_feed(store, config, ident, name, now))
+        write_atomically(path, subscriber_feed(store, config, ident, name, now))
         written.append(path)
     if include_all:
         path = feed_path(output_dir, ALL_FEED)
-        atomic_write(path, all_papers_feed(store, now))
+        write_atomically(path, all_papers_feed(store, now))
         written.append(path)
     return written
 

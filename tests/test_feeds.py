@@ -17,11 +17,11 @@ import pytest
 
 from digest.config import Config, load_config
 from digest.errors import DigestError
+from digest.files import write_atomically
 from digest.feeds import (
     ALL_FEED,
     TEASER_CHARS,
     all_papers_feed,
-    atomic_write,
     entry_id,
     refresh_after_send,
     subscriber_feed,
@@ -232,13 +232,13 @@ def test_all_feed_is_the_newest_papers_first_and_capped(ws: Workspace) -> None:
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "feeds" / "x.xml"
-    atomic_write(target, b"first")
-    atomic_write(target, b"second")
+    write_atomically(target, b"first")
+    write_atomically(target, b"second")
     assert target.read_bytes() == b"second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.xml"]
     # A write that fails half way (here: a bad payload; in life, a full disk).
     with pytest.raises(TypeError):
-        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+        write_atomically(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"second", "a failed write leaves the old feed in place"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.xml"], "and no temp file behind"
 

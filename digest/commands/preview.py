@@ -12,7 +12,8 @@ import click
 from digest.cli import App
 from digest.errors import DigestError
 from digest.render import make_environment
-from digest.render.preview import PREVIEW_FORMATS, preview_digest, write_atomically
+from digest.files import write_atomically
+from digest.render.preview import PREVIEW_FORMATS, preview_digest
 
 
 def _open_in_browser(html: str) -> Path:

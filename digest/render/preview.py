@@ -7,11 +7,8 @@ with create_token=False, so it writes nothing to the store.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from jinja2 import Environment
@@ -86,19 +83,3 @@ def preview_digest(
     else:
         output = _json(composed, profile, None)
     return Preview(chosen, output, rendered.html, None, composed)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file beside the target, fsync, rename: the file is the old one or the new, never half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; a preview is an ordinary file
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
