@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 
 from jinja2 import Environment
 
@@ -26,7 +26,7 @@ class ComposedDigest:
     plan: DigestPlan
     links: Links
     rendered: RenderedEmail | None = None
-    message: EmailMessage | None = None
+    message: Message | None = None
     message_id: str | None = None
 
     @property

@@ -10,7 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +29,7 @@ class PermanentError(DeliveryError):
 
 
 class Transport(Protocol):
-    def send(self, message: EmailMessage, recipient: str) -> None: ...
+    def send(self, message: Message, recipient: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -44,7 +44,7 @@ class MaildirTransport:
             raise DeliveryError(f"{path}: cannot create the Maildir ({exc.strerror}); check [delivery] maildir") from None
         self.path = path
 
-    def send(self, message: EmailMessage, recipient: str) -> None:
+    def send(self, message: Message, recipient: str) -> None:
         try:
             self.maildir.add(message)
         except OSError as exc:
@@ -123,7 +123,7 @@ class SmtpTransport:
                 self._sleep(wait)
         self._last_send = self._monotonic()
 
-    def _send_once(self, message: EmailMessage, recipient: str) -> None:
+    def _send_once(self, message: Message, recipient: str) -> None:
         if self._connection is None:
             self._connection = self._connect()
         try:
@@ -161,7 +161,7 @@ class SmtpTransport:
                 pass
         self._connection = None
 
-    def send(self, message: EmailMessage, recipient: str) -> None:
+    def send(self, message: Message, recipient: str) -> None:
         """Send one message; transient failures are retried with exponential backoff."""
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import UTC, datetime
 
 import pytest
 
 from digest.errors import DeliveryError
 from digest.links import Links
-from digest.message import RenderedEmail, compose_message, new_message_id
+from digest.message import RenderedEmail, compose_message, message_bytes, new_message_id
 
 NOW = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
 
@@ -29,11 +31,8 @@ def compose(**overrides: object):  # type: ignore[no-untyped-def]
 
 
 def test_utf8_subject_is_encoded_and_round_trips() -> None:
-    import email
-    import email.policy
-
     message = compose(rendered=RenderedEmail("Ünïcode — 3 papers on graphs ✓", "t", "<p>h</p>"))
-    raw = message.as_bytes()
+    raw = message_bytes(message)
     assert b"=?utf-8?" in raw.split(b"\r\n\r\n")[0]
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["Subject"] == "Ünïcode — 3 papers on graphs ✓"
@@ -41,9 +40,36 @@ def test_utf8_subject_is_encoded_and_round_trips() -> None:
 
 def test_crlf_in_a_subject_is_folded_never_a_new_header() -> None:
     message = compose(rendered=RenderedEmail("Hello\r\nBcc: victim@evil.example", "t", "<p>h</p>"))
-    headers = message.as_bytes().split(b"\r\n\r\n")[0]
+    headers = message_bytes(message).split(b"\r\n\r\n")[0]
     assert b"\r\nBcc:" not in headers
     assert message["Bcc"] is None
+    parsed = email.message_from_bytes(message_bytes(message), policy=email.policy.default)
+    assert parsed["Bcc"] is None
+    assert "victim@evil.example" in parsed["Subject"]
+
+
+def test_non_ascii_names_long_subject_and_bodies_round_trip_through_a_mail_parser() -> None:
+    subject = "Ünïcode — " + " ".join(f"Gräph {i} ✓" for i in range(30))
+    text = "Grüße, Zoë\n" + "x" * 2000 + "\n"  # a line far past SMTP's 998-character limit
+    html = "<p>Ångström — «quotes» ✓</p>" + "<b>" + "y" * 3000 + "</b>"
+    message = compose(
+        rendered=RenderedEmail(subject, text, html),
+        to_name="Zoë Ångström",
+        sender="Digest Ünïversity <digest@lab.example>",
+    )
+    raw = message_bytes(message)
+    assert raw.isascii()
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 998
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF everywhere, no bare LF
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == subject
+    assert parsed["To"].addresses[0].display_name == "Zoë Ångström"
+    assert parsed["From"].addresses[0].display_name == "Digest Ünïversity"
+    assert parsed["From"].addresses[0].addr_spec == "digest@lab.example"
+    assert parsed.get_body(("plain",)).get_content().replace("\r\n", "\n") == text  # CRLF on the wire
+    assert parsed.get_body(("html",)).get_content() == html
+    assert parsed.get_all("MIME-Version") == ["1.0"]
 
 
 @pytest.mark.parametrize("field", ["to_name", "to_email"])

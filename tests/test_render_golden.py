@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.message import RenderedEmail, compose_message
+from digest.message import RenderedEmail, compose_message, message_bytes
 from digest.render import build_context, make_environment, render_email, render_markdown
 from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
@@ -52,7 +52,7 @@ def _eml() -> str:
         links=SAMPLE_LINKS,
         paper_ids=tuple(s.paper.id or "" for s in sample_plan(5).picks),
     )
-    raw = message.as_bytes().decode("ascii").replace("\r\n", "\n")
+    raw = message_bytes(message).decode("ascii").replace("\r\n", "\n")
     raw = re.sub(r"^(Message-ID|Date): .*\n", "", raw, flags=re.M)
     boundary = message.get_boundary()
     assert boundary

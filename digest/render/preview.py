@@ -15,6 +15,7 @@ from jinja2 import Environment
 
 from digest.compose import ComposedDigest, compose_digest
 from digest.config import Config
+from digest.message import message_bytes
 from digest.render.context import build_context
 from digest.render.email import render_markdown
 from digest.render.environment import DigestEnvironment
@@ -79,7 +80,7 @@ def preview_digest(
             source = render_markdown(env, context)
         output = source.encode("utf-8")
     elif chosen == "eml":
-        output = composed.message.as_bytes()
+        output = message_bytes(composed.message)
     else:
         output = _json(composed, profile, None)
     return Preview(chosen, output, rendered.html, None, composed)
