@@ -44,10 +44,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 import digest.compose  # noqa: E402
+import digest.composer  # noqa: E402
 import digest.plan  # noqa: E402
 import digest.rank.batch  # noqa: E402
 import digest.send  # noqa: E402
 from digest import pipeline  # noqa: E402
+from digest.composer import auto_workers  # noqa: E402
 from digest.config import load_config  # noqa: E402
 from digest.deliver import make_transport  # noqa: E402
 from digest.paper import Paper, make_paper  # noqa: E402
@@ -57,7 +59,17 @@ from digest.subscribers import Profile, SubscriberSet  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "papers.jsonl"
 HISTORY = 400  # older papers: what subscribers have liked
-STAGES = ("model", "candidates", "ranking", "explanations", "rendering", "composing", "ledger+delivery", "other")
+STAGES = (
+    "model",
+    "candidates",
+    "ranking",
+    "explanations",
+    "rendering",
+    "composing",
+    "waiting for workers",
+    "ledger+delivery",
+    "other",
+)
 GRID_N = (1000, 5000, 10000)
 GRID_M = (100, 500, 2000)
 
@@ -175,7 +187,8 @@ def instrumented(timers: Timers) -> Iterator[None]:
         (digest.rank.batch, "_explanations", "explanations"),
         (digest.compose, "render_email", "rendering"),
         (digest.compose, "compose_message", "composing"),
-        (digest.compose, "new_message_id", "composing"),
+        (digest.send, "new_message_id", "composing"),
+        (digest.composer, "message_bytes", "composing"),
         (Store, "begin_message", "ledger+delivery"),
         (Store, "finish_message", "ledger+delivery"),
         (Store, "record_attempt", "ledger+delivery"),
@@ -184,6 +197,21 @@ def instrumented(timers: Timers) -> Iterator[None]:
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, stage in patches:
         setattr(owner, name, timers.wrap(stage, getattr(owner, name)))
+    # With worker processes, rendering and composing happen out of sight: what the sender loses to them is the
+    # time it waits for the next finished message.
+    collect = digest.composer.Composer._collect
+    saved.append((digest.composer.Composer, "_collect", collect))
+
+    def timed_collect(self: Any, *args: Any) -> Iterator[Any]:
+        results = collect(self, *args)
+        while True:
+            try:
+                result = timers.wrap("waiting for workers", lambda: next(results))()
+            except StopIteration:
+                return
+            yield result
+
+    digest.composer.Composer._collect = timed_collect  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -191,14 +219,16 @@ def instrumented(timers: Timers) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def write_config(folder: Path, smtp_port: int | None) -> Path:
+def write_config(folder: Path, smtp_port: int | None, workers: int | None = None) -> Path:
     method = f'method = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n' if smtp_port else 'method = "maildir"\n'
     path = folder / "config.toml"
     path.write_text(
         '[paths]\ninbox = "inbox"\nsubscribers = "subscribers"\ntemplates = "templates"\n'
         'database = "var/digest.db"\nfeeds = "var/feeds"\n'
         '[web]\nbase_url = "https://digest.example.org"\n'
-        f'[delivery]\nmaildir = "var/maildir"\n{method}',
+        f'[delivery]\nmaildir = "var/maildir"\n'
+        + (f"compose_workers = {workers}\n" if workers is not None else "")
+        + method,
         encoding="utf-8",
     )
     (folder / "subscribers").mkdir()
@@ -266,12 +296,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(subscribers: int, papers: int, *, smtp: bool, seed: int, baseline_sample: int) -> dict[str, Any]:
+def run(
+    subscribers: int, papers: int, *, smtp: bool, seed: int, baseline_sample: int, workers: int | None = None
+) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="digest-scale-") as folder:
         now = datetime.now(UTC)
         with smtp_server() if smtp else _no_server() as port:
-            config = load_config(write_config(Path(folder), port))
+            config = load_config(write_config(Path(folder), port, workers))
             with Store(config.paths.database) as store:
                 history, new, source = fill_store(store, papers, now, rng)
             profiles = make_profiles(subscribers, history, rng)
@@ -316,6 +348,7 @@ def run(subscribers: int, papers: int, *, smtp: bool, seed: int, baseline_sample
         "papers": papers,
         "paper_source": source,
         "delivery": "smtp" if smtp else "maildir",
+        "compose_workers": config.delivery.compose_workers if config.delivery.compose_workers is not None else auto_workers(),
         "sent": len(report.sent),
         "skipped": len(report.skipped),
         "delivered": delivered,
@@ -338,12 +371,15 @@ def _no_server() -> Iterator[None]:
 
 def print_run(result: dict[str, Any]) -> None:
     n, seconds = result["subscribers"], result["seconds"]
-    print(f"{n} subscribers x {result['papers']} new papers ({result['paper_source']}), delivery: {result['delivery']}")
-    print(f"{'stage':<18}{'seconds':>9}{'emails/s':>11}{'share':>8}")
+    print(
+        f"{n} subscribers x {result['papers']} new papers ({result['paper_source']}), delivery: {result['delivery']}, "
+        f"composing workers: {result['compose_workers']}"
+    )
+    print(f"{'stage':<22}{'seconds':>9}{'emails/s':>11}{'share':>8}")
     for name, value in result["stages"].items():
         rate = f"{n / value:,.0f}" if value > 0 else "-"
-        print(f"{name:<18}{value:>9.2f}{rate:>11}{value / seconds:>8.0%}")
-    print(f"{'total':<18}{seconds:>9.2f}{result['emails_per_second']:>11,.0f}")
+        print(f"{name:<22}{value:>9.2f}{rate:>11}{value / seconds:>8.0%}")
+    print(f"{'total':<22}{seconds:>9.2f}{result['emails_per_second']:>11,.0f}")
     print(f"sent {result['sent']}, skipped {result['skipped']}, delivered {result['delivered']}; "
           f"peak RSS {result['peak_rss_mb']:.0f} MB")
     if result["transport_messages_per_second"]:
@@ -383,6 +419,9 @@ def main() -> None:
     parser.add_argument("--smtp", action="store_true", help="deliver to a local aiosmtpd server instead of a Maildir")
     parser.add_argument("--runs", type=int, default=1, help="repeat and report the median run (by total seconds)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="[delivery] compose_workers (default: one per core; 0: none)"
+    )
     parser.add_argument("--baseline-sample", type=int, default=20, help="subscribers timed with the SVM baseline")
     parser.add_argument("--table", action="store_true", help="the N x M grid (about 5 minutes)")
     parser.add_argument("--json", action="store_true")
@@ -391,7 +430,14 @@ def main() -> None:
         table(args.seed)
         return
     results = [
-        run(args.subscribers, args.papers, smtp=args.smtp, seed=args.seed, baseline_sample=args.baseline_sample)
+        run(
+            args.subscribers,
+            args.papers,
+            smtp=args.smtp,
+            seed=args.seed,
+            baseline_sample=args.baseline_sample,
+            workers=args.workers,
+        )
         for _ in range(args.runs)
     ]
     result = sorted(results, key=lambda r: r["seconds"])[len(results) // 2]

@@ -62,17 +62,36 @@ def compose_digest(
     links = links_for(store, config, profile, create_token=create_token)
     if plan.is_empty:
         return ComposedDigest(plan, links)
-    rendered = render_email(env, plan, now=now, links=links)
     message_id = message_id or new_message_id(config.smtp.sender)
+    rendered, message = render_and_compose(
+        env, plan, links, sender=config.smtp.sender, list_id=config.delivery.list_id, message_id=message_id, now=now
+    )
+    return ComposedDigest(plan, links, rendered, message, message_id)
+
+
+def render_and_compose(
+    env: Environment,
+    plan: DigestPlan,
+    links: Links,
+    *,
+    sender: str,
+    list_id: str,
+    message_id: str,
+    now: datetime,
+) -> tuple[RenderedEmail, Message]:
+    """A planned digest as the rendered email and its MIME message: the one way both are made, in a preview,
+    in a send, and in the worker processes of digest.composer."""
+    rendered = render_email(env, plan, now=now, links=links)
+    profile = plan.subscriber
     message = compose_message(
         rendered,
         to_name=profile.name,
         to_email=profile.email,
-        sender=config.smtp.sender,
+        sender=sender,
         message_id=message_id,
-        list_id=config.delivery.list_id,
+        list_id=list_id,
         now=now,
         links=links,
         paper_ids=tuple(s.paper.id or "" for s in plan.picks),
     )
-    return ComposedDigest(plan, links, rendered, message, message_id)
+    return rendered, message

@@ -74,7 +74,10 @@ class Smtp(_Section):
 class Delivery(_Section):
     method: Literal["smtp", "maildir"] = "maildir"
     maildir: Path = Path("var/maildir")
+    maildir_fsync: bool = False  # fsync each message before it counts as sent (slower; see MaildirTransport)
     list_id: str = "paper-digest"
+    # Processes that render and compose messages in a big send; unset: one per core, 0: all in the sender.
+    compose_workers: int | None = Field(default=None, ge=0, le=64)
 
 
 def parse_duration(value: str | int | float) -> float:

@@ -1,16 +1,18 @@
 """Transports: where a finished message goes. SMTP (one connection reused, retries with backoff, a rate
-limit) or a Maildir folder (stdlib mailbox: atomic, readable by mutt and most clients)."""
+limit) or a Maildir folder (tmp/ then new/, the Maildir way: atomic, readable by mutt and most clients)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-import mailbox
+import os
 import smtplib
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from email.message import Message
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +20,9 @@ from digest.config import Config, Smtp
 from digest.errors import DeliveryError
 
 log = logging.getLogger(__name__)
+# A message object, or the finished wire form (CRLF bytes, from digest.message.message_bytes): sending composes
+# its messages in worker processes and hands over bytes, so nothing is serialised twice.
+Outgoing = Message | bytes
 
 
 class TransientError(DeliveryError):
@@ -29,29 +34,58 @@ class PermanentError(DeliveryError):
 
 
 class Transport(Protocol):
-    def send(self, message: Message, recipient: str) -> None: ...
+    def send(self, message: Outgoing, recipient: str) -> None: ...
 
     def close(self) -> None: ...
 
 
 class MaildirTransport:
-    """Delivers into a Maildir: written to tmp/, then renamed into new/ (never half a message)."""
+    """Delivers into a Maildir (tmp/, then renamed into new/: a reader never sees half a message).
 
-    def __init__(self, path: Path) -> None:
+    Durability is the ledger's: SQLite runs with synchronous=NORMAL, so both survive a crash of the process
+    and neither is promised to survive a power cut. An fsync per message would cost more than composing it;
+    `[delivery] maildir_fsync = true` buys it for those who want the file on disk before it counts as sent.
+    """
+
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
         try:
-            self.maildir = mailbox.Maildir(path, create=True)
+            for folder in ("tmp", "new", "cur"):
+                (path / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise DeliveryError(f"{path}: cannot create the Maildir ({exc.strerror}); check [delivery] maildir") from None
         self.path = path
+        self.fsync = fsync
+        # The Maildir convention for unique names: time, microseconds, pid, a counter, the host ('/' and ':'
+        # escaped, as the spec asks).
+        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        self._counter = itertools.count()
 
-    def send(self, message: Message, recipient: str) -> None:
+    def _unique_name(self) -> str:
+        now = time.time()
+        return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(self._counter)}.{self._host}"
+
+    def send(self, message: Outgoing, recipient: str) -> None:
+        data = message if isinstance(message, bytes) else message.as_bytes()
+        data = data.replace(b"\r\n", b"\n")  # Maildir files end lines with LF, as mail clients write them
+        name = self._unique_name()
+        temporary = self.path / "tmp" / name
         try:
-            self.maildir.add(message)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with open(descriptor, "wb", closefd=True) as handle:
+                    handle.write(data)
+                    if self.fsync:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+            os.rename(temporary, self.path / "new" / name)
         except OSError as exc:
             raise TransientError(f"{self.path}: cannot write the message ({exc.strerror})") from None
 
     def close(self) -> None:
-        self.maildir.close()
+        pass
 
 
 def _describe(exc: smtplib.SMTPResponseException) -> str:
@@ -75,6 +109,7 @@ class SmtpTransport:
         self._connection: smtplib.SMTP | None = None
         self._last_send: float | None = None
         self._password = settings.password()  # read now so a missing variable fails before any send
+        self._envelope_from = parseaddr(settings.sender)[1]
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
@@ -123,11 +158,14 @@ class SmtpTransport:
                 self._sleep(wait)
         self._last_send = self._monotonic()
 
-    def _send_once(self, message: Message, recipient: str) -> None:
+    def _send_once(self, message: Outgoing, recipient: str) -> None:
         if self._connection is None:
             self._connection = self._connect()
         try:
-            refused = self._connection.send_message(message, to_addrs=[recipient])
+            if isinstance(message, bytes):
+                refused = self._connection.sendmail(self._envelope_from, [recipient], message)
+            else:
+                refused = self._connection.send_message(message, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             reason = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
@@ -161,7 +199,7 @@ class SmtpTransport:
                 pass
         self._connection = None
 
-    def send(self, message: Message, recipient: str) -> None:
+    def send(self, message: Outgoing, recipient: str) -> None:
         """Send one message; transient failures are retried with exponential backoff."""
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
@@ -187,5 +225,5 @@ class SmtpTransport:
 
 def make_transport(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> Transport:
     if config.delivery.method == "maildir":
-        return MaildirTransport(config.delivery.maildir)
+        return MaildirTransport(config.delivery.maildir, fsync=config.delivery.maildir_fsync)
     return SmtpTransport(config.smtp, sleep=sleep)

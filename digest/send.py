@@ -21,12 +21,15 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from digest.compose import compose_digest
+from digest.compose import links_for
+from digest.composer import ComposeJob, Composer, ComposeResult, ComposeSettings
 from digest.config import Config
 from digest.deliver import Transport
 from digest.errors import DeliveryError, DigestError, LockedError
 from digest.plan import DigestPlan, plan_digests
 from digest.rank import RankModel, build_model
+from digest.message import new_message_id
+from digest.store import Message as LedgerMessage
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile
 
@@ -105,6 +108,21 @@ def _paper_ids(picks: Sequence[PickRecord]) -> list[str]:
     return [p.paper_id for p in picks]
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A subscriber whose digest is planned and queued for composing; delivered when its message is back."""
+
+    profile: Profile
+    plan: DigestPlan
+    job: ComposeJob
+    channel: str
+
+
+def composer_for(config: Config, env: Environment) -> Composer:
+    settings = ComposeSettings(config.paths.templates, config.smtp.sender, config.delivery.list_id)
+    return Composer(env, settings, workers=config.delivery.compose_workers)
+
+
 def send_digests(
     store: Store,
     config: Config,
@@ -117,53 +135,91 @@ def send_digests(
     model: RankModel | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[Profile], None] | None = None,
+    composer: Composer | None = None,
 ) -> SendReport:
     """Compose and deliver each subscriber's next digest; one failure never stops the others.
 
     Digests are planned PLAN_BATCH subscribers at a time (plan_digests: one batched ranking, the same plans as
-    plan_digest one by one), then each is composed, recorded and delivered on its own, exactly as before.
+    plan_digest one by one). Each batch's messages are rendered and composed by `composer` (worker processes
+    for a big send) while the next batch is planned; each message is then recorded and delivered on its own,
+    in this process: ledger `sending` -> hand-over -> `sent`/`failed`.
     """
     report = SendReport(dry_run=dry_run)
     model = model or build_model(store.all_papers())
-    for start in range(0, len(profiles), PLAN_BATCH):
-        if stop is not None and stop.is_set():
-            report.interrupted = True
-            break
-        batch = profiles[start : start + PLAN_BATCH]
-        plans = plan_digests(store, batch, clock(), model)
-        for profile in batch:
-            if stop is not None and stop.is_set():
-                report.interrupted = True
+    own_composer = composer is None
+    composer = composer or composer_for(config, env)
+    try:
+        queued: tuple[list[_Ready], Iterator[ComposeResult]] | None = None
+        for start in range(0, len(profiles), PLAN_BATCH):
+            if _stopping(stop, report):
                 break
-            try:
-                plan = plans.get(profile.id)
-                if isinstance(plan, DigestError):
-                    raise plan
-                _send_one(store, config, env, profile, transport, clock, dry_run, model, report, plan)
-            except DigestError as exc:
-                report.failed.append({"subscriber": profile.id, "error": str(exc)})
-                log.error("%s: %s", profile.id, exc)
-            if progress:
-                progress(profile)
+            ready = _prepare(store, config, profiles[start : start + PLAN_BATCH], clock, dry_run, model, report, progress)
+            composed = composer.compose([r.job for r in ready])
+            if queued is not None:
+                _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
+            queued = (ready, composed)
+        if queued is not None and not _stopping(stop, report):
+            _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
+    finally:
+        if own_composer:
+            composer.close()
     return report
 
 
-def _send_one(
+def _stopping(stop: threading.Event | None, report: SendReport) -> bool:
+    if stop is not None and stop.is_set():
+        report.interrupted = True
+    return report.interrupted
+
+
+def _prepare(
     store: Store,
     config: Config,
-    env: Environment,
-    profile: Profile,
-    transport: Transport | None,
+    batch: Sequence[Profile],
     clock: Clock,
     dry_run: bool,
     model: RankModel,
     report: SendReport,
-    plan: DigestPlan | None = None,
-) -> None:
+    progress: Callable[[Profile], None] | None,
+) -> list[_Ready]:
+    """Plan a batch; settle here whoever gets nothing (paused, stuck, nothing new, an error), queue the rest."""
+    plans = plan_digests(store, batch, clock(), model)
+    stuck_by_subscriber: dict[str, list[LedgerMessage]] = {}
+    for message in store.stuck_messages():
+        stuck_by_subscriber.setdefault(message.subscriber, []).append(message)
+    ready: list[_Ready] = []
+    for profile in batch:
+        try:
+            plan = plans.get(profile.id)
+            if isinstance(plan, DigestError):
+                raise plan
+            if plan is None:
+                raise DigestError(f"{profile.id}: no plan was made")
+            item = _ready_or_settled(store, config, profile, plan, stuck_by_subscriber.get(profile.id, []), clock, dry_run, report)
+        except DigestError as exc:
+            report.failed.append({"subscriber": profile.id, "error": str(exc)})
+            log.error("%s: %s", profile.id, exc)
+            item = None
+        if item is not None:
+            ready.append(item)
+        elif progress:
+            progress(profile)
+    return ready
+
+
+def _ready_or_settled(
+    store: Store,
+    config: Config,
+    profile: Profile,
+    plan: DigestPlan,
+    stuck: list[LedgerMessage],
+    clock: Clock,
+    dry_run: bool,
+    report: SendReport,
+) -> _Ready | None:
     if store.subscriber_state(profile.id).paused:
         report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
-        return
-    stuck = store.stuck_messages(profile.id)
+        return None
     if stuck:
         for message in stuck:
             report.stuck.append(
@@ -175,49 +231,85 @@ def _send_one(
                     "fix": f"digest send --resolve-stuck {profile.id} --as sent|failed, or --retry-stuck",
                 }
             )
-        return
+        return None
     now = clock()
-    composed = compose_digest(store, config, env, profile, now, model=model, create_token=not dry_run, plan=plan)
-    plan = composed.plan
-    if composed.is_empty:
+    if plan.is_empty:
         report.skipped.append({"subscriber": profile.id, "reason": plan.empty_reason or "nothing to send"})
         if not dry_run:
             store.record_attempt(profile.id, now)
-        return
+        return None
+    links = links_for(store, config, profile, create_token=not dry_run)
+    job = ComposeJob(plan, links, new_message_id(config.smtp.sender), now)
+    return _Ready(profile, plan, job, "email" if profile.wants_email else "feed")
+
+
+def _deliver(
+    store: Store,
+    transport: Transport | None,
+    ready: list[_Ready],
+    composed: Iterator[ComposeResult],
+    clock: Clock,
+    dry_run: bool,
+    report: SendReport,
+    stop: threading.Event | None,
+    progress: Callable[[Profile], None] | None,
+) -> None:
+    for item, result in zip(ready, composed):
+        if _stopping(stop, report):
+            return
+        try:
+            _deliver_one(store, transport, item, result, clock, dry_run, report)
+        except DigestError as exc:
+            report.failed.append({"subscriber": item.profile.id, "error": str(exc)})
+            log.error("%s: %s", item.profile.id, exc)
+        if progress:
+            progress(item.profile)
+
+
+def _deliver_one(
+    store: Store,
+    transport: Transport | None,
+    item: _Ready,
+    result: ComposeResult,
+    clock: Clock,
+    dry_run: bool,
+    report: SendReport,
+) -> None:
+    if isinstance(result, DigestError):
+        raise result
+    profile, plan, job = item.profile, item.plan, item.job
     picks = [PickRecord(s.paper.id or "", s.score, s.why) for s in plan.picks]
-    channel = "email" if profile.wants_email else "feed"
+    entry: dict[str, object] = {"subscriber": profile.id, "message_id": job.message_id, "papers": _paper_ids(picks)}
     if dry_run:
-        report.sent.append({"subscriber": profile.id, "message_id": composed.message_id, "papers": _paper_ids(picks)})
+        report.sent.append(entry)
         return
-    assert composed.message is not None and composed.message_id is not None and composed.rendered is not None
+    if item.channel == "email" and transport is None:
+        raise DeliveryError("no transport configured")
     rowid = store.begin_message(
         profile.id,
-        composed.message_id,
+        job.message_id,
         picks,
-        channel=channel,
-        subject=composed.rendered.subject,
+        channel=item.channel,
+        subject=result.subject,
         candidates_until=plan.candidates_until,
-        now=now,
+        now=job.now,
+        record_attempt=True,
     )
-    store.record_attempt(profile.id, now)
-    if channel == "feed":
+    if item.channel == "feed":
         store.finish_message(rowid, "sent", clock())
-        report.sent.append(
-            {"subscriber": profile.id, "message_id": composed.message_id, "papers": _paper_ids(picks), "channel": "feed"}
-        )
+        report.sent.append({**entry, "channel": "feed"})
         return
-    if transport is None:
-        raise DeliveryError("no transport configured")
+    assert transport is not None
     try:
-        transport.send(composed.message, profile.email)
+        transport.send(result.data, profile.email)
     except DeliveryError as exc:
         store.finish_message(rowid, "failed", clock(), str(exc))
-        report.failed.append({"subscriber": profile.id, "error": str(exc), "message_id": composed.message_id})
+        report.failed.append({"subscriber": profile.id, "error": str(exc), "message_id": job.message_id})
         log.error("%s: not delivered: %s", profile.id, exc)
         return
     store.finish_message(rowid, "sent", clock())
-    report.sent.append({"subscriber": profile.id, "message_id": composed.message_id, "papers": _paper_ids(picks)})
-    log.info("%s: sent %d paper(s) as %s", profile.id, len(picks), composed.message_id)
+    report.sent.append(entry)
+    log.info("%s: sent %d paper(s) as %s", profile.id, len(picks), job.message_id)
 
 
 def resolve_stuck(store: Store, subscriber: str, state: str, now: datetime) -> list[str]:

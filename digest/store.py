@@ -441,9 +441,14 @@ class Store:
         subject: str,
         candidates_until: datetime,
         now: datetime,
+        record_attempt: bool = False,
     ) -> int:
-        """Record a message as `sending`, with its papers, committed before anything leaves the building."""
+        """Record a message as `sending`, with its papers, committed before anything leaves the building.
+
+        `record_attempt`: also what record_attempt does, in the same transaction (one commit less per message)."""
         with self.transaction() as db:
+            if record_attempt:
+                self._record_attempt(db, subscriber, now)
             cursor = db.execute(
                 "INSERT INTO messages (subscriber, message_id, channel, state, subject, candidates_until, created_at)"
                 " VALUES (?, ?, ?, 'sending', ?, ?, ?)",
@@ -545,6 +550,12 @@ class Store:
 
     def token(self, subscriber: str, *, rotate: bool = False) -> str:
         """The subscriber's secret token for feed, unsubscribe and feedback links (made on first use)."""
+        if not rotate:
+            # Read first: a send asks for every subscriber's token, and a write transaction each time would cost
+            # more than the read; the check is repeated inside the transaction for the first use.
+            known = self.subscriber_state(subscriber).token
+            if known:
+                return known
         with self.transaction() as db:
             state = self.subscriber_state(subscriber)
             if state.token and not rotate:
@@ -557,10 +568,12 @@ class Store:
     def record_attempt(self, subscriber: str, now: datetime) -> None:
         """Remember that this subscriber's slot was handled, so a scheduler does not retry it at once."""
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
-            db.execute(
-                "UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber)
-            )
+            self._record_attempt(db, subscriber, now)
+
+    @staticmethod
+    def _record_attempt(db: sqlite3.Connection, subscriber: str, now: datetime) -> None:
+        db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+        db.execute("UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber))
 
     def last_attempt_at(self, subscriber: str) -> datetime | None:
         row = self._db.execute(

@@ -91,3 +91,28 @@ def test_message_id_is_on_the_senders_domain_and_unique() -> None:
     ids = {new_message_id("Paper Digest <digest@lab.example>") for _ in range(100)}
     assert len(ids) == 100
     assert all(i.endswith("@lab.example>") for i in ids)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Short",
+        "x" * 60,  # "Subject: " + 60: well inside one line
+        "y" * 69,  # exactly 78 characters with "Subject: "
+        "z" * 70,  # one past: the stdlib folds it
+        "two  spaces and a tail ",
+        "Ünïcode — " + "word " * 40,
+        "a long ascii subject " * 8,
+    ],
+)
+def test_fast_wire_form_is_byte_for_byte_the_stdlib_generators(subject: str) -> None:
+    """message_bytes takes shortcuts past the stdlib generator; they must not change a single byte."""
+    from email.policy import compat32
+
+    message = compose(
+        rendered=RenderedEmail(subject, "line one\nline two " + "w" * 300 + "\n\n=end", "<p>" + "h" * 5000 + "</p>"),
+        to_name="Zoë " + "N" * 50,
+        links=Links("https://digest.lab.example", "tok123", "ada"),
+        paper_ids=tuple(f"2611.{i:05d}" for i in range(40)),
+    )
+    assert message_bytes(message) == message.as_bytes(policy=compat32.clone(linesep="\r\n"))

@@ -297,3 +297,27 @@ def test_the_environment_is_reusable_across_subscribers_and_formats() -> None:
     render_email(env, sample_plan(5), now=SAMPLE_NOW, links=SAMPLE_LINKS)
     again = render_email(env, sample_plan(2, format="markdown"), now=SAMPLE_NOW, links=SAMPLE_LINKS)
     assert first == again  # no state leaks between renders (the Markdown converter is reset)
+
+
+def test_the_memoised_wordwrap_wraps_exactly_like_jinjas() -> None:
+    from jinja2.filters import do_wordwrap
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from digest.render import make_environment
+
+    env = make_environment(None)
+    plain = SandboxedEnvironment()
+    texts = [
+        "",
+        "short",
+        "a well-known, hyphen-heavy state-of-the-art sentence " * 5,
+        "averyveryverylongwordwithoutanyspaces" * 4 + " tail",
+        "tabs\tand\nnewlines\n\nkept   apart",
+    ]
+    for text in texts:
+        for args in [(), (20,), (70, False), (30, True, "\n   "), (40, False, None, False)]:
+            # twice: the second answer comes from the cache
+            for _ in range(2):
+                assert env.filters["wordwrap"](text, *args) == do_wordwrap(plain, text, *args)
+    template = env.from_string("{{ t|wordwrap(12, break_long_words=False) }}")
+    assert template.render(t="one two three four five") == "one two\nthree four\nfive"

@@ -1,0 +1,181 @@
+"""Composing many digests at once: rendering and the MIME message in worker processes, results in order.
+
+Rendering (Jinja2, CSS inlining, text wrapping) and composing are most of the CPU time of a big send, and they
+are pure: a plan in, bytes out, no database, no network. So `digest send` hands them to a process pool and
+keeps everything with a side effect (the ledger, the hand-over to the transport, one message at a time) in the
+sending process. A worker that dies takes no message with it: the sender notices, and composes the rest itself.
+
+Small sends (a lab of ten) are composed in-process: starting workers would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from jinja2 import Environment
+
+from digest.compose import render_and_compose
+from digest.errors import DigestError
+from digest.links import Links
+from digest.message import message_bytes
+from digest.plan import DigestPlan
+from digest.render import make_environment
+
+log = logging.getLogger(__name__)
+
+# Below this many messages in a batch, composing in-process is faster than starting and feeding workers.
+MIN_JOBS_FOR_WORKERS = 64
+# Messages per round trip to a worker: enough to amortise the pickling, few enough to keep both busy.
+CHUNK = 16
+MAX_AUTO_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """What a worker needs to compose any subscriber's message (sent to each worker once)."""
+
+    templates: Path | None
+    sender: str
+    list_id: str
+
+
+@dataclass(frozen=True)
+class ComposeJob:
+    plan: DigestPlan
+    links: Links
+    message_id: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class ComposedBytes:
+    subject: str
+    data: bytes  # the message as it goes over the wire (CRLF)
+
+
+ComposeResult = ComposedBytes | DigestError
+
+
+def auto_workers() -> int:
+    """One worker per core this process may use (the sender itself mostly waits on SQLite and the disk)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_AUTO_WORKERS))
+
+
+def compose_one(env: Environment, settings: ComposeSettings, job: ComposeJob) -> ComposeResult:
+    """One message, or the DigestError that explains why it could not be made (a template error, a bad address)."""
+    try:
+        rendered, message = render_and_compose(
+            env,
+            job.plan,
+            job.links,
+            sender=settings.sender,
+            list_id=settings.list_id,
+            message_id=job.message_id,
+            now=job.now,
+        )
+    except DigestError as exc:
+        return exc
+    return ComposedBytes(rendered.subject, message_bytes(message))
+
+
+# Per worker process: set once by the pool's initializer, read by each job (the pool gives no other way to keep
+# a compiled template environment between jobs).
+_worker_state: tuple[Environment, ComposeSettings] | None = None
+
+
+def _start_worker(settings: ComposeSettings) -> None:
+    global _worker_state
+    # Ctrl-C reaches the whole process group; the sender decides when to stop, its workers just finish or die.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_state = (make_environment(settings.templates), settings)
+
+
+def _compose_chunk(jobs: list[ComposeJob]) -> list[ComposeResult]:
+    assert _worker_state is not None, "worker started without its initializer"
+    env, settings = _worker_state
+    return [compose_one(env, settings, job) for job in jobs]
+
+
+class Composer:
+    """Composes batches of jobs in order, in `workers` processes (0: in this process), started on first need."""
+
+    def __init__(self, env: Environment, settings: ComposeSettings, *, workers: int | None = None) -> None:
+        self.env = env
+        self.settings = settings
+        self.workers = auto_workers() if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+
+    def __enter__(self) -> Composer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _uses_workers(self, jobs: int) -> bool:
+        return self.workers > 0 and not self._broken and jobs >= MIN_JOBS_FOR_WORKERS
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: workers never inherit the sender's threads (the scheduler's, the web server's) or its
+            # open database; each starts clean and imports only the rendering code.
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context(method),
+                initializer=_start_worker,
+                initargs=(self.settings,),
+            )
+            log.debug("composing in %d worker process(es) (%s)", self.workers, method)
+        return self._pool
+
+    def compose(self, jobs: Sequence[ComposeJob]) -> Iterator[ComposeResult]:
+        """The results in the order of `jobs`. With workers, all chunks are queued at once, so the caller can
+        prepare the next batch while this one is composed; results are produced as the caller asks for them."""
+        if not self._uses_workers(len(jobs)):
+            return (compose_one(self.env, self.settings, job) for job in jobs)
+        chunks = [list(jobs[i : i + CHUNK]) for i in range(0, len(jobs), CHUNK)]
+        try:
+            pool = self._get_pool()
+            futures = [pool.submit(_compose_chunk, chunk) for chunk in chunks]
+        except (BrokenProcessPool, OSError) as exc:
+            self._give_up_workers(exc)
+            return (compose_one(self.env, self.settings, job) for job in jobs)
+        return self._collect(chunks, futures)
+
+    def _collect(self, chunks: list[list[ComposeJob]], futures: list[Future[list[ComposeResult]]]) -> Iterator[ComposeResult]:
+        for chunk, future in zip(chunks, futures):
+            if not self._broken:
+                try:
+                    yield from future.result()
+                    continue
+                except BrokenProcessPool as exc:
+                    self._give_up_workers(exc)
+            yield from (compose_one(self.env, self.settings, job) for job in chunk)
+
+    def _give_up_workers(self, exc: BaseException) -> None:
+        """A worker died (killed, out of memory): compose the rest here; nothing was sent by a worker."""
+        if not self._broken:
+            log.warning("composing workers stopped (%s); composing the rest in this process", exc)
+        self._broken = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
