@@ -8,27 +8,22 @@ the email (this runs 10,000 times per newsletter issue).
 
 from __future__ import annotations
 
-import base64
+import binascii
+import functools
 import re
-from io import BytesIO
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email.charset import QP, Charset
 from email.generator import BytesGenerator
-from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from io import BytesIO
 
 from digest.errors import DeliveryError
 from digest.links import Links
-
-# Plain text stays readable in the raw message (quoted-printable); HTML goes as base64, which the stdlib
-# encodes in C and which never runs into the 998-character line limit.
-_TEXT_CHARSET = Charset("utf-8")
-_TEXT_CHARSET.body_encoding = QP
 
 
 @dataclass(frozen=True)
@@ -56,37 +51,66 @@ def new_message_id(sender: str) -> str:
     return make_msgid(idstring="digest", domain=sender_domain(sender))
 
 
+# An encoded word may be 75 characters long (RFC 2047): "=?utf-8?b?" + base64 + "?=" leaves 63 for base64,
+# which is 45 bytes of UTF-8 once rounded down to whole 3-byte groups.
+_ENCODED_WORD_BYTES = 45
+
+
+def encoded_words(value: str) -> str:
+    """Non-ASCII header text as RFC 2047 base64 encoded words, split between characters (never inside one)
+    and separated by spaces, which readers drop between encoded words and our header folding breaks at."""
+    chunks: list[bytes] = []
+    chunk = b""
+    for char in value:
+        data = char.encode("utf-8")
+        if len(chunk) + len(data) > _ENCODED_WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += data
+    if chunk:
+        chunks.append(chunk)
+    return " ".join(f"=?utf-8?b?{binascii.b2a_base64(c, newline=False).decode('ascii')}?=" for c in chunks)
+
+
 def _address(display: str, email: str) -> str:
     """'Name <local@domain>', the name RFC 2047-encoded when it is not ASCII."""
-    return formataddr((_single_line(display, "name"), _single_line(email, "email")), charset="utf-8")
+    display, email = _single_line(display, "name"), _single_line(email, "email")
+    if display.isascii():
+        return formataddr((display, email))
+    return f"{encoded_words(display)} <{email}>"
 
 
-def _header_text(value: str, name: str, ascii_suffix: str = "") -> str | Header:
-    """ASCII as it is; anything else RFC 2047-encoded and folded by the generator, which needs the header's
-    name to fit the first line (without it the value starts on an empty line, read back with a space)."""
-    if value.isascii():
-        return value + ascii_suffix
-    header = Header(value, "utf-8", header_name=name)
-    if ascii_suffix:
-        header.append(ascii_suffix, "us-ascii")
-    return header
+def _header_text(value: str) -> str:
+    """ASCII as it is; anything else as encoded words."""
+    return value if value.isascii() else encoded_words(value)
 
 
 def _text_part(body: str) -> MIMENonMultipart:
-    part = MIMENonMultipart("text", "plain")
-    part.set_payload(body, charset=_TEXT_CHARSET)
-    del part["MIME-Version"]  # belongs on the message, not on each part (set_payload adds it back)
+    """text/plain, quoted-printable: readable in the raw message, and binascii encodes it in C."""
+    part = MIMENonMultipart("text", "plain", charset="utf-8")
+    del part["MIME-Version"]  # belongs on the message, not on each part
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
     return part
 
 
 def _base64_part(body: str, subtype: str) -> MIMENonMultipart:
-    """What set_payload with a base64 charset makes, with the encoding done by base64.encodebytes (same 76-column
-    lines) instead of email.base64mime's loop over 57-byte pieces."""
+    """base64 in 76-column lines, as email.base64mime writes them, encoded in one C call instead of a loop over
+    57-byte pieces. HTML goes this way: css-inlined lines can pass SMTP's 998-character limit."""
     part = MIMENonMultipart("text", subtype, charset="utf-8")
     del part["MIME-Version"]
     part["Content-Transfer-Encoding"] = "base64"
-    part.set_payload(base64.encodebytes(body.encode("utf-8")).decode("ascii"))
+    encoded = binascii.b2a_base64(body.encode("utf-8"), newline=False).decode("ascii")
+    part.set_payload("".join(encoded[i : i + 76] + "\n" for i in range(0, len(encoded), 76)))
     return part
+
+
+@functools.lru_cache(maxsize=16)
+def _sender_address(sender: str) -> tuple[str, str]:
+    from_name, from_email = parseaddr(_single_line(sender, "[smtp] from"))
+    if "@" not in from_email:
+        raise DeliveryError(f"[smtp] from {sender!r} has no email address; use 'Name <address@domain>'")
+    return from_name, from_email
 
 
 def compose_message(
@@ -103,19 +127,19 @@ def compose_message(
 ) -> Message:
     """A multipart/alternative message ready for SMTP or a Maildir."""
     subject = re.sub(r"\s+", " ", rendered.subject).strip()
-    from_name, from_email = parseaddr(_single_line(sender, "[smtp] from"))
-    if "@" not in from_email:
-        raise DeliveryError(f"[smtp] from {sender!r} has no email address; use 'Name <address@domain>'")
-    message = MIMEMultipart("alternative")
+    from_name, from_email = _sender_address(sender)
+    # A boundary of our own: "=_" cannot start a line of base64 or quoted-printable, so the stdlib's search of
+    # the whole message for a clash (a regex over 50 KB per email) is not needed.
+    message = MIMEMultipart("alternative", boundary=f"=_digest_{secrets.token_hex(12)}")
     message["From"] = _address(from_name, from_email)
     message["To"] = _address(to_name, to_email)
-    message["Subject"] = _header_text(subject, "Subject")
+    message["Subject"] = _header_text(subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = _single_line(message_id, "Message-ID")
     domain = sender_domain(sender)
     list_name = _single_line(list_id, "list id")
     list_address = f" <{re.sub(r'[^A-Za-z0-9.-]', '-', list_name)}.{domain}>"
-    message["List-Id"] = _header_text(list_name, "List-Id", list_address)
+    message["List-Id"] = _header_text(list_name) + list_address
     unsubscribe = [f"<mailto:{from_email}?subject=unsubscribe>"]
     https = links.unsubscribe()
     if https:
@@ -140,21 +164,37 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class _WirePolicy(type(compat32)):  # type: ignore[misc]
-    """compat32 with CRLF, and a short plain header written as it is: the stdlib builds a Header object to fold
-    every header, even one that fits on its line, and that was a third of the cost of a message."""
+    """compat32 with CRLF, folding plain ASCII headers itself: the stdlib builds a Header object to fold every
+    header, even one that fits on its line, and that was a third of the cost of a message. Anything else (an
+    RFC 2047 Header, a value with line breaks or runs of spaces) goes the stdlib's way."""
 
     def fold_binary(self, name: str, value: object) -> bytes:
         if (
             isinstance(value, str)
-            and len(name) + len(value) + 2 <= self.max_line_length
             and value.isascii()
             and value == value.strip()
             and "  " not in value
             and "\n" not in value
             and "\r" not in value
         ):
-            return f"{name}: {value}{self.linesep}".encode("ascii")
+            return _fold_words(name, value, self.max_line_length, self.linesep).encode("ascii")
         return bytes(super().fold_binary(name, value))
+
+
+def _fold_words(name: str, value: str, limit: int, linesep: str) -> str:
+    """'Name: value', broken before a space wherever a line would pass `limit` (RFC 5322 folding; a single
+    word longer than the limit keeps a line to itself, since nothing may be broken inside it)."""
+    if len(name) + 2 + len(value) <= limit:
+        return f"{name}: {value}{linesep}"
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > limit and line != f"{name}:" and line.strip():
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return linesep.join(lines) + linesep
 
 
 _WIRE = _WirePolicy(linesep="\r\n")
@@ -162,7 +202,7 @@ _WIRE = _WirePolicy(linesep="\r\n")
 
 class _WireGenerator(BytesGenerator):
     """The stdlib generator, writing each body in one piece instead of line by line (a 40 KB digest has a
-    thousand lines). With _WirePolicy, its output is byte for byte the stdlib's; a test compares the two."""
+    thousand lines). The bodies come out byte for byte as the stdlib writes them; a test compares the two."""
 
     def _write_lines(self, lines: str) -> None:
         if not lines:

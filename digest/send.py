@@ -309,7 +309,7 @@ def _deliver_one(
         return
     store.finish_message(rowid, "sent", clock())
     report.sent.append(entry)
-    log.info("%s: sent %d paper(s) as %s", profile.id, len(picks), job.message_id)
+    log.debug("%s: sent %d paper(s) as %s", profile.id, len(picks), job.message_id)
 
 
 def resolve_stuck(store: Store, subscriber: str, state: str, now: datetime) -> list[str]:

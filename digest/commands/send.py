@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -14,29 +15,36 @@ from digest.send import SendReport, resolve_stuck
 from digest.subscribers import Profile
 
 
-def _progress_factory() -> Callable[[int], Callable[[Profile], None]] | None:
-    """A rich progress bar on a terminal; nothing when output is piped or logged."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class _ProgressBar:
+    """A rich progress bar on stderr for one send; stopped by close() however the send ends (finished,
+    interrupted, failed), so the terminal never keeps a hidden cursor or a half-drawn bar."""
 
-    def factory(total: int) -> Callable[[Profile], None]:
-        bar = Progress(
-            TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __call__(self, total: int) -> Callable[[Profile], None]:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("sending"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            console=Console(stderr=True),  # stdout carries the report, and may be piped to a file
         )
-        bar.start()
-        task = bar.add_task("send", total=total)
+        self._bar.start()
+        task = self._bar.add_task("send", total=total)
 
         def advance(_profile: Profile) -> None:
-            bar.advance(task)
-            if bar.finished:
-                bar.stop()
+            self._bar.advance(task)
 
-        if total == 0:
-            bar.stop()
         return advance
 
-    return factory
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _print_report(report: SendReport, as_json: bool) -> None:
@@ -117,16 +125,21 @@ def send_command(
                     resolve_stuck(store, name, "failed", utc_now())
                     click.echo(f"{name}: stuck message marked failed; sending again", err=True)
     stop = threading.Event()
-    report = send(
-        config,
-        selection=selection,
-        names=subscribers,
-        dry_run=dry_run,
-        lock_wait=lock_wait,
-        progress_factory=None if as_json else _progress_factory(),
-        subscribers=loaded,
-        stop=stop,
-    )
+    bar = _ProgressBar() if not as_json and sys.stderr.isatty() else None  # never in a pipe or a log
+    try:
+        report = send(
+            config,
+            selection=selection,
+            names=subscribers,
+            dry_run=dry_run,
+            lock_wait=lock_wait,
+            progress_factory=bar,
+            subscribers=loaded,
+            stop=stop,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     _print_report(report, as_json)
     if report.failed or report.stuck:
         raise SystemExit(1)

@@ -3,10 +3,12 @@ dicts): it is safe to hand to a sandboxed user template, and easy to dump as JSO
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
 from digest.links import Links
+from digest.paper import Paper
 from digest.plan import DigestPlan
 from digest.rank import Scored
 from digest.render.text import code_label, one_line, safe_url, short_authors, teaser
@@ -20,24 +22,38 @@ _MONTHS = (
 PREHEADER_LIMIT = 150
 
 
-def _paper(rank: int, scored: Scored, links: Links) -> dict[str, Any]:
-    paper = scored.paper
+@functools.lru_cache(maxsize=4096)
+def _paper_facts(paper: Paper) -> tuple[tuple[str, Any], ...]:
+    """What a paper shows, the same in every subscriber's digest: worked out once per paper in a big send
+    (cleaning titles and cutting teasers was a third of the cost of rendering)."""
     paper_id = paper.id or paper.stable_id()
     code = [url for url in (safe_url(u) for u in paper.code_links) if url]
+    return (
+        ("id", paper_id),
+        ("title", one_line(paper.title)),
+        ("authors", tuple(one_line(a) for a in paper.authors)),
+        ("authors_short", short_authors(paper.authors)),
+        ("url", safe_url(paper.url)),
+        ("code_links", tuple((url, code_label(url)) for url in code)),
+        ("teaser", teaser(paper.abstract)),
+        ("abstract", one_line(paper.abstract)),
+        ("categories", paper.categories),
+        ("published", paper.published),
+    )
+
+
+def _paper(rank: int, scored: Scored, links: Links) -> dict[str, Any]:
+    facts = dict(_paper_facts(scored.paper))
+    paper_id = facts["id"]
     return {
         "rank": rank,
-        "id": paper_id,
-        "title": one_line(paper.title),
-        "authors": [one_line(a) for a in paper.authors],
-        "authors_short": short_authors(paper.authors),
-        "url": safe_url(paper.url),
-        "code_links": [{"url": url, "label": code_label(url)} for url in code],
+        **facts,
+        # Fresh lists and dicts for each render: a template must never change what the next one sees.
+        "authors": list(facts["authors"]),
+        "code_links": [{"url": url, "label": label} for url, label in facts["code_links"]],
+        "categories": list(facts["categories"]),
         "score": round(float(scored.score), 3),
         "why": one_line(scored.why),
-        "teaser": teaser(paper.abstract),
-        "abstract": one_line(paper.abstract),
-        "categories": list(paper.categories),
-        "published": paper.published,
         "like_url": links.feedback(paper_id, "like"),
         "dislike_url": links.feedback(paper_id, "dislike"),
     }
