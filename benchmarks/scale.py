@@ -1,6 +1,6 @@
 """Scale: the whole send pipeline for many subscribers on one machine, stage by stage.
 
-    python benchmarks/scale.py --subscribers 10000 --papers 500 [--json] [--smtp] [--runs 3]
+    python benchmarks/scale.py --subscribers 10000 --papers 500 [--json] [--smtp] [--runs 3] [--workers N]
     python benchmarks/scale.py --table          # N = 1k, 5k, 10k x M = 100, 500, 2,000: is the cost linear?
 
 In a temporary folder: a store with M new papers (first seen yesterday) and a few hundred older ones (what
@@ -12,7 +12,9 @@ everyone: model, candidates, ranking, explanations, rendering (HTML + text), the
 delivery into a Maildir (or, with --smtp, to an aiosmtpd server in its own process, over one connection).
 
 Stages are timed by wrapping the pipeline's own functions (exclusive times: a stage does not count the stages it
-calls); "other" is the rest (per-subscriber state checks, the loop). Peak memory is ru_maxrss of this process.
+calls); "other" is the rest (per-subscriber state checks, the loop). With composing workers (the default: one per
+core; --workers 0 keeps everything in this process), rendering and composing happen in other processes and show
+as "waiting for workers": the time the sender waited for a finished message. Peak memory is ru_maxrss of this process.
 The baseline is the per-subscriber approach, timed in the same run on --baseline-sample subscribers: refit a
 TF-IDF on the candidates and the subscriber's own texts, train one LinearSVC(C=0.01, class_weight="balanced")
 (liked papers and keywords against the candidates), rank the candidates.
@@ -403,12 +405,12 @@ def table(seed: int) -> None:
             print(f"  N={subscribers:>6} M={papers:>5}: {r['seconds']:.1f} s", file=sys.stderr, flush=True)
     print("Cost per email should stay flat along N; ranking per email should grow about linearly with M.")
     print(f"{'N':>7}{'M':>6}{'total s':>9}{'ms/email':>10}{'ranking s':>11}{'rank µs/email/paper':>21}"
-          f"{'render s':>10}{'emails/s':>10}{'peak MB':>9}")
+          f"{'deliver s':>11}{'emails/s':>10}{'peak MB':>9}")
     for r in rows:
         n, m, stages = r["subscribers"], r["papers"], r["stages"]
         rank_seconds = stages["ranking"] + stages["explanations"] + stages["candidates"]
         print(f"{n:>7}{m:>6}{r['seconds']:>9.1f}{r['seconds'] / n * 1e3:>10.2f}{rank_seconds:>11.2f}"
-              f"{rank_seconds / n / m * 1e6:>21.3f}{stages['rendering']:>10.1f}{r['emails_per_second']:>10,.0f}"
+              f"{rank_seconds / n / m * 1e6:>21.3f}{stages['ledger+delivery']:>11.1f}{r['emails_per_second']:>10,.0f}"
               f"{r['peak_rss_mb']:>9.0f}")
 
 
