@@ -14,10 +14,12 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from datetime import datetime
 from pathlib import Path
 
@@ -96,11 +98,27 @@ def compose_one(env: Environment, settings: ComposeSettings, job: ComposeJob) ->
 _worker_state: tuple[Environment, ComposeSettings] | None = None
 
 
-def _start_worker(settings: ComposeSettings) -> None:
+def _start_worker(settings: ComposeSettings, sender_alive: Connection) -> None:
     global _worker_state
     # Ctrl-C reaches the whole process group; the sender decides when to stop, its workers just finish or die.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_sender(sender_alive)
     _worker_state = (make_environment(settings.templates), settings)
+
+
+def _exit_with_sender(sender_alive: Connection) -> None:
+    """A worker whose sender was killed (SIGKILL, out of memory) would wait for work forever, holding the
+    sender's stderr open. The sender alone holds the other end of `sender_alive`, and nothing is ever sent on
+    it: the read returns when the sender's end closes, at its exit however it comes, and the worker leaves."""
+
+    def watch() -> None:
+        try:
+            sender_alive.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(0)  # nothing to lose: a worker only ever holds a message the sender never got
+
+    threading.Thread(target=watch, name="digest-exit-with-sender", daemon=True).start()
 
 
 def _compose_chunk(jobs: list[ComposeJob]) -> list[ComposeResult]:
@@ -117,6 +135,7 @@ class Composer:
         self.settings = settings
         self.workers = auto_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
+        self._sender_alive: tuple[Connection, Connection] | None = None
         self._broken = False
 
     def __enter__(self) -> Composer:
@@ -129,6 +148,14 @@ class Composer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._release_workers()
+
+    def _release_workers(self) -> None:
+        """Close our end of the workers' lifeline: any worker still running leaves."""
+        if self._sender_alive is not None:
+            for end in self._sender_alive:
+                end.close()
+            self._sender_alive = None
 
     def _uses_workers(self, jobs: int) -> bool:
         return self.workers > 0 and not self._broken and jobs >= MIN_JOBS_FOR_WORKERS
@@ -138,11 +165,13 @@ class Composer:
             # forkserver: workers never inherit the sender's threads (the scheduler's, the web server's) or its
             # open database; each starts clean and imports only the rendering code.
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            context = multiprocessing.get_context(method)
+            self._sender_alive = context.Pipe(duplex=False)  # (the workers' end, ours)
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context(method),
+                mp_context=context,
                 initializer=_start_worker,
-                initargs=(self.settings,),
+                initargs=(self.settings, self._sender_alive[0]),
             )
             log.debug("composing in %d worker process(es) (%s)", self.workers, method)
         return self._pool
@@ -179,3 +208,4 @@ class Composer:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        self._release_workers()

@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from delivery_helpers import workspace
 from digest.store import Store
 from smtp_server import Behaviour, SmtpServer
@@ -28,21 +30,38 @@ def run_digest(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(digest_cmd(config, *args), capture_output=True, text=True, timeout=180, cwd=REPO)
 
 
-def test_sigkill_mid_send_then_rerun_never_duplicates_and_reports_the_one_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("count", "workers"),
+    [(50, 0), (80, 2)],
+    ids=["composed-in-the-sender", "composed-in-2-worker-processes"],
+)
+def test_sigkill_mid_send_then_rerun_never_duplicates_and_reports_the_one_in_flight(
+    tmp_path: Path, count: int, workers: int
+) -> None:
     with SmtpServer(Behaviour(delay=0.05)) as server:
-        config, ids = workspace(tmp_path, 50, port=server.port)
+        config, ids = workspace(tmp_path, count, port=server.port)
         config_path = tmp_path / "config.toml"
+        config_path.write_text(
+            config_path.read_text(encoding="utf-8").replace("[delivery]\n", f"[delivery]\ncompose_workers = {workers}\n"),
+            encoding="utf-8",
+        )
         process = subprocess.Popen(
-            digest_cmd(config_path, "send", "--all", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+            digest_cmd(config_path, "-v", "send", "--all", "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         try:
             server.wait_for(12, timeout=120)
         finally:
             os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+            # Returns only once every process holding the sender's stderr is gone: its workers leave with it.
+            _, log = process.communicate(timeout=30)
+        assert ("composing in 2 worker process(es)" in log) == (workers == 2), log[-2000:]
         time.sleep(0.3)  # let the server finish the DATA it was in the middle of
         killed_at = len(server.received)
-        assert killed_at < 50, "the kill must land mid-run for this test to mean anything"
+        assert killed_at < count, "the kill must land mid-run for this test to mean anything"
 
         rerun = run_digest(config_path, "send", "--all", "--json")
         report = json.loads(rerun.stdout)
@@ -62,7 +81,7 @@ def test_sigkill_mid_send_then_rerun_never_duplicates_and_reports_the_one_in_fli
     assert missing <= set(stuck)
     assert rerun.returncode == (1 if stuck else 0)
     print(
-        f"\nSIGKILL after {killed_at} of 50 messages reached the server; rerun sent {len(report['sent'])}, "
+        f"\nSIGKILL after {killed_at} of {count} messages reached the server; rerun sent {len(report['sent'])}, "
         f"stuck {stuck}; {len(received)} messages in all, {len(per_subscriber)} subscribers served once each"
     )
     with Store(config.paths.database) as store:
