@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,7 +27,7 @@ from pathlib import Path
 from jinja2 import Environment
 
 from digest.compose import render_and_compose
-from digest.errors import DigestError
+from digest.errors import DigestError, RenderError
 from digest.links import Links
 from digest.message import message_bytes
 from digest.plan import DigestPlan
@@ -88,9 +89,17 @@ def compose_one(env: Environment, settings: ComposeSettings, job: ComposeJob) ->
             message_id=job.message_id,
             now=job.now,
         )
+        data = message_bytes(message)
     except DigestError as exc:
         return exc
-    return ComposedBytes(rendered.subject, message_bytes(message))
+    except Exception as exc:  # one subscriber's message must not stop everyone else's (a bug, an odd address)
+        # Said in one line with where it happened: in a worker process there is no log to put a traceback in.
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return RenderError(
+            f"could not compose the message: {type(exc).__name__}: {exc} "
+            f"(at {Path(where.filename).name}:{where.lineno})"
+        )
+    return ComposedBytes(rendered.subject, data)
 
 
 # Per worker process: set once by the pool's initializer, read by each job (the pool gives no other way to keep

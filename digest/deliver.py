@@ -3,6 +3,7 @@ limit) or a Maildir folder (tmp/ then new/, the Maildir way: atomic, readable by
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -18,11 +19,13 @@ from typing import Protocol
 
 from digest.config import Config, Smtp
 from digest.errors import DeliveryError
+from digest.message import wire_address
 
 log = logging.getLogger(__name__)
 # A message object, or the finished wire form (CRLF bytes, from digest.message.message_bytes): sending composes
 # its messages in worker processes and hands over bytes, so nothing is serialised twice.
 Outgoing = Message | bytes
+_MAILDIR_COUNTER = itertools.count()  # per process: part of every Maildir file name
 
 
 class TransientError(DeliveryError):
@@ -40,7 +43,7 @@ class Transport(Protocol):
 
 
 class MaildirTransport:
-    """Delivers into a Maildir (tmp/, then renamed into new/: a reader never sees half a message).
+    """Delivers into a Maildir (tmp/, then linked into new/: a reader never sees half a message).
 
     Durability is the ledger's: SQLite runs with synchronous=NORMAL, so both survive a crash of the process
     and neither is promised to survive a power cut. An fsync per message would cost more than composing it;
@@ -56,33 +59,49 @@ class MaildirTransport:
         self.path = path
         self.fsync = fsync
         # The Maildir convention for unique names: time, microseconds, pid, a counter, the host ('/' and ':'
-        # escaped, as the spec asks).
+        # escaped, as the spec asks). The counter is the process's, so two transports never share a name.
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-        self._counter = itertools.count()
 
     def _unique_name(self) -> str:
         now = time.time()
-        return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(self._counter)}.{self._host}"
+        return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(_MAILDIR_COUNTER)}.{self._host}"
 
     def send(self, message: Outgoing, recipient: str) -> None:
         data = message if isinstance(message, bytes) else message.as_bytes()
         data = data.replace(b"\r\n", b"\n")  # Maildir files end lines with LF, as mail clients write them
-        name = self._unique_name()
-        temporary = self.path / "tmp" / name
         try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with open(descriptor, "wb", closefd=True) as handle:
-                    handle.write(data)
-                    if self.fsync:
-                        handle.flush()
-                        os.fsync(handle.fileno())
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-            os.rename(temporary, self.path / "new" / name)
+            for _ in range(5):
+                if self._deliver_once(data):
+                    return
+            raise OSError(errno.EEXIST, "no unique file name after 5 tries")
         except OSError as exc:
             raise TransientError(f"{self.path}: cannot write the message ({exc.strerror})") from None
+
+    def _deliver_once(self, data: bytes) -> bool:
+        """Written in tmp/, then linked into new/: a link, unlike a rename, never replaces a message already
+        there (False: that name was taken, try another)."""
+        name = self._unique_name()
+        temporary = self.path / "tmp" / name
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with open(descriptor, "wb", closefd=True) as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            try:
+                os.link(temporary, self.path / "new" / name)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                    raise
+                if (self.path / "new" / name).exists():  # a file system without hard links
+                    return False
+                os.rename(temporary, self.path / "new" / name)
+            return True
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def close(self) -> None:
         pass
@@ -161,9 +180,11 @@ class SmtpTransport:
     def _send_once(self, message: Outgoing, recipient: str) -> None:
         if self._connection is None:
             self._connection = self._connect()
+        recipient = wire_address(recipient)
         try:
             if isinstance(message, bytes):
-                refused = self._connection.sendmail(self._envelope_from, [recipient], message)
+                options = self._utf8_options(message, recipient)
+                refused = self._connection.sendmail(self._envelope_from, [recipient], message, mail_options=options)
             else:
                 refused = self._connection.send_message(message, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
@@ -180,8 +201,23 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
             self._drop()
             raise TransientError(f"connection lost ({exc or type(exc).__name__})") from None
+        except UnicodeError:
+            self._reset()
+            raise PermanentError(f"recipient {recipient}: the address cannot be sent over SMTP") from None
         if refused:
             raise PermanentError(f"recipient {recipient} refused: {refused}")
+
+    def _utf8_options(self, message: bytes, recipient: str) -> list[str]:
+        """A UTF-8 address (RFC 6531/6532) needs a server that says SMTPUTF8; plain ASCII needs nothing."""
+        if message.isascii() and recipient.isascii() and self._envelope_from.isascii():
+            return []
+        assert self._connection is not None
+        if not self._connection.has_extn("smtputf8"):
+            raise PermanentError(
+                f"recipient {recipient}: a non-ASCII address needs a server with SMTPUTF8, and "
+                f"{self.settings.host} does not offer it"
+            )
+        return ["SMTPUTF8", "BODY=8BITMIME"]
 
     def _reset(self) -> None:
         """After an error reply the session may be mid-transaction: RSET, or start over."""

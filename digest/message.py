@@ -19,7 +19,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 from io import BytesIO
 
 from digest.errors import DeliveryError
@@ -51,14 +51,19 @@ def new_message_id(sender: str) -> str:
     return make_msgid(idstring="digest", domain=sender_domain(sender))
 
 
-# An encoded word may be 75 characters long (RFC 2047): "=?utf-8?b?" + base64 + "?=" leaves 63 for base64,
-# which is 45 bytes of UTF-8 once rounded down to whole 3-byte groups.
-_ENCODED_WORD_BYTES = 45
+# An encoded word may be 75 characters long, and a line holding one 76 (RFC 2047). 33 bytes of UTF-8 make
+# 44 base64 characters, a 56-character word: it fits after the longest header name we write (X-Digest-Papers).
+_ENCODED_WORD_BYTES = 33
+# A word longer than this could not be folded under SMTP's 998-character line limit (a title made of one
+# huge "word", a DOI without bounds): such a value is written as encoded words, which split anywhere.
+_LONGEST_PLAIN_WORD = 200
+# Characters that make a display name need quotes (as email.utils.formataddr decides).
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 def encoded_words(value: str) -> str:
-    """Non-ASCII header text as RFC 2047 base64 encoded words, split between characters (never inside one)
-    and separated by spaces, which readers drop between encoded words and our header folding breaks at."""
+    """Header text as RFC 2047 base64 encoded words, split between characters (never inside one) and
+    separated by spaces, which readers drop between encoded words and our header folding breaks at."""
     chunks: list[bytes] = []
     chunk = b""
     for char in value:
@@ -72,17 +77,45 @@ def encoded_words(value: str) -> str:
     return " ".join(f"=?utf-8?b?{binascii.b2a_base64(c, newline=False).decode('ascii')}?=" for c in chunks)
 
 
-def _address(display: str, email: str) -> str:
-    """'Name <local@domain>', the name RFC 2047-encoded when it is not ASCII."""
-    display, email = _single_line(display, "name"), _single_line(email, "email")
-    if display.isascii():
-        return formataddr((display, email))
-    return f"{encoded_words(display)} <{email}>"
+def _needs_encoding(value: str) -> bool:
+    """Non-ASCII text; text a reader would decode ("=?" starts an encoded word: an ASCII title could spoof a
+    decoded line break); or a word too long to fold."""
+    if not value.isascii() or "=?" in value:
+        return True
+    return len(value) > _LONGEST_PLAIN_WORD and any(len(word) > _LONGEST_PLAIN_WORD for word in value.split())
 
 
 def _header_text(value: str) -> str:
-    """ASCII as it is; anything else as encoded words."""
-    return value if value.isascii() else encoded_words(value)
+    """Unstructured header text: as it is when that is safe, else as encoded words."""
+    return encoded_words(value) if _needs_encoding(value) else value
+
+
+def wire_address(email: str) -> str:
+    """The address as headers and SMTP carry it: a non-ASCII domain in IDNA (punycode), so that only a
+    non-ASCII local part needs a server with SMTPUTF8."""
+    if email.isascii():
+        return email
+    local, _, domain = email.rpartition("@")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass  # left in UTF-8: the server must take SMTPUTF8
+    return f"{local}@{domain}"
+
+
+def _address(display: str, email: str) -> str:
+    """'Name <local@domain>': the name quoted or RFC 2047-encoded as needed; the address in its wire form
+    (raw UTF-8 when its local part is not ASCII, as RFC 6532 has it)."""
+    display, email = _single_line(display, "name"), wire_address(_single_line(email, "email"))
+    if not display:
+        return email
+    if _needs_encoding(display):
+        name = encoded_words(display)
+    elif _SPECIALS.search(display):
+        name = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        name = display
+    return f"{name} <{email}>"
 
 
 def _text_part(body: str) -> MIMENonMultipart:
@@ -150,7 +183,7 @@ def compose_message(
     message["Precedence"] = "list"
     if paper_ids:
         # Lets a mail filter, or a person debugging a complaint, see which papers a digest carried.
-        message["X-Digest-Papers"] = " ".join(_single_line(pid, "paper id") for pid in paper_ids)
+        message["X-Digest-Papers"] = _header_text(" ".join(_single_line(pid, "paper id") for pid in paper_ids))
     for name in ("MIME-Version", "Content-Type"):  # after the headers people read, as mail clients write them
         value = message[name]
         del message[name]
@@ -164,20 +197,21 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class _WirePolicy(type(compat32)):  # type: ignore[misc]
-    """compat32 with CRLF, folding plain ASCII headers itself: the stdlib builds a Header object to fold every
-    header, even one that fits on its line, and that was a third of the cost of a message. Anything else (an
-    RFC 2047 Header, a value with line breaks or runs of spaces) goes the stdlib's way."""
+    """compat32 with CRLF, folding our headers itself: the stdlib builds a Header object to fold every header,
+    even one that fits on its line (a third of the cost of a message), and it would RFC 2047-encode a UTF-8
+    address into something no server delivers. Anything unusual (line breaks, runs of spaces) goes the
+    stdlib's way."""
 
     def fold_binary(self, name: str, value: object) -> bytes:
         if (
             isinstance(value, str)
-            and value.isascii()
             and value == value.strip()
             and "  " not in value
             and "\n" not in value
             and "\r" not in value
         ):
-            return _fold_words(name, value, self.max_line_length, self.linesep).encode("ascii")
+            # Our values are ASCII but for a UTF-8 address (RFC 6532), which stays as it is.
+            return _fold_words(name, value, self.max_line_length, self.linesep).encode("utf-8")
         return bytes(super().fold_binary(name, value))
 
 

@@ -285,6 +285,10 @@ def _deliver_one(
         return
     if item.channel == "email" and transport is None:
         raise DeliveryError("no transport configured")
+    if store.subscriber_state(profile.id).paused:
+        # Unsubscribed while this batch was being composed (one-click links work during a long send).
+        report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
+        return
     rowid = store.begin_message(
         profile.id,
         job.message_id,

@@ -31,6 +31,7 @@ class Received:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    raw: bytes = b""
 
     @property
     def papers(self) -> list[str]:
@@ -81,7 +82,9 @@ class RecordingHandler:
             await asyncio.sleep(self.behaviour.delay)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), parsed, envelope.original_content)  # type: ignore[arg-type]
+            )
         return "250 OK queued"
 
 
@@ -136,6 +139,7 @@ class SmtpServer:
         security: str = "none",
         cert: tuple[Path, Path] | None = None,
         auth: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = RecordingHandler(behaviour or Behaviour())
         self.port = free_port()
@@ -155,6 +159,7 @@ class SmtpServer:
             # Implicit TLS is invisible to aiosmtpd's session state, so it would hide AUTH: the wire is
             # encrypted anyway, and for STARTTLS we do require TLS before AUTH.
             kwargs["auth_require_tls"] = security == "starttls"
+        kwargs["enable_SMTPUTF8"] = smtputf8  # aiosmtpd offers it unless told not to
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def __enter__(self) -> SmtpServer:

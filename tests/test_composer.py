@@ -141,3 +141,21 @@ def test_compose_workers_out_of_range_is_a_config_error(tmp_path: Path, workers:
     )
     with pytest.raises(ConfigError, match="compose_workers"):
         load_config(path)
+
+
+def test_an_unexpected_error_fails_only_that_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only our own errors: whatever goes wrong for one subscriber is that subscriber's failure."""
+    import digest.composer
+
+    original = digest.composer.render_and_compose
+
+    def flaky(env, plan, links, **kwargs):  # type: ignore[no-untyped-def]
+        if plan.subscriber.id == "s2":
+            raise ValueError("something nobody foresaw")
+        return original(env, plan, links, **kwargs)
+
+    monkeypatch.setattr(digest.composer, "render_and_compose", flaky)
+    with Composer(make_environment(None), SETTINGS, workers=0) as composer:
+        results = list(composer.compose(jobs(4)))
+    assert [type(r).__name__ for r in results] == ["ComposedBytes", "ComposedBytes", "RenderError", "ComposedBytes"]
+    assert "ValueError: something nobody foresaw" in str(results[2]) and "test_composer.py" in str(results[2])

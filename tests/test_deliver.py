@@ -200,3 +200,85 @@ def test_missing_password_variable_is_a_clear_error(tmp_path: Path, monkeypatch:
     config, _ = workspace(tmp_path, 1, port=2525, extra_smtp='username = "x"\npassword_env = "NOT_SET_ANYWHERE"')
     with pytest.raises(ConfigError, match=r"\$NOT_SET_ANYWHERE"):
         send(config, selection="all", clock=clock)
+
+
+def _add_subscriber(root: Path, sub: str, name: str, address: str) -> None:
+    (root / "subscribers" / f"{sub}.toml").write_text(
+        f'name = "{name}"\nemail = "{address}"\nschedule = "0 7 * * *"\nmin_score = 0.01\nmax_papers = 5\n'
+        '[interests]\nkeywords = ["diffusion models"]\n',
+        encoding="utf-8",
+    )
+
+
+def test_international_addresses_go_out_with_smtputf8_or_punycode(tmp_path: Path) -> None:
+    with SmtpServer(smtputf8=True) as server:
+        config, ids = workspace(tmp_path, 1, port=server.port)
+        _add_subscriber(tmp_path, "jorg", "Jörg Ünïcode", "jörg@example.org")
+        _add_subscriber(tmp_path, "buecher", "Plain, Name", "anna@bücher.de")
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(3)
+    assert not report.failed and not report.stuck, report.failed
+    by_recipient = {r.recipients[0]: r for r in received}
+    assert set(by_recipient) == {"reader000@example.org", "jörg@example.org", "anna@xn--bcher-kva.de"}
+    jorg = by_recipient["jörg@example.org"].raw
+    assert "<jörg@example.org>".encode() in jorg, "a UTF-8 address stays UTF-8 in the header (RFC 6532)"
+    assert b"=?utf-8?b?" in jorg.split(b"\r\n\r\n")[0], "the display name is still RFC 2047-encoded"
+    assert by_recipient["anna@xn--bcher-kva.de"].message["To"] == '"Plain, Name" <anna@xn--bcher-kva.de>'
+
+
+def test_a_utf8_address_without_smtputf8_fails_alone_and_clearly(tmp_path: Path) -> None:
+    with SmtpServer() as server:
+        config, ids = workspace(tmp_path, 2, port=server.port)
+        _add_subscriber(tmp_path, "jorg", "Jörg", "jörg@example.org")
+        report = send(config, selection="all", clock=clock)
+        received = server.wait_for(2)
+    assert sorted(r.recipients[0] for r in received) == ["reader000@example.org", "reader001@example.org"]
+    assert [f["subscriber"] for f in report.failed] == ["jorg"]
+    assert "SMTPUTF8" in str(report.failed[0]["error"])
+    assert not report.stuck
+    with Store(config.paths.database) as store:
+        assert [m.state for m in store.history("jorg")] == ["failed"]
+
+
+def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: Path) -> None:
+    from digest.deliver import MaildirTransport
+    from digest.render import make_environment
+    from digest.send import send_digests
+    from digest.subscribers import load_subscribers
+
+    config, ids = workspace(tmp_path, 3, method="maildir")
+    sent_to: list[str] = []
+
+    class UnsubscribingTransport(MaildirTransport):
+        def send(self, message: object, recipient: str) -> None:
+            super().send(message, recipient)  # type: ignore[arg-type]
+            sent_to.append(recipient)
+            if recipient == "reader000@example.org":  # reader002 clicks Unsubscribe meanwhile
+                with Store(config.paths.database) as other:
+                    other.set_paused("reader002", True, SEND_AT)
+
+    profiles = load_subscribers(config.paths.subscribers).profiles
+    with Store(config.paths.database) as store:
+        report = send_digests(
+            store, config, make_environment(None), profiles, UnsubscribingTransport(config.delivery.maildir), clock=clock
+        )
+    assert sent_to == ["reader000@example.org", "reader001@example.org"]
+    assert [s["subscriber"] for s in report.skipped] == ["reader002"]
+    assert "paused" in str(report.skipped[0]["reason"])
+
+
+def test_two_maildir_transports_at_the_same_instant_never_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.deliver
+    from digest.deliver import MaildirTransport
+
+    monkeypatch.setattr(digest.deliver.time, "time", lambda: 1_800_000_000.5)
+    first, second = MaildirTransport(tmp_path / "box"), MaildirTransport(tmp_path / "box")
+    for number in range(3):
+        first.send(f"Subject: a{number}\r\n\r\nbody\r\n".encode(), "x@example.org")
+        second.send(f"Subject: b{number}\r\n\r\nbody\r\n".encode(), "x@example.org")
+    files = sorted((tmp_path / "box" / "new").iterdir())
+    assert len(files) == 6
+    assert sorted(f.read_bytes().split(b"\n")[0] for f in files) == [
+        b"Subject: a0", b"Subject: a1", b"Subject: a2", b"Subject: b0", b"Subject: b1", b"Subject: b2"
+    ]
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []

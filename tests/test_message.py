@@ -142,3 +142,32 @@ def test_encoded_words_are_short_whole_characters_and_decode_back(text: str) -> 
     assert encoded.isascii()
     assert all(len(word) <= 75 for word in encoded.split(" ")), "RFC 2047 caps an encoded word at 75 characters"
     assert str(make_header(decode_header(encoded))) == text
+
+
+def test_unbreakable_words_are_encoded_so_no_line_passes_smtps_limit() -> None:
+    doi = "10.1000/" + "z" * 1100  # the DOI pattern sets no length
+    title = "A " + "W" * 1100 + " title"
+    message = compose(rendered=RenderedEmail(title, "t", "<p>h</p>"), to_name="N" * 1000, paper_ids=("2611.00001", doi))
+    raw = message_bytes(message)
+    head = raw.split(b"\r\n\r\n")[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == title
+    assert parsed["X-Digest-Papers"].split() == ["2611.00001", doi]
+
+
+def test_a_title_that_looks_like_an_encoded_word_reads_back_literally() -> None:
+    spoof = "=?utf-8?q?=0D=0ABcc:_victim@evil.example?= Deep nets"
+    parsed = email.message_from_bytes(
+        message_bytes(compose(rendered=RenderedEmail(spoof, "t", "<p>h</p>"))), policy=email.policy.default
+    )
+    assert parsed["Subject"] == spoof
+    assert parsed["Bcc"] is None
+
+
+def test_display_names_with_specials_are_quoted() -> None:
+    parsed = email.message_from_bytes(
+        message_bytes(compose(to_name='Lovelace, Ada "the Countess"')), policy=email.policy.default
+    )
+    assert parsed["To"].addresses[0].display_name == 'Lovelace, Ada "the Countess"'
+    assert parsed["To"].addresses[0].addr_spec == "ada@example.org"

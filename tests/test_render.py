@@ -319,5 +319,11 @@ def test_the_memoised_wordwrap_wraps_exactly_like_jinjas() -> None:
             # twice: the second answer comes from the cache
             for _ in range(2):
                 assert env.filters["wordwrap"](text, *args) == do_wordwrap(plain, text, *args)
+    # Markup equals and hashes like str but wraps differently: neither may be served the other's answer.
+    from markupsafe import Markup
+
+    for value, wrapstring in [(Markup("<b>x</b> y & z"), Markup("<br>")), ("<b>x</b> y & z", "<br>")]:
+        for _ in range(2):
+            assert env.filters["wordwrap"](value, 5, True, wrapstring) == do_wordwrap(plain, value, 5, True, wrapstring)
     template = env.from_string("{{ t|wordwrap(12, break_long_words=False) }}")
     assert template.render(t="one two three four five") == "one two\nthree four\nfive"

@@ -61,15 +61,19 @@ class DigestEnvironment(SandboxedEnvironment):
             return self._markdown.convert(source)
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _memoised_wordwrap(env: SandboxedEnvironment) -> Any:
     """Jinja's wordwrap, remembered: every subscriber who gets a paper gets the same wrapped teaser, and
     textwrap was half the time of rendering the text part. Same arguments, same output as the built-in."""
     wrap = functools.lru_cache(maxsize=16384)(functools.partial(do_wordwrap, env))
 
     def wordwrap(value: Any, *args: Any, **kwargs: Any) -> str:
-        if not isinstance(value, str):
-            return do_wordwrap(env, value, *args, **kwargs)
-        return wrap(str(value), *args, **kwargs)
+        # Only plain values are remembered: Markup equals and hashes like str but wraps differently.
+        if all(type(a) in _PLAIN for a in (value, *args, *kwargs.values())):
+            return wrap(value, *args, **kwargs)
+        return do_wordwrap(env, value, *args, **kwargs)
 
     return wordwrap
 
