@@ -150,10 +150,11 @@ def send_digests(
     composer = composer or composer_for(config, env)
     try:
         queued: tuple[list[_Ready], Iterator[ComposeResult]] | None = None
-        for start in range(0, len(profiles), PLAN_BATCH):
+        size = batch_size(config)
+        for start in range(0, len(profiles), size):
             if _stopping(stop, report):
                 break
-            ready = _prepare(store, config, profiles[start : start + PLAN_BATCH], clock, dry_run, model, report, progress)
+            ready = _prepare(store, config, profiles[start : start + size], clock, dry_run, model, report, progress)
             composed = composer.compose([r.job for r in ready])
             if queued is not None:
                 _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
@@ -164,6 +165,13 @@ def send_digests(
         if own_composer:
             composer.close()
     return report
+
+
+def batch_size(config: Config) -> int:
+    """PLAN_BATCH; under an SMTP rate limit, about a minute's worth: messages are composed (and dated) at most
+    two batches ahead of their hand-over, and a rate-limited send gains nothing from composing far ahead."""
+    limit = config.smtp.max_per_minute if config.delivery.method == "smtp" else 0
+    return max(10, min(PLAN_BATCH, limit)) if limit else PLAN_BATCH
 
 
 def _stopping(stop: threading.Event | None, report: SendReport) -> bool:

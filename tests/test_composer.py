@@ -159,3 +159,16 @@ def test_an_unexpected_error_fails_only_that_message(monkeypatch: pytest.MonkeyP
         results = list(composer.compose(jobs(4)))
     assert [type(r).__name__ for r in results] == ["ComposedBytes", "ComposedBytes", "RenderError", "ComposedBytes"]
     assert "ValueError: something nobody foresaw" in str(results[2]) and "test_composer.py" in str(results[2])
+
+
+def test_a_rate_limited_send_composes_about_a_minute_ahead(tmp_path: Path) -> None:
+    from digest.send import PLAN_BATCH, batch_size
+
+    config, _ = workspace(tmp_path, 1, port=2525, extra_smtp="max_per_minute = 120")
+    assert batch_size(config) == 120
+    (tmp_path / "fast").mkdir()
+    unlimited, _ = workspace(tmp_path / "fast", 1, port=2525)
+    assert batch_size(unlimited) == PLAN_BATCH
+    (tmp_path / "box").mkdir()
+    maildir, _ = workspace(tmp_path / "box", 1, method="maildir", extra_smtp="max_per_minute = 120")
+    assert batch_size(maildir) == PLAN_BATCH, "the SMTP rate limit does not slow a Maildir"
