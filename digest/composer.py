@@ -189,14 +189,14 @@ class Composer:
         """The results in the order of `jobs`. With workers, all chunks are queued at once, so the caller can
         prepare the next batch while this one is composed; results are produced as the caller asks for them."""
         if not self._uses_workers(len(jobs)):
-            return (compose_one(self.env, self.settings, job) for job in jobs)
+            return self._compose_here(jobs)
         chunks = [list(jobs[i : i + CHUNK]) for i in range(0, len(jobs), CHUNK)]
         try:
             pool = self._get_pool()
             futures = [pool.submit(_compose_chunk, chunk) for chunk in chunks]
         except (BrokenProcessPool, OSError) as exc:
             self._give_up_workers(exc)
-            return (compose_one(self.env, self.settings, job) for job in jobs)
+            return self._compose_here(jobs)
         return self._collect(chunks, futures)
 
     def _collect(self, chunks: list[list[ComposeJob]], futures: list[Future[list[ComposeResult]]]) -> Iterator[ComposeResult]:
@@ -207,7 +207,10 @@ class Composer:
                     continue
                 except BrokenProcessPool as exc:
                     self._give_up_workers(exc)
-            yield from (compose_one(self.env, self.settings, job) for job in chunk)
+            yield from self._compose_here(chunk)
+
+    def _compose_here(self, jobs: Sequence[ComposeJob]) -> Iterator[ComposeResult]:
+        return (compose_one(self.env, self.settings, job) for job in jobs)
 
     def _give_up_workers(self, exc: BaseException) -> None:
         """A worker died (killed, out of memory): compose the rest here; nothing was sent by a worker."""

@@ -169,7 +169,7 @@ def compose_message(
     message["Subject"] = _header_text(subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = _single_line(message_id, "Message-ID")
-    domain = sender_domain(sender)
+    domain = from_email.rpartition("@")[2]
     list_name = _single_line(list_id, "list id")
     list_address = f" <{re.sub(r'[^A-Za-z0-9.-]', '-', list_name)}.{domain}>"
     message["List-Id"] = _header_text(list_name) + list_address

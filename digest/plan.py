@@ -105,8 +105,8 @@ def plan_digests(
         if since not in windows:
             windows[since] = store.papers_since(since, now)
         ids = {p.id for p in windows[since]}
-        sent = frozenset(store.sent_paper_ids(profile.id) & ids)
-        if len(windows[since]) - sum(1 for p in windows[since] if p.id in sent) == 0:
+        sent = frozenset(store.sent_paper_ids(profile.id) & ids)  # within the window: the rest are candidates
+        if len(windows[since]) == len(sent):
             plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest")
         else:
             groups.setdefault(since, []).append((profile, sent))
@@ -130,7 +130,7 @@ def plan_digests(
         assert model is not None
         results = rank_many(model, windows[since], requests)
         for (profile, sent), result in zip(members, results, strict=True):
-            count = len(windows[since]) - sum(1 for p in windows[since] if p.id in sent)
+            count = len(windows[since]) - len(sent)
             if isinstance(result, RankError):
                 plans[profile.id] = _rank_error(profile, result)
             else:

@@ -225,8 +225,7 @@ def _ready_or_settled(
     dry_run: bool,
     report: SendReport,
 ) -> _Ready | None:
-    if store.subscriber_state(profile.id).paused:
-        report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
+    if _skipped_as_paused(store, profile, report):
         return None
     if stuck:
         for message in stuck:
@@ -249,6 +248,13 @@ def _ready_or_settled(
     links = links_for(store, config, profile, create_token=not dry_run)
     job = ComposeJob(plan, links, new_message_id(config.smtp.sender), now)
     return _Ready(profile, plan, job, "email" if profile.wants_email else "feed")
+
+
+def _skipped_as_paused(store: Store, profile: Profile, report: SendReport) -> bool:
+    if not store.subscriber_state(profile.id).paused:
+        return False
+    report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
+    return True
 
 
 def _deliver(
@@ -293,9 +299,7 @@ def _deliver_one(
         return
     if item.channel == "email" and transport is None:
         raise DeliveryError("no transport configured")
-    if store.subscriber_state(profile.id).paused:
-        # Unsubscribed while this batch was being composed (one-click links work during a long send).
-        report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
+    if _skipped_as_paused(store, profile, report):  # unsubscribed while this batch was being composed
         return
     rowid = store.begin_message(
         profile.id,
