@@ -282,3 +282,22 @@ def test_two_maildir_transports_at_the_same_instant_never_overwrite(tmp_path: Pa
         b"Subject: a0", b"Subject: a1", b"Subject: a2", b"Subject: b0", b"Subject: b1", b"Subject: b2"
     ]
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+def test_maildir_fsync_is_off_by_default_and_on_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import digest.deliver
+    from digest.config import load_config
+    from digest.deliver import make_transport
+
+    synced: list[int] = []
+    monkeypatch.setattr(digest.deliver.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
+    config, _ = workspace(tmp_path, 1, method="maildir")
+    make_transport(config).send(b"Subject: fast\r\n\r\nbody\r\n", "x@example.org")
+    assert synced == []
+    path = tmp_path / "config.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace("[delivery]\n", "[delivery]\nmaildir_fsync = true\n"))
+    make_transport(load_config(path)).send(b"Subject: durable\r\n\r\nbody\r\n", "x@example.org")
+    assert len(synced) == 1
+    assert len(list(config.delivery.maildir.joinpath("new").iterdir())) == 2
