@@ -52,13 +52,11 @@ def generate_feed(count: int, seed: int = 0) -> str:
         )
         arxiv = f"26{number // 100000 % 100:02d}.{number % 100000:05d}"
         authors = ", ".join(f"{chr(65 + rng.randrange(26))}. {rng.choice(_SURNAMES)}" for _ in range(rng.randint(1, 5)))
-        categories = "".join(
-            f"<category>{c}</category>" for c in rng.sample(_CATEGORIES, rng.randint(1, 3))
-        )
+        categories = "".join(f"<category>{c}</category>" for c in rng.sample(_CATEGORIES, rng.randint(1, 3)))
         items.append(
             f"<item><title>{escape(title)}</title><link>https://arxiv.org/abs/{arxiv}</link>"
             f"<description>arXiv:{arxiv}v1 Announce Type: new \nAbstract: {escape(abstract)}</description>"
-            f"<guid isPermaLink=\"false\">oai:arXiv.org:{arxiv}v1</guid>{categories}"
+            f'<guid isPermaLink="false">oai:arXiv.org:{arxiv}v1</guid>{categories}'
             f"<dc:creator>{escape(authors)}</dc:creator></item>"
         )
     return (

@@ -104,8 +104,13 @@ def ours(records: Sequence[dict], diversity: float) -> Scorer:
 
     def scorer(seeds: list[int], candidates: list[int]) -> list[int]:
         picks = rank(
-            model, [papers[i] for i in candidates], interests,
-            liked=[papers[i] for i in seeds], max_papers=K, min_score=0.0, diversity=diversity,
+            model,
+            [papers[i] for i in candidates],
+            interests,
+            liked=[papers[i] for i in seeds],
+            max_papers=K,
+            min_score=0.0,
+            diversity=diversity,
         )
         index = {papers[i].id: i for i in candidates}
         ranked = [index[s.paper.id] for s in picks]
@@ -218,8 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'method':<20} {'nDCG@10':>8} {'P@10':>6} {'ms/profile':>11}")
     for name, row in results.items():
         print(f"{name:<20} {row['ndcg@10']:>8.3f} {row['p@10']:>6.3f} {row['ms_per_profile']:>11.2f}")
-    print("ours: diversity 0 (pure relevance); ours_diversity_0.3: MMR at the profile default (diversity = 0.3);"
-          " ms = median per profile to rank 500 candidates (with explanations), models already built")
+    print(
+        "ours: diversity 0 (pure relevance); ours_diversity_0.3: MMR at the profile default (diversity = 0.3);"
+        " ms = median per profile to rank 500 candidates (with explanations), models already built"
+    )
     return 0
 
 

@@ -183,7 +183,7 @@ class Timers:
 @contextmanager
 def instrumented(timers: Timers) -> Iterator[None]:
     patches = [
-        (digest.send, "build_model", "model"),
+        (digest.plan, "build_model", "model"),
         (digest.send, "plan_digests", "candidates"),  # minus ranking, below: the store queries of planning
         (digest.plan, "rank_many", "ranking"),
         (digest.rank.batch, "_explanations", "explanations"),
@@ -222,13 +222,15 @@ def instrumented(timers: Timers) -> Iterator[None]:
 
 
 def write_config(folder: Path, smtp_port: int | None, workers: int | None = None) -> Path:
-    method = f'method = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n' if smtp_port else 'method = "maildir"\n'
+    method = (
+        f'method = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n' if smtp_port else 'method = "maildir"\n'
+    )
     path = folder / "config.toml"
     path.write_text(
         '[paths]\ninbox = "inbox"\nsubscribers = "subscribers"\ntemplates = "templates"\n'
         'database = "var/digest.db"\nfeeds = "var/feeds"\n'
         '[web]\nbase_url = "https://digest.example.org"\n'
-        f'[delivery]\nmaildir = "var/maildir"\n'
+        '[delivery]\nmaildir = "var/maildir"\n'
         + (f"compose_workers = {workers}\n" if workers is not None else "")
         + method,
         encoding="utf-8",
@@ -350,7 +352,9 @@ def run(
         "papers": papers,
         "paper_source": source,
         "delivery": "smtp" if smtp else "maildir",
-        "compose_workers": config.delivery.compose_workers if config.delivery.compose_workers is not None else auto_workers(),
+        "compose_workers": config.delivery.compose_workers
+        if config.delivery.compose_workers is not None
+        else auto_workers(),
         "sent": len(report.sent),
         "skipped": len(report.skipped),
         "delivered": delivered,
@@ -382,14 +386,18 @@ def print_run(result: dict[str, Any]) -> None:
         rate = f"{n / value:,.0f}" if value > 0 else "-"
         print(f"{name:<22}{value:>9.2f}{rate:>11}{value / seconds:>8.0%}")
     print(f"{'total':<22}{seconds:>9.2f}{result['emails_per_second']:>11,.0f}")
-    print(f"sent {result['sent']}, skipped {result['skipped']}, delivered {result['delivered']}; "
-          f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    print(
+        f"sent {result['sent']}, skipped {result['skipped']}, delivered {result['delivered']}; "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
     if result["transport_messages_per_second"]:
         print(f"transport alone: {result['transport_messages_per_second']:,.0f} messages/s")
     if result["baseline_seconds_per_subscriber"]:
-        print(f"ranking: {result['ranking_seconds_per_subscriber'] * 1e3:.3f} ms/subscriber; per-subscriber "
-              f"TF-IDF + LinearSVC: {result['baseline_seconds_per_subscriber'] * 1e3:.1f} ms/subscriber "
-              f"({result['ranking_speedup_vs_baseline']:,.0f}x)")
+        print(
+            f"ranking: {result['ranking_seconds_per_subscriber'] * 1e3:.3f} ms/subscriber; per-subscriber "
+            f"TF-IDF + LinearSVC: {result['baseline_seconds_per_subscriber'] * 1e3:.1f} ms/subscriber "
+            f"({result['ranking_speedup_vs_baseline']:,.0f}x)"
+        )
 
 
 def table(seed: int) -> None:
@@ -397,21 +405,36 @@ def table(seed: int) -> None:
     rows = []
     for papers in GRID_M:
         for subscribers in GRID_N:
-            command = [sys.executable, __file__, "--subscribers", str(subscribers), "--papers", str(papers),
-                       "--seed", str(seed), "--baseline-sample", "0", "--json"]
+            command = [
+                sys.executable,
+                __file__,
+                "--subscribers",
+                str(subscribers),
+                "--papers",
+                str(papers),
+                "--seed",
+                str(seed),
+                "--baseline-sample",
+                "0",
+                "--json",
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             rows.append(json.loads(done.stdout))
             r = rows[-1]
             print(f"  N={subscribers:>6} M={papers:>5}: {r['seconds']:.1f} s", file=sys.stderr, flush=True)
     print("Cost per email should stay flat along N; ranking per email should grow about linearly with M.")
-    print(f"{'N':>7}{'M':>6}{'total s':>9}{'ms/email':>10}{'ranking s':>11}{'rank µs/email/paper':>21}"
-          f"{'deliver s':>11}{'emails/s':>10}{'peak MB':>9}")
+    print(
+        f"{'N':>7}{'M':>6}{'total s':>9}{'ms/email':>10}{'ranking s':>11}{'rank µs/email/paper':>21}"
+        f"{'deliver s':>11}{'emails/s':>10}{'peak MB':>9}"
+    )
     for r in rows:
         n, m, stages = r["subscribers"], r["papers"], r["stages"]
         rank_seconds = stages["ranking"] + stages["explanations"] + stages["candidates"]
-        print(f"{n:>7}{m:>6}{r['seconds']:>9.1f}{r['seconds'] / n * 1e3:>10.2f}{rank_seconds:>11.2f}"
-              f"{rank_seconds / n / m * 1e6:>21.3f}{stages['ledger+delivery']:>11.1f}{r['emails_per_second']:>10,.0f}"
-              f"{r['peak_rss_mb']:>9.0f}")
+        print(
+            f"{n:>7}{m:>6}{r['seconds']:>9.1f}{r['seconds'] / n * 1e3:>10.2f}{rank_seconds:>11.2f}"
+            f"{rank_seconds / n / m * 1e6:>21.3f}{stages['ledger+delivery']:>11.1f}{r['emails_per_second']:>10,.0f}"
+            f"{r['peak_rss_mb']:>9.0f}"
+        )
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ def free_port() -> int:
 
 
 def make_messages(count: int, kilobytes: int) -> list[bytes]:
-    paragraph = "<tr><td><a href='https://arxiv.org/abs/2611.00001'>A paper title</a><p>" + "teaser " * 60 + "</p></td></tr>"
+    paragraph = (
+        "<tr><td><a href='https://arxiv.org/abs/2611.00001'>A paper title</a><p>" + "teaser " * 60 + "</p></td></tr>"
+    )
     html = "<html><body><table>" + paragraph * max(1, kilobytes * 1024 // len(paragraph)) + "</table></body></html>"
     text = "A paper title\n" + "teaser " * 400
     now = datetime.now(UTC)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from digest import __version__
+from digest import __version__, clock
 from digest.config import Config, load_config, resolve_config_path
 from digest.errors import DigestError
 from digest.store import Store
@@ -98,7 +98,11 @@ def _verbose(ctx: click.Context) -> bool:
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
-    """paper-digest: turn the daily flood of research papers into one short, personal email per reader."""
+    """paper-digest: turn the daily flood of research papers into one short, personal email per reader.
+
+    Set DIGEST_NOW (an ISO 8601 timestamp with an offset, e.g. 2027-03-01T07:00:00+00:00) to run any command
+    as if it were that instant: backfills, replays, reproducible runs.
+    """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -108,4 +112,4 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
         for noisy in ("apscheduler", "uvicorn.access", "mail.log", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = App(config_path=resolve_config_path(config_path), verbose=verbose)
-
+    clock.fixed_instant()  # an invalid DIGEST_NOW stops every command before it starts (exit 2)

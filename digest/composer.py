@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from jinja2 import Environment
@@ -199,8 +199,10 @@ class Composer:
             return self._compose_here(jobs)
         return self._collect(chunks, futures)
 
-    def _collect(self, chunks: list[list[ComposeJob]], futures: list[Future[list[ComposeResult]]]) -> Iterator[ComposeResult]:
-        for chunk, future in zip(chunks, futures):
+    def _collect(
+        self, chunks: list[list[ComposeJob]], futures: list[Future[list[ComposeResult]]]
+    ) -> Iterator[ComposeResult]:
+        for chunk, future in zip(chunks, futures, strict=True):
             if not self._broken:
                 try:
                     yield from future.result()

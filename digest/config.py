@@ -65,9 +65,7 @@ class Smtp(_Section):
             return None
         value = os.environ.get(self.password_env)
         if value is None:
-            raise ConfigError(
-                f"[smtp] password_env names ${self.password_env}, which is not set; export it first"
-            )
+            raise ConfigError(f"[smtp] password_env names ${self.password_env}, which is not set; export it first")
         return value
 
 
@@ -81,7 +79,7 @@ class Delivery(_Section):
 
 
 def parse_duration(value: str | int | float) -> float:
-    """"90s", "15m", "2h", "1d" or a number of seconds."""
+    """ "90s", "15m", "2h", "1d" or a number of seconds."""
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError("must be positive")

@@ -55,7 +55,9 @@ class MaildirTransport:
             for folder in ("tmp", "new", "cur"):
                 (path / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise DeliveryError(f"{path}: cannot create the Maildir ({exc.strerror}); check [delivery] maildir") from None
+            raise DeliveryError(
+                f"{path}: cannot create the Maildir ({exc.strerror}); check [delivery] maildir"
+            ) from None
         self.path = path
         self.fsync = fsync
         # The Maildir convention for unique names: time, microseconds, pid, a counter, the host ('/' and ':'
@@ -198,7 +200,7 @@ class SmtpTransport:
             if 400 <= exc.smtp_code < 500:
                 raise TransientError(_describe(exc)) from None
             raise PermanentError(_describe(exc)) from None
-        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TransientError(f"connection lost ({exc or type(exc).__name__})") from None
         except UnicodeError:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
+from digest.clock import utc_now
 from digest.config import Config, load_config
 from digest.ingest import IngestReport, ingest_sources
 from digest.store import Store
@@ -64,13 +65,13 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     """Ingest the sample data, preview each subscriber's digest, deliver them into a Maildir and write the
     feeds; returns where every output went."""
     from digest.feeds import write_feeds
+    from digest.files import write_atomically
     from digest.pipeline import send
     from digest.render import make_environment
-    from digest.files import write_atomically
     from digest.render.preview import preview_digest
     from digest.subscribers import load_subscribers
 
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     config = prepare_workspace(workdir)
     result = DemoResult(workdir=workdir, config=config, ingest=IngestReport(), papers=0)
     subscribers = load_subscribers(config.paths.subscribers)

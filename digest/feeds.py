@@ -8,7 +8,7 @@ seen a paper never shows it as new again, however often the feed is rewritten.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +16,13 @@ from urllib.parse import quote, urlsplit
 
 from feedgen.feed import FeedGenerator
 
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.paper import Paper
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
-
-Clock = Callable[[], datetime]
 
 ALL_FEED = "all"
 ALL_FEED_LIMIT = 500
@@ -32,10 +31,6 @@ _URN = "urn:paper-digest"
 # XML 1.0 forbids most C0 controls (lxml refuses them outright); C1 controls and the non-characters are
 # legal but render as garbage, so both go. Ingestion already cleans text; this guards what it did not see.
 _NOT_XML_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def xml_text(text: str) -> str:

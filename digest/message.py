@@ -241,10 +241,12 @@ class _WireGenerator(BytesGenerator):
     def _write_lines(self, lines: str) -> None:
         if not lines:
             return
+        # message_bytes always flattens with _WIRE, so its line end is the generator's (the stdlib keeps that in
+        # the private `_NL`).
         if "\r" in lines:
-            self.write(self._NL.join(_LINE_END.split(lines)))
+            self.write(_WIRE.linesep.join(_LINE_END.split(lines)))
         else:
-            self.write(lines.replace("\n", self._NL))
+            self.write(lines.replace("\n", _WIRE.linesep))
 
 
 def message_bytes(message: Message) -> bytes:

@@ -10,9 +10,10 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.deliver import Transport, make_transport
 from digest.errors import DigestError
@@ -24,12 +25,7 @@ from digest.store import Store
 from digest.subscribers import Profile, SubscriberSet, load_subscribers
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 Selection = Literal["named", "due", "all"]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> IngestReport:

@@ -3,6 +3,7 @@ send and feeds, so that a preview is exactly what the next send would produce.""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,25 @@ from digest.rank import RankModel, Scored, build_model, rank
 from digest.rank.batch import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
+
+
+# Models fitted in this process, by database file and papers version: a process that plans many times (the
+# daemon, the demo, a test suite) fits once per change of the papers, not once per plan.
+_MODELS: OrderedDict[tuple[str, tuple[int, int]], RankModel] = OrderedDict()
+_MODELS_KEPT = 2
+
+
+def store_model(store: Store) -> RankModel:
+    """The ranking model fitted on every stored paper, reused while the papers do not change."""
+    key = (str(store.path.resolve()), store.papers_version())
+    model = _MODELS.get(key)
+    if model is None:
+        model = build_model(store.all_papers())
+        _MODELS[key] = model
+        while len(_MODELS) > _MODELS_KEPT:
+            _MODELS.popitem(last=False)
+    _MODELS.move_to_end(key)
+    return model
 
 
 @dataclass(frozen=True)
@@ -68,7 +88,7 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
     candidates = candidate_papers(store, profile, now)
     if not candidates:
         return DigestPlan(profile, (), 0, now, "no new papers since the last digest")
-    model = model or build_model(store.all_papers())
+    model = model or store_model(store)
     liked, disliked = _rated(store, profile)
     try:
         picks = rank(
@@ -111,7 +131,7 @@ def plan_digests(
         else:
             groups.setdefault(since, []).append((profile, sent))
     if groups:
-        model = model or build_model(store.all_papers())
+        model = model or store_model(store)
     for since, members in groups.items():
         requests = []
         for profile, sent in members:
@@ -134,5 +154,7 @@ def plan_digests(
             if isinstance(result, RankError):
                 plans[profile.id] = _rank_error(profile, result)
             else:
-                plans[profile.id] = DigestPlan(profile, tuple(result), count, now, None if result else _no_picks(count, profile))
+                plans[profile.id] = DigestPlan(
+                    profile, tuple(result), count, now, None if result else _no_picks(count, profile)
+                )
     return plans

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from digest.config import Config
 from digest.errors import DigestError
 from digest.feeds import refresh_after_send
-from digest.pipeline import CycleReport, ingest_configured, run_cycle, send, utc_now
+from digest.pipeline import CycleReport, ingest_configured, run_cycle, send
 from digest.schedule import Daemon
 from digest.store import Store
 from digest.subscribers import SubscriberSet, load_subscribers
@@ -26,7 +26,10 @@ def log_cycle(report: CycleReport) -> None:
     if report.ingest:
         log.info(
             "ingest: %d file(s), %d new, %d updated, %d rejected",
-            report.ingest.files, report.ingest.new, report.ingest.updated, len(report.ingest.rejected),
+            report.ingest.files,
+            report.ingest.new,
+            report.ingest.updated,
+            len(report.ingest.rejected),
         )
         for rejection in report.ingest.rejected:
             log.warning("ingest rejected: %s", rejection.error)
@@ -65,7 +68,7 @@ def _send_to(config: Config, names: Sequence[str], stop: threading.Event) -> Non
         loaded = _subscribers(config, report=False)
         chosen = SubscriberSet(tuple(p for p in loaded.profiles if p.id in names), ())
         # Waits for a manual `digest send` to finish rather than skipping the slot.
-        result = send(config, selection="due", clock=utc_now, stop=stop, subscribers=chosen, lock_wait=600)
+        result = send(config, selection="due", stop=stop, subscribers=chosen, lock_wait=600)
         log_cycle(CycleReport(send=result, feeds=refresh_after_send(config, result)))
     except DigestError as exc:
         log.error("send: %s", exc)

@@ -104,7 +104,12 @@ class Daemon:
         return tuple(sorted((p.name, p.stat().st_mtime) for p in self.subscribers_dir.glob("*.toml")))
 
     def _job_options(self) -> dict[str, Any]:
-        return {"replace_existing": True, "coalesce": True, "misfire_grace_time": int(self.misfire_grace_time), "max_instances": 1}
+        return {
+            "replace_existing": True,
+            "coalesce": True,
+            "misfire_grace_time": int(self.misfire_grace_time),
+            "max_instances": 1,
+        }
 
     def sync_jobs(self) -> None:
         """Add, change or remove per-subscriber jobs to match the profile files (no restart needed)."""
@@ -120,8 +125,12 @@ class Daemon:
                 log.info("subscriber %s removed: its job is gone", job.id[5:])
         for profile in profiles.values():
             self.scheduler.add_job(
-                self._send_job, trigger_for(profile), args=[profile.id], id=f"send:{profile.id}",
-                name=f"send digest to {profile.id}", **self._job_options(),
+                self._send_job,
+                trigger_for(profile),
+                args=[profile.id],
+                id=f"send:{profile.id}",
+                name=f"send digest to {profile.id}",
+                **self._job_options(),
             )
         log.info("%d subscriber job(s) scheduled", len(profiles))
 
@@ -135,8 +144,20 @@ class Daemon:
 
     def run(self) -> None:
         self.scheduler = BlockingScheduler()
-        self.scheduler.add_job(self._ingest_job, IntervalTrigger(seconds=self.ingest_every), id="ingest", name="ingest", **self._job_options())
-        self.scheduler.add_job(self.sync_jobs, IntervalTrigger(seconds=self.watch_every), id="watch-subscribers", name="watch subscriber files", **self._job_options())
+        self.scheduler.add_job(
+            self._ingest_job,
+            IntervalTrigger(seconds=self.ingest_every),
+            id="ingest",
+            name="ingest",
+            **self._job_options(),
+        )
+        self.scheduler.add_job(
+            self.sync_jobs,
+            IntervalTrigger(seconds=self.watch_every),
+            id="watch-subscribers",
+            name="watch subscriber files",
+            **self._job_options(),
+        )
         self.sync_jobs()
 
         def _terminate(signum: int, _frame: object) -> None:

@@ -21,20 +21,20 @@ from pathlib import Path
 
 from jinja2 import Environment
 
+from digest.clock import Clock
 from digest.compose import links_for
 from digest.composer import ComposeJob, Composer, ComposeResult, ComposeSettings
 from digest.config import Config
 from digest.deliver import Transport
 from digest.errors import DeliveryError, DigestError, LockedError
-from digest.plan import DigestPlan, plan_digests
-from digest.rank import RankModel, build_model
 from digest.message import new_message_id
+from digest.plan import DigestPlan, plan_digests, store_model
+from digest.rank import RankModel
 from digest.store import Message as LedgerMessage
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 # Subscribers planned together: big enough for the batched ranking to pay, small enough that the first
 # message leaves soon and the plans in memory stay small.
 PLAN_BATCH = 1000
@@ -65,8 +65,7 @@ class SendReport:
     def summary(self) -> str:
         verb = "would send" if self.dry_run else "sent"
         line = (
-            f"{verb} {len(self.sent)}, skipped {len(self.skipped)}, failed {len(self.failed)}, "
-            f"stuck {len(self.stuck)}"
+            f"{verb} {len(self.sent)}, skipped {len(self.skipped)}, failed {len(self.failed)}, stuck {len(self.stuck)}"
         )
         return line + (" (interrupted)" if self.interrupted else "")
 
@@ -145,7 +144,7 @@ def send_digests(
     in this process: ledger `sending` -> hand-over -> `sent`/`failed`.
     """
     report = SendReport(dry_run=dry_run)
-    model = model or build_model(store.all_papers())
+    model = model or store_model(store)
     own_composer = composer is None
     composer = composer or composer_for(config, env)
     try:
@@ -203,7 +202,9 @@ def _prepare(
                 raise plan
             if plan is None:
                 raise DigestError(f"{profile.id}: no plan was made")
-            item = _ready_or_settled(store, config, profile, plan, stuck_by_subscriber.get(profile.id, []), clock, dry_run, report)
+            item = _ready_or_settled(
+                store, config, profile, plan, stuck_by_subscriber.get(profile.id, []), clock, dry_run, report
+            )
         except DigestError as exc:
             report.failed.append({"subscriber": profile.id, "error": str(exc)})
             log.error("%s: %s", profile.id, exc)
@@ -268,7 +269,7 @@ def _deliver(
     stop: threading.Event | None,
     progress: Callable[[Profile], None] | None,
 ) -> None:
-    for item, result in zip(ready, composed):
+    for item, result in zip(ready, composed, strict=True):
         if _stopping(stop, report):
             return
         try:

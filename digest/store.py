@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from digest.errors import StoreError
-from digest.paper import Paper, parse_arxiv_id, normalise_doi, title_key
+from digest.paper import Paper, normalise_doi, parse_arxiv_id, title_key
 
 Outcome = Literal["new", "updated", "duplicate"]
 MessageState = Literal["sending", "sent", "failed"]
@@ -96,6 +96,13 @@ _MIGRATIONS: list[str] = [
     # 2: when each subscriber's digest was last attempted (sent, or found to have nothing to send).
     """
     ALTER TABLE subscriber_state ADD COLUMN last_attempt_at TEXT;
+    """,
+    # 3: which store this is (a random id: a file deleted and re-created is another store), and a counter
+    # bumped by every commit that adds or changes papers (what a fitted model is valid for).
+    """
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO store_meta VALUES ('store_id', abs(random() / 2));
+    INSERT INTO store_meta VALUES ('papers_version', 0);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -244,7 +251,18 @@ class Store:
             next_seq = self._next_seq()
             for paper in papers:
                 counts[self._upsert(paper, source, stamp, next_seq)] += 1
+            self._bump_papers_version(counts)
         return counts
+
+    def _bump_papers_version(self, counts: dict[Outcome, int]) -> None:
+        if counts["new"] or counts["updated"]:
+            self._db.execute("UPDATE store_meta SET value = value + 1 WHERE key = 'papers_version'")
+
+    def papers_version(self) -> tuple[int, int]:
+        """(this store's id, a counter that changes whenever a commit added or changed papers): a model fitted at
+        one version is valid until the next (cheap to ask, so callers can cache what they derive from papers)."""
+        rows = dict(self._db.execute("SELECT key, value FROM store_meta").fetchall())
+        return int(rows.get("store_id", 0)), int(rows.get("papers_version", 0))
 
     def _next_seq(self) -> Iterator[int]:
         """Sequence numbers for the papers of one transaction: read MAX(seq) once, not once per paper."""
@@ -270,18 +288,31 @@ class Store:
                 " links, categories, published, first_seen, updated_at, seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    paper_id, paper.arxiv_id, paper.arxiv_version, paper.doi, paper.key, paper.title,
-                    paper.abstract, json.dumps(list(paper.authors)), paper.url, json.dumps(list(paper.links)),
-                    json.dumps(list(paper.categories)), paper.published, stamp, stamp, seq,
+                    paper_id,
+                    paper.arxiv_id,
+                    paper.arxiv_version,
+                    paper.doi,
+                    paper.key,
+                    paper.title,
+                    paper.abstract,
+                    json.dumps(list(paper.authors)),
+                    paper.url,
+                    json.dumps(list(paper.links)),
+                    json.dumps(list(paper.categories)),
+                    paper.published,
+                    stamp,
+                    stamp,
+                    seq,
                 ),
             )
             db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (paper_id, source))
             return "new"
         stored = self._paper(row)
         merged = _merge(stored, paper)
-        if merged.doi != stored.doi and db.execute(
-            "SELECT 1 FROM papers WHERE doi = ? AND id != ?", (merged.doi, stored.id)
-        ).fetchone():
+        if (
+            merged.doi != stored.doi
+            and db.execute("SELECT 1 FROM papers WHERE doi = ? AND id != ?", (merged.doi, stored.id)).fetchone()
+        ):
             merged = replace(merged, doi=stored.doi)  # that DOI already names another stored paper
         db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (stored.id, source))
         if merged == stored:
@@ -290,9 +321,19 @@ class Store:
             "UPDATE papers SET arxiv_id = ?, arxiv_version = ?, doi = ?, title_key = ?, title = ?, abstract = ?,"
             " authors = ?, url = ?, links = ?, categories = ?, published = ?, updated_at = ? WHERE id = ?",
             (
-                merged.arxiv_id, merged.arxiv_version, merged.doi, merged.key, merged.title, merged.abstract,
-                json.dumps(list(merged.authors)), merged.url, json.dumps(list(merged.links)),
-                json.dumps(list(merged.categories)), merged.published, stamp, stored.id,
+                merged.arxiv_id,
+                merged.arxiv_version,
+                merged.doi,
+                merged.key,
+                merged.title,
+                merged.abstract,
+                json.dumps(list(merged.authors)),
+                merged.url,
+                json.dumps(list(merged.links)),
+                json.dumps(list(merged.categories)),
+                merged.published,
+                stamp,
+                stored.id,
             ),
         )
         return "updated"
@@ -371,7 +412,11 @@ class Store:
         row = None
         if arxiv:
             row = self._db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (arxiv.base,)).fetchone()
-        doi = normalise_doi(reference) if row is None and reference.lower().startswith(("10.", "doi:", "https://doi")) else None
+        doi = (
+            normalise_doi(reference)
+            if row is None and reference.lower().startswith(("10.", "doi:", "https://doi"))
+            else None
+        )
         if doi:
             row = self._db.execute("SELECT * FROM papers WHERE doi = ?", (doi,)).fetchone()
         if row is None:
@@ -405,6 +450,7 @@ class Store:
             next_seq = self._next_seq()
             for paper in papers:
                 counts[self._upsert(paper, source, stamp, next_seq)] += 1
+            self._bump_papers_version(counts)
             if remember:
                 db.execute(
                     "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",

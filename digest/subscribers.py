@@ -115,9 +115,7 @@ def load_profile(path: Path) -> Profile:
     """Load one profile; its id is the file name without .toml."""
     subscriber_id = path.stem
     if not _SUBSCRIBER_ID.match(subscriber_id):
-        raise ConfigError(
-            f"{path}: file name must be letters, digits, '.', '_' or '-' (it becomes the subscriber id)"
-        )
+        raise ConfigError(f"{path}: file name must be letters, digits, '.', '_' or '-' (it becomes the subscriber id)")
     data = read_toml(path)
     try:
         profile = Profile.model_validate(data)

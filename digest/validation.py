@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from digest.errors import ConfigError
 
@@ -32,7 +33,7 @@ _PLAIN = {
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "string_type": "must be a string",
-    "list_type": "must be a list, like [\"a\", \"b\"]",
+    "list_type": 'must be a list, like ["a", "b"]',
     "dict_type": "must be a table",
     "model_type": "must be a table",
     "model_attributes_type": "must be a table",
@@ -40,7 +41,7 @@ _PLAIN = {
 }
 
 
-def _explain(error: dict[str, Any], allowed: list[str]) -> str:
+def _explain(error: ErrorDetails, allowed: list[str]) -> str:
     kind = error["type"]
     got = error.get("input")
     if kind == "extra_forbidden":

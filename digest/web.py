@@ -16,8 +16,6 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,6 +25,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError
 from digest.feeds import ALL_FEED, all_papers_feed, subscriber_feed
@@ -35,7 +34,6 @@ from digest.subscribers import load_subscribers
 from digest.web_pages import render_page
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -47,10 +45,6 @@ SECURITY_HEADERS = {
 # Tokens are secrets.token_urlsafe(24): 32 characters. Anything far longer is not worth comparing.
 _MAX_TOKEN = 128
 _RATINGS = {"like": 1, "dislike": -1}
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def redact(path: str) -> str:

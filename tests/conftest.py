@@ -22,6 +22,14 @@ DEMO_DATA = REPO / "digest" / "demo_data"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def fixed_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Every test runs at NOW: commands in-process and in subprocesses (which inherit the environment) read
+    DIGEST_NOW, so no test depends on the day it runs. A test that needs another instant sets it itself."""
+    monkeypatch.setenv("DIGEST_NOW", NOW.isoformat())
+    return NOW
+
+
 def shared_digests() -> list[Path]:
     """The five real digest files; skips the calling test when ../shared/ is absent."""
     files = sorted(SHARED_DIGESTS.glob("*.txt")) if SHARED_DIGESTS.is_dir() else []

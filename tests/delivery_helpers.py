@@ -19,7 +19,9 @@ KEYWORD_SETS = [
 ]
 
 
-def write_config(root: Path, *, port: int = 25, security: str = "none", extra_smtp: str = "", method: str = "smtp") -> Path:
+def write_config(
+    root: Path, *, port: int = 25, security: str = "none", extra_smtp: str = "", method: str = "smtp"
+) -> Path:
     (root / "subscribers").mkdir(exist_ok=True)
     (root / "inbox").mkdir(exist_ok=True)
     config = root / "config.toml"

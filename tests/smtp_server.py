@@ -57,7 +57,9 @@ class RecordingHandler:
         self.greetings = 0  # EHLOs: one per connection (plus one after STARTTLS)
         self.lock = threading.Lock()
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         with self.lock:
             self.greetings += 1
         session.host_name = hostname

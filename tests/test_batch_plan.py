@@ -8,15 +8,15 @@ import random
 from datetime import timedelta
 
 import pytest
-
 from conftest import NOW
+from test_batch_rank import TOPICS, synthetic_papers
+
 from digest.errors import RankError
 from digest.paper import make_paper
 from digest.plan import DigestPlan, plan_digest, plan_digests
 from digest.rank import build_model
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile
-from test_batch_rank import TOPICS, synthetic_papers
 
 
 def profile(subscriber: str, **fields: object) -> Profile:
@@ -31,7 +31,9 @@ def filled(store: Store) -> Store:
     store.add_papers([make_paper(title=p.title, abstract=p.abstract) for p in old], "test", NOW - timedelta(days=40))
     for day in (6, 3, 1):  # three days of new papers
         new = synthetic_papers(25, rng, f"d{day}-")
-        store.add_papers([make_paper(title=p.title, abstract=p.abstract) for p in new], "test", NOW - timedelta(days=day))
+        store.add_papers(
+            [make_paper(title=p.title, abstract=p.abstract) for p in new], "test", NOW - timedelta(days=day)
+        )
     return store
 
 
@@ -69,7 +71,9 @@ def history(store: Store) -> None:
     for n, subscriber in enumerate(["r00", "r01", "r05", "late"]):
         sent = [PickRecord(p.id or "", 0.5, "why") for p in papers[n * 3 : n * 3 + 4]]
         until = NOW - timedelta(days=4) if subscriber != "late" else NOW
-        store.begin_message(subscriber, f"<m{n}@x>", sent, channel="email", subject="s", candidates_until=until, now=until)
+        store.begin_message(
+            subscriber, f"<m{n}@x>", sent, channel="email", subject="s", candidates_until=until, now=until
+        )
     by_id = {p.id: p for p in papers}
     ids = sorted(i for i in by_id if i)
     store.set_feedback("r02", ids[0], 1, NOW)

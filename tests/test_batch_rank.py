@@ -13,8 +13,8 @@ import random
 from collections.abc import Sequence
 
 import pytest
-
 from conftest import SHARED_EVAL
+
 from digest.errors import RankError
 from digest.paper import Paper
 from digest.rank import build_model, rank
@@ -27,10 +27,29 @@ TOPICS = {
     "vision": ["image segmentation", "object detection", "convolutional networks", "pixels", "vision transformers"],
     "language": ["machine translation", "language models", "tokenization", "parallel corpora", "decoding"],
     "astro": ["galaxy clusters", "dark matter", "redshift surveys", "stellar populations", "telescopes"],
-    "robots": ["robot grasping", "motion planning", "manipulation policies", "tactile sensing", "reinforcement learning"],
+    "robots": [
+        "robot grasping",
+        "motion planning",
+        "manipulation policies",
+        "tactile sensing",
+        "reinforcement learning",
+    ],
     "physics": ["quantum chromodynamics", "cross sections", "gauge theory", "lattice simulations", "hadron colliders"],
 }
-FILLER = ["we", "study", "show", "propose", "a", "new", "method", "results", "experiments", "improves", "strong", "data"]
+FILLER = [
+    "we",
+    "study",
+    "show",
+    "propose",
+    "a",
+    "new",
+    "method",
+    "results",
+    "experiments",
+    "improves",
+    "strong",
+    "data",
+]
 
 
 def synthetic_papers(count: int, rng: random.Random, prefix: str) -> list[Paper]:
@@ -58,7 +77,9 @@ def eval_papers(count: int, offset: int) -> list[Paper]:
     return [Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in records]
 
 
-def draw_requests(rng: random.Random, history: Sequence[Paper], candidates: Sequence[Paper], count: int) -> list[RankRequest]:
+def draw_requests(
+    rng: random.Random, history: Sequence[Paper], candidates: Sequence[Paper], count: int
+) -> list[RankRequest]:
     phrases = [p for words in TOPICS.values() for p in words] + ["unknownword", "galaxy", "networks"]
     title_words = [w for p in candidates[:20] for w in p.title.split()[:2]]
     requests = []
@@ -92,8 +113,14 @@ def one_by_one(model: RankModel, candidates: Sequence[Paper], request: RankReque
     pool = [p for p in candidates if p.id not in request.skip_ids]
     try:
         return rank(
-            model, pool, request.interests, liked=request.liked, disliked=request.disliked,
-            max_papers=request.max_papers, min_score=request.min_score, diversity=request.diversity,
+            model,
+            pool,
+            request.interests,
+            liked=request.liked,
+            disliked=request.disliked,
+            max_papers=request.max_papers,
+            min_score=request.min_score,
+            diversity=request.diversity,
         )
     except RankError as exc:
         return exc

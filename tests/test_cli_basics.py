@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, shared_digests
 from test_ingest import abstract_for, spaced_digest
 
@@ -18,7 +17,11 @@ def digest(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> s
     environment = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "digest", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, env=environment, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=120,
     )
 
 
@@ -31,14 +34,19 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_ingest_json_then_again_is_a_no_op(home: Path) -> None:
-    (home / "inbox" / "a.txt").write_text(spaced_digest(("Paper One", abstract_for("one")),
-                                                        ("Paper Two", abstract_for("two"))), encoding="utf-8")
+    (home / "inbox" / "a.txt").write_text(
+        spaced_digest(("Paper One", abstract_for("one")), ("Paper Two", abstract_for("two"))), encoding="utf-8"
+    )
     first = digest("ingest", "--json", cwd=home)
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
     report = json.loads(first.stdout)
     assert {k: report[k] for k in ("files", "new", "updated", "duplicates", "rejected")} == {
-        "files": 1, "new": 2, "updated": 0, "duplicates": 0, "rejected": []
+        "files": 1,
+        "new": 2,
+        "updated": 0,
+        "duplicates": 0,
+        "rejected": [],
     }
     second = json.loads(digest("ingest", "--json", cwd=home).stdout)
     assert (second["new"], second["updated"], second["duplicates"]) == (0, 0, 2)
@@ -48,8 +56,12 @@ def test_ingest_json_then_again_is_a_no_op(home: Path) -> None:
 
 
 def test_rejections_exit_1_with_one_line_each_and_the_rest_ingested(home: Path) -> None:
-    (home / "inbox" / "good.txt").write_text(spaced_digest(("Good Paper", abstract_for("good")), ("Lonely Title", None),
-                                  ("Other Paper", abstract_for("other"))), encoding="utf-8")
+    (home / "inbox" / "good.txt").write_text(
+        spaced_digest(
+            ("Good Paper", abstract_for("good")), ("Lonely Title", None), ("Other Paper", abstract_for("other"))
+        ),
+        encoding="utf-8",
+    )
     (home / "inbox" / "empty.json").write_text("")
     (home / "inbox" / "wrong.json").write_text('{"nope": true}')
     result = digest("ingest", "--json", "inbox", "missing.xml", cwd=home)
@@ -60,13 +72,16 @@ def test_rejections_exit_1_with_one_line_each_and_the_rest_ingested(home: Path) 
     assert lines == [
         "rejected: inbox/empty.json: empty file",
         "rejected: inbox/good.txt:15: title 'Lonely Title' has no abstract; skipped",
-        "rejected: inbox/wrong.json: JSON must be a list of papers (or {\"papers\": [...]}), got dict",
+        'rejected: inbox/wrong.json: JSON must be a list of papers (or {"papers": [...]}), got dict',
         "rejected: missing.xml: no such file or folder",
     ]
     report = json.loads(result.stdout)
     assert report["new"] == 2
     assert [r["path"] for r in report["rejected"]] == [
-        "inbox/empty.json", "inbox/good.txt", "inbox/wrong.json", "missing.xml"
+        "inbox/empty.json",
+        "inbox/good.txt",
+        "inbox/wrong.json",
+        "missing.xml",
     ]
 
 
@@ -75,7 +90,7 @@ def test_papers_json_lists_newest_first_with_sources(home: Path) -> None:
     assert digest("ingest", cwd=home).returncode == 0
     later = home / "later.json"
     later.write_text(json.dumps([{"id": "2404.00001v2", "title": "Newer Paper", "abstract": "Newer."}]))
-    assert digest("ingest", str(later), cwd=home).returncode == 0
+    assert digest("ingest", str(later), cwd=home, env={"DIGEST_NOW": "2026-11-21T09:00:00+00:00"}).returncode == 0
     result = digest("papers", "--json", cwd=home)
     assert result.returncode == 0, result.stderr
     papers = json.loads(result.stdout)

@@ -12,8 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from delivery_helpers import INGESTED_AT, workspace
+from smtp_server import SmtpServer
+
 from digest.composer import MIN_JOBS_FOR_WORKERS, ComposedBytes, ComposeJob, Composer, ComposeSettings
 from digest.config import load_config
 from digest.errors import DigestError
@@ -21,7 +22,6 @@ from digest.pipeline import send
 from digest.render import make_environment
 from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 from digest.store import Store
-from smtp_server import SmtpServer
 
 SETTINGS = ComposeSettings(None, "Paper Digest <digest@lab.example>", "paper-digest")
 
@@ -31,7 +31,9 @@ def jobs(count: int) -> list[ComposeJob]:
     for number in range(count):
         plan = sample_plan(1 + number % 10, format="markdown" if number % 7 == 0 else "html")
         profile = plan.subscriber.model_copy(update={"id": f"s{number}", "name": f"Reader {number}"})
-        result.append(ComposeJob(replace(plan, subscriber=profile), SAMPLE_LINKS, f"<m{number}@lab.example>", SAMPLE_NOW))
+        result.append(
+            ComposeJob(replace(plan, subscriber=profile), SAMPLE_LINKS, f"<m{number}@lab.example>", SAMPLE_NOW)
+        )
     return result
 
 
@@ -64,7 +66,7 @@ def test_workers_compose_exactly_what_the_sender_composes_in_order() -> None:
         pids = worker_pids(pool)
     assert len(pids) == 2 and os.getpid() not in pids
     assert len(results) == len(batch)
-    for job, want, got in zip(batch, expected, results):
+    for job, want, got in zip(batch, expected, results, strict=True):
         assert parsed(got)["Message-ID"] == job.message_id
         assert parsed(got)["To"].addresses[0].display_name == job.plan.subscriber.name
         same_message(want, got)

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from pydantic import ValidationError
 
-from conftest import REPO
 from digest.config import CONFIG_ENV, Config, default_config, load_config, resolve_config_path
 from digest.errors import ConfigError
 
@@ -68,29 +68,41 @@ def test_sources_and_ingest_values_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[paths]\ninbx = "x"\n',
-         "[paths] inbx is not a known key (allowed: database, feeds, inbox, subscribers, templates); "
-         "remove it or fix its spelling"),
-        ("[sourcez]\n",
-         "sourcez is not a known key (allowed: delivery, ingest, paths, schedule, smtp, sources, web); "
-         "remove it or fix its spelling"),
-        ('source_file = "/etc/passwd"\n',
-         "source_file is not a known key (allowed: delivery, ingest, paths, schedule, smtp, sources, web); "
-         "remove it or fix its spelling"),
+        (
+            '[paths]\ninbx = "x"\n',
+            "[paths] inbx is not a known key (allowed: database, feeds, inbox, subscribers, templates); "
+            "remove it or fix its spelling",
+        ),
+        (
+            "[sourcez]\n",
+            "sourcez is not a known key (allowed: delivery, ingest, paths, schedule, smtp, sources, web); "
+            "remove it or fix its spelling",
+        ),
+        (
+            'source_file = "/etc/passwd"\n',
+            "source_file is not a known key (allowed: delivery, ingest, paths, schedule, smtp, sources, web); "
+            "remove it or fix its spelling",
+        ),
         ('[smtp]\nport = "x"\n', "[smtp] port must be an integer (got 'x')"),
         ("[smtp]\nport = 99999\n", "[smtp] port must be less than or equal to 65535 (got 99999)"),
         ('[sources]\ntimeout = "fast"\n', "[sources] timeout must be a number (got 'fast')"),
         ("[sources]\ntimeout = 0\n", "[sources] timeout must be greater than 0 (got 0)"),
-        ('[sources]\nurls = "https://example.org/feed"\n',
-         "[sources] urls must be a list, like [\"a\", \"b\"] (got 'https://example.org/feed')"),
-        ('[sources]\nurls = ["ftp://example.org/feed"]\n',
-         "[sources] urls must be http(s) URLs (got 'ftp://example.org/feed')"),
+        (
+            '[sources]\nurls = "https://example.org/feed"\n',
+            '[sources] urls must be a list, like ["a", "b"] (got \'https://example.org/feed\')',
+        ),
+        (
+            '[sources]\nurls = ["ftp://example.org/feed"]\n',
+            "[sources] urls must be http(s) URLs (got 'ftp://example.org/feed')",
+        ),
         ("[ingest]\nmax_file_mb = -1\n", "[ingest] max_file_mb must be greater than 0 (got -1)"),
         ('[ingest]\nmax_file_mb = "big"\n', "[ingest] max_file_mb must be a number (got 'big')"),
         ("[paths]\ninbox = 3\n", "[paths] inbox must be a path, as a string (got 3)"),
         ("paths = 3\n", "paths must be a table (got 3)"),
-        ('[schedule]\ningest_every = "soon"\n',
-         "[schedule] ingest_every must be a duration like '30m', '2h' or seconds (got 'soon')"),
+        (
+            '[schedule]\ningest_every = "soon"\n',
+            "[schedule] ingest_every must be a duration like '30m', '2h' or seconds (got 'soon')",
+        ),
     ],
 )
 def test_invalid_values_are_one_line_naming_file_key_and_expectation(tmp_path: Path, text: str, message: str) -> None:

@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from delivery_helpers import INGESTED_AT, workspace
+from smtp_server import Behaviour, SmtpServer, make_certificate
+
 from digest.pipeline import send
 from digest.store import Store
-from smtp_server import Behaviour, SmtpServer, make_certificate
 
 SEND_AT = INGESTED_AT + timedelta(hours=2)
 
@@ -260,14 +260,21 @@ def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: 
     profiles = load_subscribers(config.paths.subscribers).profiles
     with Store(config.paths.database) as store:
         report = send_digests(
-            store, config, make_environment(None), profiles, UnsubscribingTransport(config.delivery.maildir), clock=clock
+            store,
+            config,
+            make_environment(None),
+            profiles,
+            UnsubscribingTransport(config.delivery.maildir),
+            clock=clock,
         )
     assert sent_to == ["reader000@example.org", "reader001@example.org"]
     assert [s["subscriber"] for s in report.skipped] == ["reader002"]
     assert "paused" in str(report.skipped[0]["reason"])
 
 
-def test_two_maildir_transports_at_the_same_instant_never_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_maildir_transports_at_the_same_instant_never_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import digest.deliver
     from digest.deliver import MaildirTransport
 
@@ -279,12 +286,19 @@ def test_two_maildir_transports_at_the_same_instant_never_overwrite(tmp_path: Pa
     files = sorted((tmp_path / "box" / "new").iterdir())
     assert len(files) == 6
     assert sorted(f.read_bytes().split(b"\n")[0] for f in files) == [
-        b"Subject: a0", b"Subject: a1", b"Subject: a2", b"Subject: b0", b"Subject: b1", b"Subject: b2"
+        b"Subject: a0",
+        b"Subject: a1",
+        b"Subject: a2",
+        b"Subject: b0",
+        b"Subject: b1",
+        b"Subject: b2",
     ]
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
 
 
-def test_maildir_fsync_is_off_by_default_and_on_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_maildir_fsync_is_off_by_default_and_on_when_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     import digest.deliver

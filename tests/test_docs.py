@@ -9,6 +9,7 @@ import click
 
 from digest.cli import main
 
+
 def commands() -> dict[str, click.Command]:
     ctx = click.Context(main)
     found = {name: main.get_command(ctx, name) for name in main.list_commands(ctx)}

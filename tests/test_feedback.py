@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import NOW
+
 from digest.errors import ConfigError, DigestError
 from digest.feedback import record_feedback
 from digest.paper import make_paper
@@ -17,14 +17,22 @@ from digest.store import Store
 from digest.subscribers import Profile, SubscriberSet
 
 RECORDS = json.loads((Path(__file__).parent / "data" / "rank_corpus.json").read_text(encoding="utf-8"))["papers"]
-READER = Profile(name="Reader", email="reader@example.org", max_papers=18, min_score=0.0, diversity=0.0,
-                 interests={"keywords": ["networks"]}).model_copy(update={"id": "reader"})
+READER = Profile(
+    name="Reader",
+    email="reader@example.org",
+    max_papers=18,
+    min_score=0.0,
+    diversity=0.0,
+    interests={"keywords": ["networks"]},
+).model_copy(update={"id": "reader"})
 SUBSCRIBERS = SubscriberSet((READER,), ())
 
 
 @pytest.fixture
 def filled(store: Store) -> Store:
-    store.add_papers([make_paper(title=r["title"], abstract=r["abstract"]) for r in RECORDS], "test", NOW - timedelta(hours=1))
+    store.add_papers(
+        [make_paper(title=r["title"], abstract=r["abstract"]) for r in RECORDS], "test", NOW - timedelta(hours=1)
+    )
     return store
 
 

@@ -17,7 +17,6 @@ import pytest
 
 from digest.config import Config, load_config
 from digest.errors import DigestError
-from digest.files import write_atomically
 from digest.feeds import (
     ALL_FEED,
     TEASER_CHARS,
@@ -27,6 +26,7 @@ from digest.feeds import (
     subscriber_feed,
     write_feeds,
 )
+from digest.files import write_atomically
 from digest.ingest import ingest_sources
 from digest.paper import Paper, make_paper
 from digest.store import PickRecord, Store
@@ -35,7 +35,7 @@ from digest.subscribers import load_subscribers
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "digest" / "demo_data"
 INGESTED_AT = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
-HOSTILE_TITLE = "<script>alert(1)</script> & \x00\x07\x1b Tom's \"quoted\" \u0085title"
+HOSTILE_TITLE = '<script>alert(1)</script> & \x00\x07\x1b Tom\'s "quoted" \u0085title'
 # Papers whose ids need care in URLs and URNs: an old-style arXiv id has a '/', a DOI id a ':' and '/'.
 SLASH_ID = "hep-th/9901001"
 DOI_ID = "doi:10.1234/abc.5"
@@ -70,13 +70,26 @@ def build_workspace(root: Path, *, base_url: str | None = "https://digest.exampl
         report = ingest_sources(store, [str(DEMO / "inbox")], max_bytes=10_000_000, clock=lambda: INGESTED_AT)
         assert not report.rejected
         awkward = [
-            make_paper(title="Strings on Old-Style Identifiers", abstract="An old paper. " * 40, arxiv=SLASH_ID,
-                       authors=["P. Old"]),
-            make_paper(title="A Journal Paper With Only a DOI", abstract="Journal text.", doi="10.1234/abc.5",
-                       url="https://journal.example/abc.5"),
+            make_paper(
+                title="Strings on Old-Style Identifiers",
+                abstract="An old paper. " * 40,
+                arxiv=SLASH_ID,
+                authors=["P. Old"],
+            ),
+            make_paper(
+                title="A Journal Paper With Only a DOI",
+                abstract="Journal text.",
+                doi="10.1234/abc.5",
+                url="https://journal.example/abc.5",
+            ),
             # Built raw, not through make_paper: the store must be safe even for text ingestion did not clean.
-            Paper(title=HOSTILE_TITLE, abstract="<img src=x onerror=alert(1)> body\x00 text",
-                  authors=("<b>Mallory</b>",), url="javascript:alert(1)", id=None),
+            Paper(
+                title=HOSTILE_TITLE,
+                abstract="<img src=x onerror=alert(1)> body\x00 text",
+                authors=("<b>Mallory</b>",),
+                url="javascript:alert(1)",
+                id=None,
+            ),
         ]
         store.add_papers(awkward, "test", INGESTED_AT + timedelta(minutes=1))
     return Workspace(root, root / "config.toml", config)
@@ -86,8 +99,13 @@ def record_digest(store: Store, subscriber: str, paper_ids: list[str], at: datet
     """A delivered digest in the ledger, exactly as send.py writes one."""
     picks = [PickRecord(pid, 0.5 - i * 0.01, f"why {pid}") for i, pid in enumerate(paper_ids)]
     rowid = store.begin_message(
-        subscriber, f"<{subscriber}-{at.timestamp()}@test>", picks, channel=channel, subject="s",
-        candidates_until=at, now=at,
+        subscriber,
+        f"<{subscriber}-{at.timestamp()}@test>",
+        picks,
+        channel=channel,
+        subject="s",
+        candidates_until=at,
+        now=at,
     )
     store.finish_message(rowid, "sent", at + timedelta(seconds=5))
 
@@ -191,7 +209,12 @@ def test_entry_ids_are_stable_across_runs_and_new_digests(ws: Workspace) -> None
 
 
 def test_ids_with_slashes_and_dois_make_distinct_valid_entry_ids() -> None:
-    ids = {entry_id("ada", SLASH_ID), entry_id("ada", DOI_ID), entry_id("ada", "hep-th%2F9901001"), entry_id(None, SLASH_ID)}
+    ids = {
+        entry_id("ada", SLASH_ID),
+        entry_id("ada", DOI_ID),
+        entry_id("ada", "hep-th%2F9901001"),
+        entry_id(None, SLASH_ID),
+    }
     assert len(ids) == 4
     assert entry_id("ada", SLASH_ID) == "urn:paper-digest:feed:ada:paper:hep-th%2F9901001"
     assert all(" " not in i and "/" not in i for i in ids)
@@ -209,7 +232,7 @@ def test_hostile_titles_and_control_characters_stay_text(ws: Workspace) -> None:
         assert not any(byte < 0x20 and byte not in b"\t\n\r" for byte in document)
     entry = next(e for e in parse(data).entries if "script" in e.title)
     # feedparser gives back the very characters of the title, as text; only the control characters are gone.
-    assert entry.title == "<script>alert(1)</script> & Tom's \"quoted\" title"
+    assert entry.title == '<script>alert(1)</script> & Tom\'s "quoted" title'
     assert entry.title_detail.type == "text/plain"
     assert entry.content[0].type == "text/plain"
     assert entry.content[0].value == "<img src=x onerror=alert(1)> body text"
@@ -262,8 +285,9 @@ def test_refresh_after_send_writes_the_sent_subscribers_and_all(ws: Workspace) -
         ids = [p.id or "" for p in store.list_papers()]
         record_digest(store, "fiona", ids[:2], INGESTED_AT + timedelta(hours=1), channel="feed")
     # Shaped like digest.send.SendReport (which needs the rendering module to import).
-    report = SimpleNamespace(sent=[{"subscriber": "fiona"}, {"subscriber": "ada"}, {"subscriber": "fiona"}],
-                             dry_run=False)
+    report = SimpleNamespace(
+        sent=[{"subscriber": "fiona"}, {"subscriber": "ada"}, {"subscriber": "fiona"}], dry_run=False
+    )
     written = refresh_after_send(ws.config, report)
     feeds = ws.config.paths.feeds
     assert written == [str(feeds / "fiona.xml"), str(feeds / "ada.xml"), str(feeds / "all.xml")]
@@ -275,7 +299,9 @@ def test_refresh_after_send_writes_the_sent_subscribers_and_all(ws: Workspace) -
 def run_cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "digest", "--config", str(ws.config_path), *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -304,10 +330,19 @@ def test_a_feed_only_subscriber_never_gets_a_paper_twice_across_two_sends(ws: Wo
     # A second batch of papers on fiona's topics arrives, then the next send.
     later = INGESTED_AT + timedelta(days=1)
     batch = ws.root / "batch.json"
-    batch.write_text(json.dumps([
-        {"title": f"Diffusion Models With Pruning, Part {n}", "abstract": "Diffusion models and pruning. " * 5,
-         "id": f"2611.0090{n}"} for n in range(3)
-    ]), encoding="utf-8")
+    batch.write_text(
+        json.dumps(
+            [
+                {
+                    "title": f"Diffusion Models With Pruning, Part {n}",
+                    "abstract": "Diffusion models and pruning. " * 5,
+                    "id": f"2611.0090{n}",
+                }
+                for n in range(3)
+            ]
+        ),
+        encoding="utf-8",
+    )
     with Store(ws.config.paths.database) as store:
         ingest_sources(store, [str(batch)], max_bytes=10_000_000, clock=lambda: later)
     second = send(ws.config, selection="named", names=["fiona"], clock=lambda: later + timedelta(hours=2))

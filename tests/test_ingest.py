@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from conftest import NOW, shared_digests
+
 from digest.ingest import IngestReport, ingest_sources
 from digest.store import Store
 
@@ -118,11 +118,19 @@ def test_shared_digests_in_any_order_give_the_same_store(tmp_path: Path, order: 
 
 def test_both_digest_layouts_are_read(store: Store, tmp_path: Path) -> None:
     spaced = tmp_path / "spaced.txt"
-    spaced.write_text(spaced_digest(("Tiny Robots Learn to Walk", abstract_for("robots")),
-                                    ("Sorting by Asking Nicely", abstract_for("sorting"))), encoding="utf-8")
+    spaced.write_text(
+        spaced_digest(
+            ("Tiny Robots Learn to Walk", abstract_for("robots")), ("Sorting by Asking Nicely", abstract_for("sorting"))
+        ),
+        encoding="utf-8",
+    )
     compact = tmp_path / "compact.txt"
-    compact.write_text(compact_digest(("Sorting by Asking Nicely", abstract_for("sorting")),
-                                      ("Clouds as Graphs", abstract_for("clouds"))), encoding="utf-8")
+    compact.write_text(
+        compact_digest(
+            ("Sorting by Asking Nicely", abstract_for("sorting")), ("Clouds as Graphs", abstract_for("clouds"))
+        ),
+        encoding="utf-8",
+    )
     report = ingest(store, spaced, compact)
     assert report.rejected == []
     assert (report.entries, report.new, report.duplicates) == (4, 3, 1)
@@ -240,8 +248,15 @@ def test_every_bad_file_is_reported_and_the_good_ones_still_go_in(store: Store, 
 
 @pytest.mark.parametrize(
     ("encoding", "bom"),
-    [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b""), ("utf-16-be", b""),
-     ("latin-1", b""), ("cp1252", b""), ("utf-8", b"\xef\xbb\xbf")],
+    [
+        ("utf-16-le", b"\xff\xfe"),
+        ("utf-16-be", b"\xfe\xff"),
+        ("utf-16-le", b""),
+        ("utf-16-be", b""),
+        ("latin-1", b""),
+        ("cp1252", b""),
+        ("utf-8", b"\xef\xbb\xbf"),
+    ],
     ids=["utf16le-bom", "utf16be-bom", "utf16le-nobom", "utf16be-nobom", "latin1", "cp1252", "utf8-bom"],
 )
 def test_digest_encodings_decode_correctly(store: Store, tmp_path: Path, encoding: str, bom: bytes) -> None:

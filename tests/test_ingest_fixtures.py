@@ -36,7 +36,16 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FEEDS = FIXTURES / "feeds"
 JSONS = FIXTURES / "json"
 PAPER_FIELDS = {
-    "title", "abstract", "authors", "url", "arxiv_id", "arxiv_version", "doi", "categories", "published", "links",
+    "title",
+    "abstract",
+    "authors",
+    "url",
+    "arxiv_id",
+    "arxiv_version",
+    "doi",
+    "categories",
+    "published",
+    "links",
 }
 EXPECT_KEYS = {"description", "count", "problems", "papers", "not_in_text", "error"}
 _EXPECT_COMMENT = re.compile(rb"<!--\s*Description:(?P<description>.*?)\nExpect:(?P<expect>.*?)-->", re.S)

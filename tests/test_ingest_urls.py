@@ -13,18 +13,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import NOW, REPO
+
 from digest.ingest import ingest_sources
 from digest.store import Store
 
 FEED = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Invented</title>'
-    "<link>https://example.org/</link><description>Invented</description>"
-    "<item><title>Served Over HTTP</title><link>https://arxiv.org/abs/2404.00042v1</link>"
-    "<description>An invented paper served by the test server.</description></item>"
-    "</channel></rss>\n"
-).encode("utf-8")
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Invented</title>'
+    b"<link>https://example.org/</link><description>Invented</description>"
+    b"<item><title>Served Over HTTP</title><link>https://arxiv.org/abs/2404.00042v1</link>"
+    b"<description>An invented paper served by the test server.</description></item>"
+    b"</channel></rss>\n"
+)
 LIMIT = 50_000
 
 
@@ -149,7 +149,10 @@ def test_cli_uses_config_sources_and_timeout(tmp_path: Path, server: str, silent
     )
     result = subprocess.run(
         [sys.executable, "-m", "digest", "--config", str(tmp_path / "config.toml"), "ingest", "--json"],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr

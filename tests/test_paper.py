@@ -38,8 +38,17 @@ def test_parse_arxiv_id_exact(text: str, expected: ArxivId) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "2403", "2403.123", "2403.012345", "1234.5", "hep-th/990100", "hep-th/99010012", "A Title 2403.01234",
-     "10.1234/abc"],
+    [
+        "",
+        "2403",
+        "2403.123",
+        "2403.012345",
+        "1234.5",
+        "hep-th/990100",
+        "hep-th/99010012",
+        "A Title 2403.01234",
+        "10.1234/abc",
+    ],
 )
 def test_parse_arxiv_id_rejects_non_ids(text: str) -> None:
     assert parse_arxiv_id(text) is None
@@ -81,18 +90,27 @@ def test_normalise_doi(text: str, expected: str | None) -> None:
 @pytest.mark.parametrize(
     ("variants"),
     [
-        ["Attention Is All You Need", "attention is all you need.", "  Attention  is\nall you   NEED!",
-         "Attention Is All You Need\u200b", "ATTENTION IS ALL YOU NEED"],
-        ["Schrödinger Bridges", 'Schr\\"odinger Bridges', 'Schr\\"{o}dinger Bridges', "Schro\u0308dinger Bridges",
-         "Schrodinger Bridges", "Schr&ouml;dinger Bridges"],
+        [
+            "Attention Is All You Need",
+            "attention is all you need.",
+            "  Attention  is\nall you   NEED!",
+            "Attention Is All You Need\u200b",
+            "ATTENTION IS ALL YOU NEED",
+        ],
+        [
+            "Schrödinger Bridges",
+            'Schr\\"odinger Bridges',
+            'Schr\\"{o}dinger Bridges',
+            "Schro\u0308dinger Bridges",
+            "Schrodinger Bridges",
+            "Schr&ouml;dinger Bridges",
+        ],
         ["Čech Complexes for Data", "\\v{C}ech Complexes for Data", "Cech Complexes for Data"],
         ["$\\alpha$-Divergence Minimisation", "α-Divergence Minimisation", "\u03b1 divergence minimisation"],
         ["\\textbf{Deep} Learning at Scale", "Deep Learning at Scale", "\\emph{Deep} Learning at Scale"],
         ["ﬁne-tuning with Full-Width Ｌｅｔｔｅｒｓ", "Fine-Tuning with Full-Width Letters"],
-        ["“Quoted” Titles Don’t Break", '"Quoted" Titles Don\'t Break',
-         "&ldquo;Quoted&rdquo; Titles Don't Break"],
-        ["Fast & Furious Sorting", "Fast &amp; Furious Sorting", "Fast \\& Furious Sorting",
-         "Fast — Furious: Sorting"],
+        ["“Quoted” Titles Don’t Break", '"Quoted" Titles Don\'t Break', "&ldquo;Quoted&rdquo; Titles Don't Break"],
+        ["Fast & Furious Sorting", "Fast &amp; Furious Sorting", "Fast \\& Furious Sorting", "Fast — Furious: Sorting"],
     ],
 )
 def test_title_key_folds_spelling_variants(variants: list[str]) -> None:
@@ -128,7 +146,9 @@ def test_find_links_in_order_without_duplicates() -> None:
         "again https://github.com/example/repo; and http://huggingface.co/x/y."
     )
     assert find_links(text) == [
-        "https://github.com/example/repo", "https://example.org/data", "http://huggingface.co/x/y"
+        "https://github.com/example/repo",
+        "https://example.org/data",
+        "http://huggingface.co/x/y",
     ]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from conftest import NOW
+
 from digest.errors import RankError
 from digest.paper import make_paper
 from digest.plan import candidate_papers, plan_digest
@@ -20,7 +20,11 @@ def profile(**fields: object) -> Profile:
 
 
 def add(store: Store, title: str, at_days_ago: float) -> str:
-    store.add_papers([make_paper(title=title, abstract=f"We study {title.lower()} in detail.")], "test", NOW - timedelta(days=at_days_ago))
+    store.add_papers(
+        [make_paper(title=title, abstract=f"We study {title.lower()} in detail.")],
+        "test",
+        NOW - timedelta(days=at_days_ago),
+    )
     paper = store.find_paper(title)
     assert paper is not None and paper.id
     return paper.id
@@ -37,8 +41,15 @@ def test_later_digests_start_where_the_last_window_ended_and_never_resend(store:
     sent = add(store, "Robot sent before", 3)
     add(store, "Robot before the window end", 2.5)
     add(store, "Robot new", 1)
-    store.begin_message("reader", "<m1@x>", [PickRecord(sent, 0.5, "why")], channel="email", subject="s",
-                        candidates_until=NOW - timedelta(days=2), now=NOW - timedelta(days=2))
+    store.begin_message(
+        "reader",
+        "<m1@x>",
+        [PickRecord(sent, 0.5, "why")],
+        channel="email",
+        subject="s",
+        candidates_until=NOW - timedelta(days=2),
+        now=NOW - timedelta(days=2),
+    )
     assert [p.title for p in candidate_papers(store, profile(), NOW)] == ["Robot new"]
 
 

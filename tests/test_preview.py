@@ -8,11 +8,12 @@ import hashlib
 import json
 import sqlite3
 import webbrowser
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import NOW
 
 from digest.cli import main
 from digest.config import Config
@@ -29,8 +30,8 @@ def run(config: Config, *args: str) -> Result:
 
 
 def ingest_demo(config: Config) -> None:
-    # The command's clock is the real one, so the papers arrive an hour before it.
-    ingested_at = datetime.now(UTC) - timedelta(hours=1)
+    # The command runs at DIGEST_NOW (conftest.NOW): the papers arrive an hour before it.
+    ingested_at = NOW - timedelta(hours=1)
     with Store(config.paths.database) as store:
         report = ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10_000_000, clock=lambda: ingested_at)
         assert not report.rejected
@@ -126,7 +127,9 @@ def test_nothing_to_send_in_json_has_no_papers_and_a_reason(config: Config) -> N
 
 def test_nothing_above_min_score_is_the_reason_given(demo: Config) -> None:
     profile = demo.paths.subscribers / "ada.toml"
-    profile.write_text(profile.read_text(encoding="utf-8").replace("min_score = 0.05", "min_score = 1.0"), encoding="utf-8")
+    profile.write_text(
+        profile.read_text(encoding="utf-8").replace("min_score = 0.05", "min_score = 1.0"), encoding="utf-8"
+    )
     result = run(demo, "ada", "--format", "json")
     assert result.exit_code == 0
     assert "scored above min_score 1" in json.loads(result.stdout)["reason"]

@@ -60,7 +60,10 @@ def test_title_match_counts_more_than_abstract_match() -> None:
 def test_exclude_in_title_drops_the_paper_and_in_abstract_pushes_it_down() -> None:
     interests = Interests(keywords=("graph neural networks",))
     before = {s.paper.id: s.score for s in rank(MODEL, CORPUS, interests, max_papers=20)}
-    after = {s.paper.id: s.score for s in rank(MODEL, CORPUS, interests.model_copy(update={"exclude": ("molecule",)}), max_papers=20)}
+    after = {
+        s.paper.id: s.score
+        for s in rank(MODEL, CORPUS, interests.model_copy(update={"exclude": ("molecule",)}), max_papers=20)
+    }
     assert "gnn-1" in before and "gnn-1" not in after  # "molecule" is in its title
     excluded = Interests(keywords=("graph neural networks",), exclude=("citation graphs",))
     pushed = {s.paper.id: s.score for s in rank(MODEL, CORPUS, excluded, max_papers=20)}
@@ -117,7 +120,10 @@ def test_why_stays_short_with_long_inputs() -> None:
 
 def test_sentences_split_on_sentence_ends_only() -> None:
     assert sentences("We use e.g. graphs. Results improve by 3.5 points! Why? Because.") == [
-        "We use e.g. graphs.", "Results improve by 3.5 points!", "Why?", "Because."
+        "We use e.g. graphs.",
+        "Results improve by 3.5 points!",
+        "Why?",
+        "Because.",
     ]
 
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import DEMO_DATA
+
 from digest.cli import main
 from digest.store import Store
 

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import shared_digests
+
 from digest.ingest import ingest_sources
 from digest.rank import RankModel, build_model, rank
 from digest.store import Store
@@ -50,8 +50,12 @@ def test_precision_at_10(real: tuple[list, RankModel], name: str) -> None:
     defaults = Profile.model_fields  # the production defaults of a profile: min_score, diversity
     interests = Interests(keywords=tuple(spec["keywords"]), exclude=tuple(spec.get("exclude", ())))
     picks = rank(
-        model, papers, interests, max_papers=10,
-        min_score=defaults["min_score"].default, diversity=defaults["diversity"].default,
+        model,
+        papers,
+        interests,
+        max_papers=10,
+        min_score=defaults["min_score"].default,
+        diversity=defaults["diversity"].default,
     )
     relevant = {label["id"] for label in spec["relevant"]}
     hits = [s.paper.title for s in picks if s.paper.id in relevant]

@@ -56,7 +56,9 @@ def scores(candidates: list[Paper], profile: Interests, liked: list[Paper] = ())
 
 @SETTINGS
 @given(papers(), interests, st.floats(0.0, 1.0))
-def test_scores_in_range_ordered_and_deterministic(candidates: list[Paper], profile: Interests, diversity: float) -> None:
+def test_scores_in_range_ordered_and_deterministic(
+    candidates: list[Paper], profile: Interests, diversity: float
+) -> None:
     first = rank(MODEL, candidates, profile, max_papers=100, diversity=diversity)
     again = rank(MODEL, candidates, profile, max_papers=100, diversity=diversity)
     assert [(s.paper.id, s.score, s.why) for s in first] == [(s.paper.id, s.score, s.why) for s in again]
@@ -89,6 +91,8 @@ def test_a_copy_of_a_liked_paper_ranks_first(candidates: list[Paper], liked: lis
 
 @SETTINGS
 @given(papers(), st.lists(words, max_size=3).map(tuple), papers(prefix="disliked"))
-def test_an_empty_profile_is_a_rank_error(candidates: list[Paper], exclude: tuple[str, ...], disliked: list[Paper]) -> None:
+def test_an_empty_profile_is_a_rank_error(
+    candidates: list[Paper], exclude: tuple[str, ...], disliked: list[Paper]
+) -> None:
     with pytest.raises(RankError):
         rank(MODEL, candidates, Interests(exclude=exclude), disliked=disliked)

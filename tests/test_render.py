@@ -103,9 +103,7 @@ def test_a_missing_included_template_names_the_including_file(tmp_path: Path) ->
 
 
 def test_the_sandbox_refuses_python_internals(tmp_path: Path) -> None:
-    (tmp_path / "subject.txt.j2").write_text(
-        "{{ ''.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8"
-    )
+    (tmp_path / "subject.txt.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8")
     env = make_environment(tmp_path)
     with pytest.raises(RenderError, match=r"subject\.txt\.j2:1: SecurityError"):
         render_email(env, sample_plan(1), now=SAMPLE_NOW, links=SAMPLE_LINKS)
@@ -123,8 +121,17 @@ def test_an_empty_subject_is_refused(tmp_path: Path) -> None:
 def test_the_context_carries_what_the_readme_documents() -> None:
     context = build_context(sample_plan(3), now=SAMPLE_NOW, links=SAMPLE_LINKS)
     assert set(context) == {
-        "subscriber", "issue_date", "issue_date_long", "issue_date_short", "papers", "count", "candidates",
-        "preheader", "links_enabled", "unsubscribe_url", "feed_url",
+        "subscriber",
+        "issue_date",
+        "issue_date_long",
+        "issue_date_short",
+        "papers",
+        "count",
+        "candidates",
+        "preheader",
+        "links_enabled",
+        "unsubscribe_url",
+        "feed_url",
     }
     assert context["subscriber"]["name"] == "Ada Example"
     assert context["issue_date"] == "2026-11-20"  # 07:00 UTC is 07:00 in London in November
@@ -274,7 +281,9 @@ def test_markdown_subscribers_get_markdown_as_text_and_it_converted_as_html() ->
         rendered.text
     )
     assert html_errors(rendered.html) == []
-    assert re.search(r'<a href="https://arxiv\.org/abs/2611\.10001" rel="noopener noreferrer"[^>]*>Residual', rendered.html)
+    assert re.search(
+        r'<a href="https://arxiv\.org/abs/2611\.10001" rel="noopener noreferrer"[^>]*>Residual', rendered.html
+    )
     assert re.search(r"<blockquote[^>]*>", rendered.html)  # the why box
     assert "@media (prefers-color-scheme: dark)" in rendered.html and 'width="600"' in rendered.html
 

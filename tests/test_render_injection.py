@@ -34,7 +34,7 @@ HOSTILE_ABSTRACT = "Abstract </p><script>alert(4)</script> **bold** <a href=java
 def hostile_plan(format: Literal["html", "markdown"]) -> DigestPlan:
     plan = sample_plan(len(HOSTILE_TITLES), format=format)
     picks = []
-    for scored, title in zip(plan.picks, HOSTILE_TITLES):
+    for scored, title in zip(plan.picks, HOSTILE_TITLES, strict=True):
         paper = replace(scored.paper, title=title, authors=(HOSTILE_AUTHOR, "B", "C", "D"), abstract=HOSTILE_ABSTRACT)
         picks.append(Scored(paper, scored.score, HOSTILE_WHY))
     return replace(plan, picks=tuple(picks))

@@ -31,8 +31,15 @@ def test_a_small_run_reports_every_stage(scale: ModuleType, smtp: bool) -> None:
     assert result["delivered"] == result["sent"]
     assert result["seconds"] > 0 and result["peak_rss_mb"] > 0
     assert result["baseline_seconds_per_subscriber"] > 0
-    assert {"subscribers", "papers", "seconds", "emails_per_second", "peak_rss_mb", "stages",
-            "baseline_seconds_per_subscriber"} <= set(result)
+    assert {
+        "subscribers",
+        "papers",
+        "seconds",
+        "emails_per_second",
+        "peak_rss_mb",
+        "stages",
+        "baseline_seconds_per_subscriber",
+    } <= set(result)
 
 
 def test_synthetic_papers_are_reproducible(scale: ModuleType) -> None:

@@ -15,8 +15,14 @@ LONDON = ZoneInfo("Europe/London")
 
 
 def profile(schedule: str, timezone: str = "Europe/London") -> Profile:
-    return Profile(id="ada", name="Ada", email="ada@example.org", schedule=schedule, timezone=timezone,
-                   interests={"keywords": ["graphs"]})
+    return Profile(
+        id="ada",
+        name="Ada",
+        email="ada@example.org",
+        schedule=schedule,
+        timezone=timezone,
+        interests={"keywords": ["graphs"]},
+    )
 
 
 def test_next_and_latest_slot_follow_the_subscribers_time_zone() -> None:

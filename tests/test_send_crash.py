@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from delivery_helpers import workspace
-from digest.store import Store
 from smtp_server import Behaviour, SmtpServer
+
+from digest.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,9 @@ def test_sigkill_mid_send_then_rerun_never_duplicates_and_reports_the_one_in_fli
         config, ids = workspace(tmp_path, count, port=server.port)
         config_path = tmp_path / "config.toml"
         config_path.write_text(
-            config_path.read_text(encoding="utf-8").replace("[delivery]\n", f"[delivery]\ncompose_workers = {workers}\n"),
+            config_path.read_text(encoding="utf-8").replace(
+                "[delivery]\n", f"[delivery]\ncompose_workers = {workers}\n"
+            ),
             encoding="utf-8",
         )
         process = subprocess.Popen(
@@ -98,8 +100,20 @@ def test_two_senders_started_together_never_send_a_digest_twice(tmp_path: Path) 
     with SmtpServer(Behaviour(delay=0.02)) as server:
         config, ids = workspace(tmp_path, 12, port=server.port)
         config_path = tmp_path / "config.toml"
-        first = subprocess.Popen(digest_cmd(config_path, "send", "--all", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        second = subprocess.Popen(digest_cmd(config_path, "send", "--all", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        first = subprocess.Popen(
+            digest_cmd(config_path, "send", "--all", "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        second = subprocess.Popen(
+            digest_cmd(config_path, "send", "--all", "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         out1, err1 = first.communicate(timeout=120)
         out2, err2 = second.communicate(timeout=120)
         time.sleep(0.2)
@@ -119,6 +133,7 @@ def test_resolve_stuck_as_failed_makes_the_papers_candidates_again(tmp_path: Pat
     from datetime import timedelta
 
     from delivery_helpers import INGESTED_AT
+
     from digest.store import PickRecord
 
     with SmtpServer() as server:
@@ -126,8 +141,12 @@ def test_resolve_stuck_as_failed_makes_the_papers_candidates_again(tmp_path: Pat
         with Store(config.paths.database) as store:
             paper = store.all_papers()[0]
             store.begin_message(
-                "reader000", "<crashed@lab.example>", [PickRecord(paper.id or "", 0.5, "why")],
-                channel="email", subject="s", candidates_until=INGESTED_AT + timedelta(hours=1),
+                "reader000",
+                "<crashed@lab.example>",
+                [PickRecord(paper.id or "", 0.5, "why")],
+                channel="email",
+                subject="s",
+                candidates_until=INGESTED_AT + timedelta(hours=1),
                 now=INGESTED_AT + timedelta(hours=1),
             )
         config_path = tmp_path / "config.toml"

@@ -155,13 +155,30 @@ def test_merge_is_independent_of_arrival_order(tmp_path: Path) -> None:
     """
     records = [
         paper("Counting Sheep", "Short.", authors=["A. One"], published="2024-03-02"),
-        paper("Counting Sheep", "A longer abstract, from the feed.", arxiv="2403.01234v1",
-              url="http://arxiv.org/abs/2403.01234v1", authors=["A. One", "B. Two"], categories=["cs.LG"],
-              published="2024-03-01"),
-        paper("Counting sheep!", "Version two, shorter.", arxiv="2403.01234v2", categories=["stat.ML", "cs.LG"],
-              url="https://example.org/mirror/sheep"),
-        paper("COUNTING SHEEP", "A different, even longer abstract from an old JSON list.", arxiv="2403.01234",
-              authors=["C. Three"], doi="10.5555/sheep", url="https://arxiv.org/abs/2403.01234"),
+        paper(
+            "Counting Sheep",
+            "A longer abstract, from the feed.",
+            arxiv="2403.01234v1",
+            url="http://arxiv.org/abs/2403.01234v1",
+            authors=["A. One", "B. Two"],
+            categories=["cs.LG"],
+            published="2024-03-01",
+        ),
+        paper(
+            "Counting sheep!",
+            "Version two, shorter.",
+            arxiv="2403.01234v2",
+            categories=["stat.ML", "cs.LG"],
+            url="https://example.org/mirror/sheep",
+        ),
+        paper(
+            "COUNTING SHEEP",
+            "A different, even longer abstract from an old JSON list.",
+            arxiv="2403.01234",
+            authors=["C. Three"],
+            doi="10.5555/sheep",
+            url="https://arxiv.org/abs/2403.01234",
+        ),
     ]
     results = set()
     for number, order in enumerate(itertools.permutations(records)):
@@ -171,8 +188,18 @@ def test_merge_is_independent_of_arrival_order(tmp_path: Path) -> None:
             [stored] = store.list_papers()
             assert stored.id in ("2403.01234", paper("Counting Sheep").stable_id())
             results.add(
-                (stored.arxiv_id, stored.title, stored.abstract, stored.authors, stored.categories, stored.url,
-                 stored.published, stored.doi, stored.arxiv_version, stored.sources)
+                (
+                    stored.arxiv_id,
+                    stored.title,
+                    stored.abstract,
+                    stored.authors,
+                    stored.categories,
+                    stored.url,
+                    stored.published,
+                    stored.doi,
+                    stored.arxiv_version,
+                    stored.sources,
+                )
             )
     assert len(results) == 1, results
     (result,) = results

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from conftest import DEMO_DATA, NOW
+
 from digest.errors import ConfigError, DigestError
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile, load_profile, load_subscribers, next_due, subscriber_status
@@ -25,7 +25,11 @@ def test_a_profile_gets_its_id_from_the_file_name_and_the_documented_defaults(tm
     profile = load_profile(write(tmp_path, "ada.toml", GOOD))
     assert profile.id == "ada"
     assert (profile.format, profile.max_papers, profile.min_score, profile.diversity, profile.lookback_days) == (
-        "html", 10, 0.05, 0.3, 7
+        "html",
+        10,
+        0.05,
+        0.3,
+        7,
     )
     assert profile.interests.keywords == ("graphs",) and profile.interests.exclude == ()
 
@@ -43,14 +47,20 @@ def test_the_demo_profiles_load() -> None:
         ('colour = "red"\n' + GOOD, "ada.toml: colour is not a known key"),
         (GOOD.replace("ada@example.org", "not-an-address"), "ada.toml: email is not a valid email address"),
         (GOOD.replace('"Ada"', '"Ada\\r\\nBcc: x@y.z"'), "ada.toml: name must not contain line breaks"),
-        (GOOD.replace("ada@example.org", "ada@example.org\\nBcc: x@y.z"), "ada.toml: email must not contain line breaks"),
+        (
+            GOOD.replace("ada@example.org", "ada@example.org\\nBcc: x@y.z"),
+            "ada.toml: email must not contain line breaks",
+        ),
         ('format = "pdf"\n' + GOOD, "ada.toml: format must be 'html' or 'markdown'"),
         ("max_papers = 0\n" + GOOD, "ada.toml: max_papers must be greater than or equal to 1"),
         ("min_score = 2\n" + GOOD, "ada.toml: min_score must be less than or equal to 1"),
         ("diversity = -0.1\n" + GOOD, "ada.toml: diversity must be greater than or equal to 0"),
         ('timezone = "Mars/Olympus"\n' + GOOD, "ada.toml: timezone is not a known time zone"),
         ('schedule = "every day"\n' + GOOD, "is not a valid crontab"),
-        (GOOD.replace('["graphs"]', '["graphs", " "]'), "ada.toml: [interests] keywords must not contain empty strings"),
+        (
+            GOOD.replace('["graphs"]', '["graphs", " "]'),
+            "ada.toml: [interests] keywords must not contain empty strings",
+        ),
         ("name = \n", "ada.toml: invalid TOML"),
     ],
 )
@@ -95,8 +105,15 @@ def test_status_shows_paused_last_sent_and_papers_sent(store: Store) -> None:
     fresh = subscriber_status(store, profile, NOW)
     assert (fresh.paused, fresh.last_sent, fresh.papers_sent) == (False, None, 0)
     assert fresh.next_due is not None and fresh.next_due > NOW
-    row = store.begin_message("ada", "<m@x>", [PickRecord("p1", 0.5, "w"), PickRecord("p2", 0.4, "w")],
-                              channel="email", subject="s", candidates_until=NOW, now=NOW)
+    row = store.begin_message(
+        "ada",
+        "<m@x>",
+        [PickRecord("p1", 0.5, "w"), PickRecord("p2", 0.4, "w")],
+        channel="email",
+        subject="s",
+        candidates_until=NOW,
+        now=NOW,
+    )
     store.finish_message(row, "sent", NOW)
     store.set_paused("ada", True, NOW)
     status = subscriber_status(store, profile, NOW)

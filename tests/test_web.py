@@ -19,13 +19,13 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from test_feeds import DOI_ID, INGESTED_AT, SLASH_ID, Workspace, build_workspace, hostile_id, record_digest
 
 from digest.feeds import entry_id
 from digest.links import Links
 from digest.plan import plan_digest
 from digest.store import Store
 from digest.subscribers import load_subscribers
-from test_feeds import DOI_ID, INGESTED_AT, SLASH_ID, Workspace, build_workspace, hostile_id, record_digest
 
 NOW = INGESTED_AT + timedelta(hours=2)
 SECURITY = {
@@ -51,16 +51,29 @@ class Server:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "digest", "--config", str(self.ws.config_path), *args],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
 
 def start(ws: Workspace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(ws.config_path), "serve", "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "--config",
+            str(ws.config_path),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -83,8 +96,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with Store(ws.config.paths.database) as store:
         tokens = {sub: store.token(sub) for sub in ("ada", "alan", "grace", "fiona")}
         # fiona's feed has one digest; ada has none, so that her ranking below starts from every paper.
-        record_digest(store, "fiona", ["2611.00101", SLASH_ID, DOI_ID], INGESTED_AT + timedelta(hours=1),
-                      channel="feed")
+        record_digest(
+            store, "fiona", ["2611.00101", SLASH_ID, DOI_ID], INGESTED_AT + timedelta(hours=1), channel="feed"
+        )
     process, url = start(ws, root / "serve.log")
     try:
         yield Server(ws, url, root / "serve.log", tokens)
@@ -138,8 +152,11 @@ def test_unsubscribe_page_then_one_click_post_then_replay(server: Server) -> Non
     assert "Alan Example" in page.text
     assert not json_subscribers(server)["alan"]["paused"], "showing the page changes nothing"
 
-    done = httpx.post(f"{server.url}/unsubscribe/{token}", content=b"List-Unsubscribe=One-Click",
-                      headers={"content-type": "application/x-www-form-urlencoded"})
+    done = httpx.post(
+        f"{server.url}/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert done.status_code == 200 and "now stopped" in done.text
     assert_secure(done)
     assert json_subscribers(server)["alan"]["paused"] is True

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from digest.cli import App, echo_json
+from digest.clock import utc_now
 from digest.feeds import write_feeds
 from digest.links import Links
 
@@ -33,7 +33,7 @@ def feeds(app: App, subscribers: tuple[str, ...], output_dir: Path | None, as_js
     profiles = [loaded.get(name) for name in dict.fromkeys(subscribers)] if subscribers else list(loaded.profiles)
     target = output_dir or app.config.paths.feeds
     with app.store() as store:
-        written = write_feeds(store, app.config, profiles, target, now=datetime.now(UTC))
+        written = write_feeds(store, app.config, profiles, target, now=utc_now())
     if as_json:
         echo_json([str(path) for path in written])
     else:
@@ -57,13 +57,17 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     config = app.config
     host = host or config.web.host
     port = port or config.web.port
-    click.echo(f"serving on http://{host}:{port} (public URL: {config.web.base_url or 'unset: set [web] base_url'})", err=True)
+    click.echo(
+        f"serving on http://{host}:{port} (public URL: {config.web.base_url or 'unset: set [web] base_url'})", err=True
+    )
     run_server(config, host, port)
 
 
 @click.command()
 @click.argument("subscriber")
-@click.option("--rotate", is_flag=True, help="Replace the token: old feed, unsubscribe and feedback links stop working.")
+@click.option(
+    "--rotate", is_flag=True, help="Replace the token: old feed, unsubscribe and feedback links stop working."
+)
 @click.pass_obj
 def token(app: App, subscriber: str, rotate: bool) -> None:
     """Print SUBSCRIBER's secret token (made on first use) and their feed URL."""
@@ -82,7 +86,7 @@ def resume(app: App, subscriber: str) -> None:
     """Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it)."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
-        changed = store.set_paused(profile.id, False, datetime.now(UTC))
+        changed = store.set_paused(profile.id, False, utc_now())
     click.echo(f"{profile.id}: resumed" if changed else f"{profile.id}: was not paused; nothing to do")
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import tempfile
 import webbrowser
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from digest.cli import App
+from digest.clock import utc_now
 from digest.errors import DigestError
-from digest.render import make_environment
 from digest.files import write_atomically
+from digest.render import make_environment
 from digest.render.preview import PREVIEW_FORMATS, preview_digest
 
 
@@ -60,7 +60,7 @@ def preview(app: App, subscriber: str, fmt: str | None, output: Path | None, ope
     with app.store() as store:
         if store.subscriber_state(profile.id).paused:
             click.echo(f"note: {profile.id} is paused (unsubscribed); `digest send` skips them", err=True)
-        result = preview_digest(store, config, env, profile, datetime.now(UTC), fmt)  # type: ignore[arg-type]
+        result = preview_digest(store, config, env, profile, utc_now(), fmt)  # type: ignore[arg-type]
     if result.reason is not None:
         click.echo(f"nothing to send to {profile.id}: {result.reason}", err=True)
     if result.output is not None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from digest.cli import App, echo_json
+from digest.clock import utc_now
 from digest.feedback import record_feedback
 from digest.plan import plan_digest
 
@@ -19,9 +18,11 @@ def rank(app: App, subscriber: str, as_json: bool) -> None:
     """Show what SUBSCRIBER's next digest would hold right now, best first, with why. Writes nothing."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
-        plan = plan_digest(store, profile, datetime.now(UTC))
+        plan = plan_digest(store, profile, utc_now())
     if as_json:
-        echo_json([{"id": s.paper.id, "title": s.paper.title, "score": round(s.score, 4), "why": s.why} for s in plan.picks])
+        echo_json(
+            [{"id": s.paper.id, "title": s.paper.title, "score": round(s.score, 4), "why": s.why} for s in plan.picks]
+        )
         return
     for pick in plan.picks:
         click.echo(f"{pick.score:.3f}\t{pick.paper.id}\t{pick.paper.title}\n\t{pick.why}")
@@ -41,7 +42,7 @@ def feedback(app: App, subscriber: str, paper: str, like: bool) -> None:
     """
     loaded = app.subscribers(report=False)
     with app.store() as store:
-        found = record_feedback(store, loaded, subscriber, paper, 1 if like else -1, datetime.now(UTC))
+        found = record_feedback(store, loaded, subscriber, paper, 1 if like else -1, utc_now())
     click.echo(f"{subscriber}: {'liked' if like else 'disliked'} {found.id} ({found.title})")
 
 

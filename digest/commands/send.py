@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from digest.cli import App, echo_json
-from digest.pipeline import Selection, send, utc_now
+from digest.clock import utc_now
+from digest.pipeline import Selection, send
 from digest.send import SendReport, resolve_stuck
 from digest.subscribers import Profile
 
@@ -53,7 +54,8 @@ def _print_report(report: SendReport, as_json: bool) -> None:
     else:
         for item in report.sent:
             verb = "would send" if report.dry_run else "sent"
-            click.echo(f"{verb}: {item['subscriber']} ({len(item['papers'])} papers) {item.get('message_id') or ''}")
+            count = len(cast(list[str], item["papers"]))
+            click.echo(f"{verb}: {item['subscriber']} ({count} papers) {item.get('message_id') or ''}")
         for item in report.skipped:
             click.echo(f"skipped: {item['subscriber']}: {item['reason']}")
         for item in report.failed:
@@ -73,14 +75,33 @@ def _print_report(report: SendReport, as_json: bool) -> None:
 @click.option("--due", is_flag=True, help="Send to the subscribers whose schedule says a digest is due.")
 @click.option("--dry-run", is_flag=True, help="Compose everything; send and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option("--wait", "lock_wait", type=float, default=0.0, show_default=True,
-              help="Seconds to wait for another sender to finish before giving up.")
-@click.option("--resolve-stuck", "resolve", metavar="SUBSCRIBER", default=None,
-              help="Settle SUBSCRIBER's stuck message(s) by hand (with --as).")
-@click.option("--as", "resolve_as", type=click.Choice(["sent", "failed"]), default=None,
-              help="With --resolve-stuck: sent (it arrived) or failed (its papers become candidates again).")
-@click.option("--retry-stuck", is_flag=True,
-              help="Mark the named subscribers' stuck messages failed and send their digest again now.")
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait for another sender to finish before giving up.",
+)
+@click.option(
+    "--resolve-stuck",
+    "resolve",
+    metavar="SUBSCRIBER",
+    default=None,
+    help="Settle SUBSCRIBER's stuck message(s) by hand (with --as).",
+)
+@click.option(
+    "--as",
+    "resolve_as",
+    type=click.Choice(["sent", "failed"]),
+    default=None,
+    help="With --resolve-stuck: sent (it arrived) or failed (its papers become candidates again).",
+)
+@click.option(
+    "--retry-stuck",
+    is_flag=True,
+    help="Mark the named subscribers' stuck messages failed and send their digest again now.",
+)
 @click.pass_obj
 def send_command(
     app: App,
@@ -168,7 +189,12 @@ def history(app: App, subscriber: str | None, as_json: bool, limit: int | None) 
                     "finished_at": m.finished_at,
                     "error": m.error,
                     "papers": [
-                        {"id": p.paper_id, "title": titles.get(p.paper_id, ""), "score": round(p.score, 4), "why": p.why}
+                        {
+                            "id": p.paper_id,
+                            "title": titles.get(p.paper_id, ""),
+                            "score": round(p.score, 4),
+                            "why": p.why,
+                        }
                         for p in m.papers
                     ],
                 }
@@ -187,14 +213,23 @@ def history(app: App, subscriber: str | None, as_json: bool, limit: int | None) 
 
 
 @click.command()
-@click.option("--once", is_flag=True, help="One cycle (ingest, every due send, feeds), then exit: for cron or systemd timers.")
+@click.option(
+    "--once", is_flag=True, help="One cycle (ingest, every due send, feeds), then exit: for cron or systemd timers."
+)
 @click.pass_obj
 def run(app: App, once: bool) -> None:
     """Run the scheduler: ingest every [schedule] ingest_every, and send to each subscriber on their own
     crontab and time zone. Subscriber files added, changed or removed are picked up without a restart;
     SIGTERM finishes the message in flight and exits. A send missed during downtime runs once on start."""
+    from digest.clock import ENV_VAR, fixed_instant
+    from digest.errors import ConfigError
     from digest.runner import run_service
 
+    if not once and fixed_instant() is not None:
+        raise ConfigError(
+            f"{ENV_VAR} fixes the clock, and a scheduler cannot wait for a time that never moves; "
+            f"unset it, or run `digest run --once` for each instant to replay"
+        )
     report = run_service(app.config, once=once)
     if once and (report.errors or (report.send and (report.send.failed or report.send.stuck))):
         raise SystemExit(1)

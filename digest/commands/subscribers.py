@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from digest.cli import App, echo_json
+from digest.clock import utc_now
 from digest.subscribers import subscriber_status
 
 
@@ -20,7 +19,7 @@ def subscribers(app: App, as_json: bool) -> None:
     on stderr and skipped (exit status 1).
     """
     loaded = app.subscribers()
-    now = datetime.now(UTC)
+    now = utc_now()
     with app.store() as store:
         statuses = [subscriber_status(store, profile, now) for profile in loaded.profiles]
     if as_json:

@@ -9,9 +9,9 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
+from digest.clock import Clock, utc_now
 from digest.errors import IngestError
 from digest.ingest.daily import looks_like_daily, parse_daily
 from digest.ingest.feeds import looks_like_html_page, parse_feed
@@ -20,12 +20,6 @@ from digest.ingest.read import fetch_url, read_file
 from digest.ingest.text import decode
 from digest.paper import Paper
 from digest.store import Store
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

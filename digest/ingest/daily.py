@@ -23,9 +23,7 @@ HEADER_LINES = frozenset(
         "daily papers",
     }
 )
-_DATE = re.compile(
-    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:,? \d{4})?", re.IGNORECASE
-)
+_DATE = re.compile(r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:,? \d{4})?", re.IGNORECASE)
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -116,7 +116,8 @@ def parse_feed(data: bytes, text: str, source: str) -> tuple[list[Paper], list[s
     if looks_like_html_page(text):
         title = _page_title(text)
         raise IngestError(
-            f"{source}: is an HTML page, not a feed" + (f" (page title {title!r})" if title else "")
+            f"{source}: is an HTML page, not a feed"
+            + (f" (page title {title!r})" if title else "")
             + "; check the URL or file"
         )
     parsed = feedparser.parse(data, sanitize_html=True, resolve_relative_uris=False)
@@ -126,7 +127,9 @@ def parse_feed(data: bytes, text: str, source: str) -> tuple[list[Paper], list[s
         if not complete or not parsed.entries:
             line = getattr(problem, "getLineNumber", lambda: None)()
             where = f" at line {line}" if line else ""
-            raise IngestError(f"{source}: malformed or truncated XML{where} ({problem.getMessage()}); fix or re-download it")
+            raise IngestError(
+                f"{source}: malformed or truncated XML{where} ({problem.getMessage()}); fix or re-download it"
+            )
     version = parsed.get("version") or ""
     if not parsed.entries and not version:
         raise IngestError(f"{source}: XML but not an RSS or Atom feed; expected <rss> or <feed>")

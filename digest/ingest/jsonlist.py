@@ -93,7 +93,7 @@ def parse_json(text: str, source: str) -> tuple[list[Paper], list[str]]:
         data = data["papers"]
     if not isinstance(data, list):
         raise IngestError(
-            f"{source}: JSON must be a list of papers (or {{\"papers\": [...]}}), got {type(data).__name__}"
+            f'{source}: JSON must be a list of papers (or {{"papers": [...]}}), got {type(data).__name__}'
         )
     papers: list[Paper] = []
     problems: list[str] = []

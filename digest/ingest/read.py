@@ -14,9 +14,7 @@ USER_AGENT = f"paper-digest/{__version__} (+https://github.com/paper-digest)"
 
 
 def _too_large(source: str, limit: int) -> IngestError:
-    return IngestError(
-        f"{source}: larger than the {limit / 1e6:g} MB limit; raise [ingest] max_file_mb to read it"
-    )
+    return IngestError(f"{source}: larger than the {limit / 1e6:g} MB limit; raise [ingest] max_file_mb to read it")
 
 
 def read_file(path: Path, limit: int) -> bytes:
@@ -49,12 +47,16 @@ def fetch_url(url: str, limit: int, timeout: float) -> bytes:
             data = response.read(limit + 1)
     except urllib.error.HTTPError as exc:
         raise IngestError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL in [sources] urls") from None
-    except (TimeoutError, socket.timeout):
-        raise IngestError(f"{url}: no answer within {timeout:g} s; try again later or raise [sources] timeout") from None
+    except TimeoutError:
+        raise IngestError(
+            f"{url}: no answer within {timeout:g} s; try again later or raise [sources] timeout"
+        ) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise IngestError(f"{url}: no answer within {timeout:g} s; try again later or raise [sources] timeout") from None
+            raise IngestError(
+                f"{url}: no answer within {timeout:g} s; try again later or raise [sources] timeout"
+            ) from None
         raise IngestError(f"{url}: cannot fetch ({reason})") from None
     except (OSError, ValueError) as exc:
         raise IngestError(f"{url}: cannot fetch ({exc})") from None

@@ -33,7 +33,7 @@ from digest.errors import RankError
 from digest.paper import Paper, title_key
 from digest.rank import MMR_POOL, Scored, _key, mmr_order
 from digest.rank.explain import sentences, why_line
-from digest.rank.model import RankModel
+from digest.rank.model import RankModel, dense
 from digest.rank.profile import (
     DISLIKE_WEIGHT,
     EXCLUDED_IN_ABSTRACT,
@@ -108,7 +108,7 @@ class _Candidates:
         self.rows = model.rows(self.papers)
         self.rows_t = self.rows.T.tocsr()
         # Pairwise similarity of the candidates: MMR's matrix, and what PRF needs to move a profile.
-        self.gram = np.asarray(_dense(self.rows @ self.rows_t))
+        self.gram = np.asarray(dense(self.rows @ self.rows_t))
         self.similarity = np.clip(self.gram, 0.0, 1.0)
         self.words = model.word_block(self.rows)
         keys = [_key(p) for p in self.papers]
@@ -162,7 +162,7 @@ class _Candidates:
         if not new:
             return
         vectors = normalize(sparse.csr_matrix(self.model.full.transform(new), dtype=np.float32))
-        similarity = np.clip(_dense(self.words @ vectors.T), 0.0, 1.0)  # candidates x new terms
+        similarity = np.clip(dense(self.words @ vectors.T), 0.0, 1.0)  # candidates x new terms
         folded = [self.folded(i) for i in range(len(self.papers))]
         for j, term in enumerate(new):
             factor = 1.0 - similarity[:, j]  # related wording without the phrase itself: pushed down
@@ -196,10 +196,6 @@ class _Candidates:
             )
             self._sentences = (split, starts, matrix)
         return self._sentences
-
-
-def _dense(matrix: sparse.spmatrix | np.ndarray) -> np.ndarray:
-    return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=np.float64)
 
 
 def rank_many(
@@ -249,13 +245,13 @@ def _rank_chunk(
             masked[s, shared.by_id.get(paper_id, [])] = True
     pool = n - masked.sum(axis=1)
 
-    raw = _dense(vectors @ shared.rows_t)  # profiles x candidates, unclipped
+    raw = dense(vectors @ shared.rows_t)  # profiles x candidates, unclipped
     base = np.clip(raw, 0.0, 1.0)
     base[masked] = 0.0
     base = _expanded_relevance(vectors, raw, base, shared.gram, pool)
 
     if liked_rows is not None:
-        liked_similarity = _dense(liked_rows @ shared.rows_t)  # distinct liked papers x candidates
+        liked_similarity = dense(liked_rows @ shared.rows_t)  # distinct liked papers x candidates
         nearest_cos = np.clip(liked_similarity, 0.0, 1.0)
         for s, group in enumerate(liked_groups):
             if group:
@@ -306,7 +302,9 @@ def _profile_vectors(
         vector = vector + normalize(_selection(liked_groups, liked_rows.shape[0]) @ liked_rows)
     if disliked.items:
         disliked_rows = model.rows([p for p in disliked.items if isinstance(p, Paper)])
-        vector = vector - DISLIKE_WEIGHT * normalize(_selection(disliked_groups, disliked_rows.shape[0]) @ disliked_rows)
+        vector = vector - DISLIKE_WEIGHT * normalize(
+            _selection(disliked_groups, disliked_rows.shape[0]) @ disliked_rows
+        )
     return sparse.csr_matrix(normalize(vector), dtype=np.float32), liked_rows, liked_groups
 
 
@@ -366,7 +364,10 @@ def _picks(shared: _Candidates, scores: np.ndarray, request: RankRequest) -> lis
     if request.diversity <= 0:
         return [int(i) for i in order[: request.max_papers]]
     similarity = shared.similarity[np.ix_(order, order)]
-    return [int(order[p]) for p in mmr_order(scores[order], None, request.max_papers, request.diversity, similarity=similarity)]
+    return [
+        int(order[p])
+        for p in mmr_order(scores[order], None, request.max_papers, request.diversity, similarity=similarity)
+    ]
 
 
 def _explanations(

@@ -90,7 +90,10 @@ def why_line(in_title: Sequence[str], in_abstract: Sequence[str], nearest: Paper
 
 
 def explain_all(
-    model: RankModel, profile: CompiledProfile, papers: Sequence[Paper], rows: sparse.csr_matrix,
+    model: RankModel,
+    profile: CompiledProfile,
+    papers: Sequence[Paper],
+    rows: sparse.csr_matrix,
     liked: Sequence[Paper],
 ) -> list[str]:
     """The explanation of every pick (rows: the picks' rows, in the same order)."""

@@ -14,6 +14,7 @@ Everything is fitted on the whole store, so rare words weigh right. Deterministi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -133,6 +134,11 @@ class RankModel:
         """The full-text block of joint rows, renormalised (words only, no title or concepts)."""
         width = len(self.full.vocabulary_)
         return normalize(rows[:, :width])
+
+
+def dense(matrix: Any) -> np.ndarray:
+    """A sparse or dense product as a float64 array (products of sparse rows may come back either way)."""
+    return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=np.float64)
 
 
 def build_model(corpus: Sequence[Paper]) -> RankModel:

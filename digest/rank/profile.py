@@ -25,7 +25,7 @@ from sklearn.preprocessing import normalize
 
 from digest.errors import RankError
 from digest.paper import Paper, title_key
-from digest.rank.model import RankModel
+from digest.rank.model import RankModel, dense
 
 DISLIKE_WEIGHT = 0.5
 # Pseudo-relevance feedback: how many top candidates, and how far the profile moves towards them.
@@ -80,13 +80,9 @@ def compile_profile(
     return CompiledProfile(vector, liked_rows, tuple(exclude), exclude_vectors, tuple(keywords))
 
 
-def _dense(matrix: sparse.spmatrix | np.ndarray) -> np.ndarray:
-    return np.asarray(matrix.todense() if sparse.issparse(matrix) else matrix, dtype=np.float64)
-
-
 def relevance(rows: sparse.csr_matrix, vector: sparse.csr_matrix) -> np.ndarray:
     """Cosine of each candidate row to the profile vector, clipped to [0, 1]."""
-    return np.clip(_dense(rows @ vector.T).ravel(), 0.0, 1.0)
+    return np.clip(dense(rows @ vector.T).ravel(), 0.0, 1.0)
 
 
 def expanded(rows: sparse.csr_matrix, vector: sparse.csr_matrix, base: np.ndarray) -> sparse.csr_matrix:
@@ -117,7 +113,7 @@ def exclusion_factors(
     if not profile.exclude:
         return factors
     words = model.word_block(rows)
-    similarity = np.clip(_dense(words @ profile.exclude_vectors.T), 0.0, 1.0)  # papers x terms
+    similarity = np.clip(dense(words @ profile.exclude_vectors.T), 0.0, 1.0)  # papers x terms
     folded = [(title_key(p.title), title_key(p.abstract)) for p in papers]
     for j, term in enumerate(profile.exclude):
         for i, (title, abstract) in enumerate(folded):
@@ -139,6 +135,6 @@ def score_rows(
     base = relevance(rows, profile.vector)
     base = relevance(rows, expanded(rows, profile.vector, base))
     if profile.liked.shape[0]:
-        nearest = np.clip(_dense(rows @ profile.liked.T).max(axis=1), 0.0, 1.0)
+        nearest = np.clip(dense(rows @ profile.liked.T).max(axis=1), 0.0, 1.0)
         base = np.maximum(base, nearest**NEAR_POWER)
     return np.clip(base * exclusion_factors(model, profile, papers, rows), 0.0, 1.0)

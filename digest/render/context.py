@@ -16,8 +16,18 @@ from digest.render.text import code_label, one_line, safe_url, short_authors, te
 # English names, not the process locale's: the same digest must render the same way on every machine.
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 )
 PREHEADER_LIMIT = 150
 

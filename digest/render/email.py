@@ -28,8 +28,22 @@ from digest.render.text import one_line
 
 # What Markdown may produce after sanitising: structure and links, nothing that runs or loads anything.
 _ALLOWED_TAGS = {
-    "p", "br", "hr", "h1", "h2", "h3", "h4", "a", "em", "strong", "code", "pre",
-    "ul", "ol", "li", "blockquote",
+    "p",
+    "br",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "a",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
 }
 _ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 _ALLOWED_SCHEMES = {"http", "https", "mailto"}

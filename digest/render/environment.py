@@ -127,7 +127,9 @@ def load_template(env: DigestEnvironment, name: str) -> Any:
         where = " or ".join(str(p) for p in env.search_paths)
         raise RenderError(f"template {exc.name!r} not found in {where}") from None
     except TemplateSyntaxError as exc:
-        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {one_line(exc.message)}") from None
+        raise RenderError(
+            f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {one_line(exc.message)}"
+        ) from None
 
 
 def render_template(env: DigestEnvironment, name: str, context: Mapping[str, Any]) -> str:
@@ -136,7 +138,9 @@ def render_template(env: DigestEnvironment, name: str, context: Mapping[str, Any
     try:
         return template.render(context)
     except TemplateSyntaxError as exc:  # an {% include %} of a broken template
-        raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {one_line(exc.message)}") from None
+        raise RenderError(
+            f"{exc.filename or exc.name}:{exc.lineno}: template syntax error: {one_line(exc.message)}"
+        ) from None
     except TemplateNotFound as exc:
         raise RenderError(f"{_location(env, exc, name)}: included template {exc.name!r} not found") from None
     # Templates are user code: whatever they raise (undefined names, sandbox refusals, a division by zero)
