@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-ranking bench-scale clean
+.PHONY: demo test lint bench bench-ranking bench-scale clean
 
 $(BIN)/digest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	touch $@
 
 demo: $(BIN)/digest
@@ -16,6 +16,12 @@ demo: $(BIN)/digest
 
 test: $(BIN)/digest
 	$(BIN)/python -m pytest -q
+
+# What CI checks before the tests: lint, formatting, types.
+lint: $(BIN)/digest
+	$(BIN)/ruff check digest tests benchmarks
+	$(BIN)/ruff format --check digest tests benchmarks
+	$(BIN)/mypy
 
 bench: bench-ranking bench-scale
 

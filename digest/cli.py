@@ -86,6 +86,34 @@ def _verbose(ctx: click.Context) -> bool:
     return bool(getattr(app, "verbose", False)) or "-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to sys.stderr as it is then, not as it was at start-up: a program that runs commands
+    in-process (click's test runner, an embedding script) swaps stderr per command, and the log must follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(verbose: bool) -> None:
+    """Log lines on stderr; INFO and up (DEBUG with -v). Idempotent: one handler however often it is called."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StderrHandler) for handler in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("apscheduler", "uvicorn.access", "mail.log", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -103,13 +131,6 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     Set DIGEST_NOW (an ISO 8601 timestamp with an offset, e.g. 2027-03-01T07:00:00+00:00) to run any command
     as if it were that instant: backfills, replays, reproducible runs.
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        for noisy in ("apscheduler", "uvicorn.access", "mail.log", "asyncio"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose)
     ctx.obj = App(config_path=resolve_config_path(config_path), verbose=verbose)
     clock.fixed_instant()  # an invalid DIGEST_NOW stops every command before it starts (exit 2)

@@ -65,7 +65,7 @@ class MaildirTransport:
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def _unique_name(self) -> str:
-        now = time.time()
+        now = time.time()  # not the calendar: only makes the file name unique, as the Maildir spec asks
         return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(_MAILDIR_COUNTER)}.{self._host}"
 
     def send(self, message: Outgoing, recipient: str) -> None:

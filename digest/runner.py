@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from digest.config import Config
 from digest.errors import DigestError
@@ -86,13 +87,22 @@ def run_service(config: Config, *, once: bool, stop: threading.Event | None = No
         stop.set()
 
     # Installed before the first cycle: a SIGTERM during the catch-up send must not leave a stuck message.
+    # Restored on return, for a caller that runs this in-process.
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
-        signal.signal(signal.SIGINT, _terminate)
-    report = run_cycle(config, after_send=refresh_after_send, stop=stop)
-    log_cycle(report)
-    if once or stop.is_set():
-        return report
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        report = run_cycle(config, after_send=refresh_after_send, stop=stop)
+        log_cycle(report)
+        if not (once or stop.is_set()):
+            _schedule(config, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return report
+
+
+def _schedule(config: Config, stop: threading.Event) -> None:
     daemon = Daemon(
         subscribers_dir=config.paths.subscribers,
         load_profiles=lambda: _subscribers(config, report=True).profiles,
@@ -105,4 +115,3 @@ def run_service(config: Config, *, once: bool, stop: threading.Event | None = No
     log.info("digest run: scheduler started (ingest every %gs)", config.schedule.ingest_every)
     daemon.run()
     log.info("digest run: stopped")
-    return report

@@ -73,9 +73,13 @@ def ingest_demo(config: Config, at: datetime = INGESTED_AT, source: Path = DEMO_
         assert not report.rejected, report.rejected
 
 
-def workspace(root: Path, subscribers: int, **kwargs: object) -> tuple[Config, list[str]]:
+def workspace(
+    root: Path, subscribers: int, *, at: datetime = INGESTED_AT, **kwargs: object
+) -> tuple[Config, list[str]]:
+    """Config, subscribers and the demo papers ingested `at` (by default three hours before conftest.NOW, the
+    suite's DIGEST_NOW)."""
     path = write_config(root, **kwargs)  # type: ignore[arg-type]
     ids = write_subscribers(root, subscribers)
     config = load_config(path)
-    ingest_demo(config)
+    ingest_demo(config, at)
     return config, ids
