@@ -107,6 +107,9 @@ def compose_one(env: Environment, settings: ComposeSettings, job: ComposeJob) ->
 _worker_state: tuple[Environment, ComposeSettings] | None = None
 
 
+WORKER_CHECK_SECONDS = 1.0  # how often a wait for workers checks that they are alive
+
+
 def _start_worker(settings: ComposeSettings, sender_alive: Connection) -> None:
     global _worker_state
     # Ctrl-C reaches the whole process group; the sender decides when to stop, its workers just finish or die.
@@ -205,11 +208,23 @@ class Composer:
         for chunk, future in zip(chunks, futures, strict=True):
             if not self._broken:
                 try:
-                    yield from future.result()
+                    yield from self._result(future)
                     continue
                 except BrokenProcessPool as exc:
                     self._give_up_workers(exc)
             yield from self._compose_here(chunk)
+
+    def _result(self, future: Future[list[ComposeResult]]) -> list[ComposeResult]:
+        """The chunk's messages. The executor notices a killed worker by itself, except when the worker died
+        holding the queue's lock (then it waits forever): so the workers' liveness is also checked here."""
+        while True:
+            try:
+                return future.result(timeout=WORKER_CHECK_SECONDS)
+            except TimeoutError:
+                pool = self._pool
+                processes = list(getattr(pool, "_processes", {}).values()) if pool is not None else []
+                if pool is None or any(process.exitcode is not None for process in processes):
+                    raise BrokenProcessPool("a composing worker died") from None
 
     def _compose_here(self, jobs: Sequence[ComposeJob]) -> Iterator[ComposeResult]:
         return (compose_one(self.env, self.settings, job) for job in jobs)

@@ -7,9 +7,11 @@ import errno
 import itertools
 import logging
 import os
+import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from email.message import Message
@@ -19,7 +21,7 @@ from typing import Protocol
 
 from digest.config import Config, Smtp
 from digest.errors import DeliveryError
-from digest.message import wire_address
+from digest.message import message_bytes, wire_address
 
 log = logging.getLogger(__name__)
 # A message object, or the finished wire form (CRLF bytes, from digest.message.message_bytes): sending composes
@@ -29,15 +31,31 @@ _MAILDIR_COUNTER = itertools.count()  # per process: part of every Maildir file 
 
 
 class TransientError(DeliveryError):
-    """The server said try later (4xx), or the connection dropped: worth retrying."""
+    """The server said try later (4xx), or the connection dropped before the message was handed over: worth
+    retrying."""
 
 
 class PermanentError(DeliveryError):
     """The server refused the message for good (5xx): recorded, never retried."""
 
 
+class UnknownOutcomeError(DeliveryError):
+    """The whole message was written (SMTP: the final "." of DATA) but no answer came: the server may have
+    stored it. Never resubmitted automatically; the ledger keeps it `sending` (stuck) for a person to settle."""
+
+
+class UnreachableError(DeliveryError):
+    """No server to talk to at all (connection refused, unknown host): every other message would fail the same
+    way, so the send stops at once instead of retrying per subscriber."""
+
+
+# Called by a transport right before the point of no return (SMTP: before the message body is written; Maildir:
+# before the file is linked into new/): the sender records that from here on the outcome may be unknown.
+HandOver = Callable[[], None]
+
+
 class Transport(Protocol):
-    def send(self, message: Outgoing, recipient: str) -> None: ...
+    def send(self, message: Outgoing, recipient: str, handing_over: HandOver | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -68,18 +86,18 @@ class MaildirTransport:
         now = time.time()  # not the calendar: only makes the file name unique, as the Maildir spec asks
         return f"{int(now)}.M{int(now % 1 * 1e6):06d}P{os.getpid()}Q{next(_MAILDIR_COUNTER)}.{self._host}"
 
-    def send(self, message: Outgoing, recipient: str) -> None:
+    def send(self, message: Outgoing, recipient: str, handing_over: HandOver | None = None) -> None:
         data = message if isinstance(message, bytes) else message.as_bytes()
         data = data.replace(b"\r\n", b"\n")  # Maildir files end lines with LF, as mail clients write them
         try:
             for _ in range(5):
-                if self._deliver_once(data):
+                if self._deliver_once(data, handing_over):
                     return
             raise OSError(errno.EEXIST, "no unique file name after 5 tries")
         except OSError as exc:
             raise TransientError(f"{self.path}: cannot write the message ({exc.strerror})") from None
 
-    def _deliver_once(self, data: bytes) -> bool:
+    def _deliver_once(self, data: bytes, handing_over: HandOver | None) -> bool:
         """Written in tmp/, then linked into new/: a link, unlike a rename, never replaces a message already
         there (False: that name was taken, try another)."""
         name = self._unique_name()
@@ -91,6 +109,8 @@ class MaildirTransport:
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
+            if handing_over is not None:
+                handing_over()
             try:
                 os.link(temporary, self.path / "new" / name)
             except FileExistsError:
@@ -109,13 +129,56 @@ class MaildirTransport:
         pass
 
 
-def _describe(exc: smtplib.SMTPResponseException) -> str:
-    text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-    return f"{exc.smtp_code} {text}".strip()
+def _describe(code: int, text: bytes | str) -> str:
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {message}".strip()
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: lines starting with "." doubled, CRLF line ends, ending in CRLF "." CRLF (RFC 5321)."""
+    data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", data)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class _Deadline:
+    """An overall deadline for one SMTP operation. Socket timeouts bound each read, not the whole: a server
+    that drips a byte a second never trips them. When the deadline passes, the socket is shut down, so the
+    blocked read fails at once, and `expired` says why."""
+
+    def __init__(self, connection: smtplib.SMTP, seconds: float) -> None:
+        self._connection = connection
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self.expired = False
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self._connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
 class SmtpTransport:
-    """One SMTP connection reused for many messages; reconnects when the server drops it."""
+    """One SMTP connection reused for many messages; reconnects when the server drops it.
+
+    Every operation (connecting with its greeting, TLS and login; one message's MAIL, RCPT and DATA) has an
+    overall deadline of `[smtp] timeout` seconds. Failures before the message body is written are retried with
+    backoff; once the final "." is written, a lost or late answer means the outcome is unknown, and the message
+    is never resubmitted (UnknownOutcomeError).
+    """
 
     def __init__(
         self,
@@ -132,6 +195,10 @@ class SmtpTransport:
         self._password = settings.password()  # read now so a missing variable fails before any send
         self._envelope_from = parseaddr(settings.sender)[1]
 
+    @property
+    def _where(self) -> str:
+        return f"SMTP {self.settings.host}:{self.settings.port}"
+
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.settings.ca_file) if self.settings.ca_file else None)
         if not self.settings.verify:
@@ -141,32 +208,55 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        where = f"{s.host}:{s.port}"
+        connection: smtplib.SMTP
+        if s.security == "ssl":
+            connection = smtplib.SMTP_SSL(timeout=s.timeout, context=self._tls_context())
+        else:
+            connection = smtplib.SMTP(timeout=s.timeout)
+        # Created unconnected so that the greeting, too, is read under the deadline; the constructor would have
+        # remembered the host for TLS's hostname check, so it is set here as it would be.
+        connection._host = s.host  # type: ignore[attr-defined]
+        deadline = _Deadline(connection, s.timeout)
         try:
-            if s.security == "ssl":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=self._tls_context()
-                )
-            else:
-                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            connection.ehlo()
-            if s.security == "starttls":
-                connection.starttls(context=self._tls_context())
+            with deadline:
+                code, text = connection.connect(s.host, s.port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, text)
                 connection.ehlo()
-            if s.username:
-                connection.login(s.username, self._password or "")
+                if s.security == "starttls":
+                    connection.starttls(context=self._tls_context())
+                    connection.ehlo()
+                if s.username:
+                    connection.login(s.username, self._password or "")
+        except (ConnectionRefusedError, socket.gaierror) as exc:
+            _close(connection)
+            reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else "unknown host"
+            raise UnreachableError(
+                f"{self._where}: {reason}; check [smtp] host and port, or deliver to a folder with "
+                '[delivery] method = "maildir"'
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(f"SMTP {where}: login refused for {s.username!r} ({_describe(exc)})") from None
+            _close(connection)
+            detail = _describe(exc.smtp_code, exc.smtp_error)
+            raise PermanentError(f"{self._where}: login refused for {s.username!r} ({detail})") from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise PermanentError(f"SMTP {where}: {exc}; check [smtp] security") from None
+            _close(connection)
+            raise PermanentError(f"{self._where}: {exc}; check [smtp] security") from None
         except ssl.SSLError as exc:
-            raise PermanentError(f"SMTP {where}: TLS failed ({exc.reason}); check [smtp] security/ca_file") from None
+            _close(connection)
+            raise PermanentError(f"{self._where}: TLS failed ({exc.reason}); check [smtp] security/ca_file") from None
         except smtplib.SMTPResponseException as exc:
+            _close(connection)
             error = TransientError if 400 <= exc.smtp_code < 500 else PermanentError
-            raise error(f"SMTP {where}: {_describe(exc)}") from None
+            raise error(f"{self._where}: {_describe(exc.smtp_code, exc.smtp_error)}") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"SMTP {where}: cannot connect ({exc})") from None
-        log.debug("connected to %s", where)
+            _close(connection)
+            if deadline.expired:
+                raise TransientError(
+                    f"{self._where}: no complete greeting within {s.timeout:g}s ([smtp] timeout)"
+                ) from None
+            raise TransientError(f"{self._where}: cannot connect ({exc or type(exc).__name__})") from None
+        log.debug("connected to %s", self._where)
         return connection
 
     def _throttle(self) -> None:
@@ -179,50 +269,77 @@ class SmtpTransport:
                 self._sleep(wait)
         self._last_send = self._monotonic()
 
-    def _send_once(self, message: Outgoing, recipient: str) -> None:
+    def _send_once(self, data: bytes, recipient: str, handing_over: HandOver | None) -> None:
         if self._connection is None:
             self._connection = self._connect()
-        recipient = wire_address(recipient)
+        connection = self._connection
+        deadline = _Deadline(connection, self.settings.timeout)
+        written = False  # the final "." went out: from here on the outcome is unknown until the server answers
         try:
-            if isinstance(message, bytes):
-                options = self._utf8_options(message, recipient)
-                refused = self._connection.sendmail(self._envelope_from, [recipient], message, mail_options=options)
-            else:
-                refused = self._connection.send_message(message, to_addrs=[recipient])
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            reason = f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
-            if 400 <= code < 500:
-                raise TransientError(f"recipient {recipient} deferred: {reason}") from None
-            raise PermanentError(f"recipient {recipient} refused: {reason}") from None
-        except smtplib.SMTPResponseException as exc:
-            self._reset()
-            if 400 <= exc.smtp_code < 500:
-                raise TransientError(_describe(exc)) from None
-            raise PermanentError(_describe(exc)) from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            with deadline:
+                options = self._mail_options(connection, data, recipient)
+                self._expect(connection, connection.mail(self._envelope_from, options), (250,), "MAIL FROM")
+                code, text = connection.rcpt(recipient)
+                if code not in (250, 251):
+                    self._refused_recipient(recipient, code, text)
+                self._expect(connection, connection.docmd("DATA"), (354,), "DATA")
+                payload = _dot_stuffed(data)
+                if handing_over is not None:
+                    handing_over()
+                connection.send(payload)
+                written = True
+                code, text = connection.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            raise TransientError(f"connection lost ({exc or type(exc).__name__})") from None
-        except UnicodeError:
-            self._reset()
-            raise PermanentError(f"recipient {recipient}: the address cannot be sent over SMTP") from None
-        if refused:
-            raise PermanentError(f"recipient {recipient} refused: {refused}")
+            why = (
+                f"no answer within {self.settings.timeout:g}s ([smtp] timeout)"
+                if deadline.expired
+                else (f"connection lost ({exc or type(exc).__name__})")
+            )
+            if written:
+                raise UnknownOutcomeError(
+                    f"{self._where}: the whole message was sent but {why}; it may have arrived"
+                ) from None
+            raise TransientError(f"{self._where}: {why}") from None
+        if code == 250:
+            return
+        self._after_error_reply(code)
+        if 400 <= code < 500:
+            raise TransientError(f"{self._where}: message deferred: {_describe(code, text)}")
+        raise PermanentError(f"{self._where}: message refused: {_describe(code, text)}")
 
-    def _utf8_options(self, message: bytes, recipient: str) -> list[str]:
-        """A UTF-8 address (RFC 6531/6532) needs a server that says SMTPUTF8; plain ASCII needs nothing."""
-        if message.isascii() and recipient.isascii() and self._envelope_from.isascii():
-            return []
-        assert self._connection is not None
-        if not self._connection.has_extn("smtputf8"):
+    def _mail_options(self, connection: smtplib.SMTP, data: bytes, recipient: str) -> list[str]:
+        """SIZE when offered; a UTF-8 address (RFC 6531/6532) needs a server that says SMTPUTF8."""
+        options = [f"SIZE={len(data)}"] if connection.has_extn("size") else []
+        if data.isascii() and recipient.isascii() and self._envelope_from.isascii():
+            return options
+        if not connection.has_extn("smtputf8"):
             raise PermanentError(
                 f"recipient {recipient}: a non-ASCII address needs a server with SMTPUTF8, and "
                 f"{self.settings.host} does not offer it"
             )
-        return ["SMTPUTF8", "BODY=8BITMIME"]
+        return [*options, "SMTPUTF8", "BODY=8BITMIME"]
 
-    def _reset(self) -> None:
-        """After an error reply the session may be mid-transaction: RSET, or start over."""
+    def _expect(self, connection: smtplib.SMTP, reply: tuple[int, bytes], codes: tuple[int, ...], step: str) -> None:
+        code, text = reply
+        if code in codes:
+            return
+        self._after_error_reply(code)
+        error = TransientError if 400 <= code < 500 else PermanentError
+        raise error(f"{self._where}: {step} answered {_describe(code, text)}")
+
+    def _refused_recipient(self, recipient: str, code: int, text: bytes) -> None:
+        self._after_error_reply(code)
+        if 400 <= code < 500:
+            raise TransientError(f"recipient {recipient} deferred: {_describe(code, text)}")
+        raise PermanentError(f"recipient {recipient} refused: {_describe(code, text)}")
+
+    def _after_error_reply(self, code: int) -> None:
+        """After an error reply the session may be mid-transaction: RSET, or start over. 421 means the server is
+        closing the connection: never reuse it."""
+        if code == 421 or code == -1:
+            self._drop()
+            return
         try:
             if self._connection is not None:
                 self._connection.rset()
@@ -231,19 +348,21 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            try:
-                self._connection.close()
-            except OSError:
-                pass
+            _close(self._connection)
         self._connection = None
 
-    def send(self, message: Outgoing, recipient: str) -> None:
-        """Send one message; transient failures are retried with exponential backoff."""
+    def send(self, message: Outgoing, recipient: str, handing_over: HandOver | None = None) -> None:
+        """Send one message; failures before the hand-over are retried with exponential backoff."""
+        data = message if isinstance(message, bytes) else message_bytes(message)
+        try:
+            recipient = wire_address(recipient)
+        except UnicodeError:
+            raise PermanentError(f"recipient {recipient}: the address cannot be sent over SMTP") from None
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             self._throttle()
             try:
-                self._send_once(message, recipient)
+                self._send_once(data, recipient, handing_over)
                 return
             except TransientError as exc:
                 if attempt == attempts:
@@ -254,11 +373,22 @@ class SmtpTransport:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
-                self._connection.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-        self._connection = None
+            connection = self._connection
+            self._connection = None
+            deadline = _Deadline(connection, self.settings.timeout)
+            with deadline:
+                try:
+                    connection.quit()
+                except (smtplib.SMTPException, OSError):
+                    pass
+            _close(connection)
+
+
+def _close(connection: smtplib.SMTP) -> None:
+    try:
+        connection.close()
+    except OSError:
+        pass
 
 
 def make_transport(config: Config, *, sleep: Callable[[float], None] = time.sleep) -> Transport:

@@ -33,5 +33,9 @@ class DeliveryError(DigestError):
     """A message could not be delivered."""
 
 
+class LedgerConflictError(DigestError):
+    """The ledger refused a message: some of its papers are already sent, or being sent, to that subscriber."""
+
+
 class LockedError(DigestError):
     """Another sender holds the send lock."""

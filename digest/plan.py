@@ -15,7 +15,6 @@ from digest.rank.batch import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
 
-
 # Models fitted in this process, by database file and papers version: a process that plans many times (the
 # daemon, the demo, a test suite) fits once per change of the papers, not once per plan.
 _MODELS: OrderedDict[tuple[str, tuple[int, int]], RankModel] = OrderedDict()
@@ -42,6 +41,8 @@ class DigestPlan:
     candidates: int
     candidates_until: datetime
     empty_reason: str | None = None
+    # The newest paper (by commit order) the plan could see: the next digest's candidates come after it.
+    candidates_until_seq: int | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -54,15 +55,34 @@ def resolve_liked(store: Store, references: Sequence[str]) -> list[Paper]:
     return [paper for paper in found if paper is not None]
 
 
-def _window_start(store: Store, profile: Profile, now: datetime) -> datetime:
-    return store.last_window_end(profile.id) or now - timedelta(days=profile.lookback_days)
+# Where a subscriber's candidates start: after a paper sequence number (commit order; every digest after the
+# first), or after a time (the first digest: papers first seen within lookback_days).
+Window = tuple[str, int | datetime]
 
 
-def candidate_papers(store: Store, profile: Profile, now: datetime) -> list[Paper]:
-    """Papers first seen since the last digest (first digest: within lookback_days), never sent before."""
-    since = _window_start(store, profile, now)
+def _window(store: Store, profile: Profile, now: datetime) -> Window:
+    last = store.last_window_seq(profile.id)
+    if last is not None:
+        return ("after", last)
+    return ("since", now - timedelta(days=profile.lookback_days))
+
+
+def _window_papers(store: Store, window: Window, high: int) -> list[Paper]:
+    """The window's papers up to sequence number `high`. Windows follow commit order, not time stamps: a paper
+    committed after a digest was planned comes after that digest's window, however early its first_seen."""
+    kind, start = window
+    if kind == "after":
+        assert isinstance(start, int)
+        return store.papers_after_seq(start, high)
+    assert isinstance(start, datetime)
+    return store.papers_since(start, max_seq=high)
+
+
+def candidate_papers(store: Store, profile: Profile, now: datetime, high: int | None = None) -> list[Paper]:
+    """Papers committed since the last digest (first digest: first seen within lookback_days), never sent before."""
+    high = store.max_seq() if high is None else high
     already = store.sent_paper_ids(profile.id)
-    return [paper for paper in store.papers_since(since, now) if paper.id not in already]
+    return [paper for paper in _window_papers(store, _window(store, profile, now), high) if paper.id not in already]
 
 
 def _rated(store: Store, profile: Profile) -> tuple[list[Paper], list[Paper]]:
@@ -85,9 +105,10 @@ def _no_picks(candidates: int, profile: Profile) -> str:
 
 
 def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel | None = None) -> DigestPlan:
-    candidates = candidate_papers(store, profile, now)
+    high = store.max_seq()
+    candidates = candidate_papers(store, profile, now, high)
     if not candidates:
-        return DigestPlan(profile, (), 0, now, "no new papers since the last digest")
+        return DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
     model = model or store_model(store)
     liked, disliked = _rated(store, profile)
     try:
@@ -104,7 +125,7 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
     except RankError as exc:
         raise _rank_error(profile, exc) from None
     reason = None if picks else _no_picks(len(candidates), profile)
-    return DigestPlan(profile, tuple(picks), len(candidates), now, reason)
+    return DigestPlan(profile, tuple(picks), len(candidates), now, reason, high)
 
 
 def plan_digests(
@@ -118,16 +139,17 @@ def plan_digests(
     to them, which rank_many leaves out per subscriber.
     """
     plans: dict[str, DigestPlan | RankError] = {}
-    groups: dict[datetime, list[tuple[Profile, frozenset[str]]]] = {}
-    windows: dict[datetime, list[Paper]] = {}
+    groups: dict[Window, list[tuple[Profile, frozenset[str]]]] = {}
+    windows: dict[Window, list[Paper]] = {}
+    high = store.max_seq()
     for profile in profiles:
-        since = _window_start(store, profile, now)
+        since = _window(store, profile, now)
         if since not in windows:
-            windows[since] = store.papers_since(since, now)
+            windows[since] = _window_papers(store, since, high)
         ids = {p.id for p in windows[since]}
         sent = frozenset(store.sent_paper_ids(profile.id) & ids)  # within the window: the rest are candidates
         if len(windows[since]) == len(sent):
-            plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest")
+            plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
         else:
             groups.setdefault(since, []).append((profile, sent))
     if groups:
@@ -154,7 +176,6 @@ def plan_digests(
             if isinstance(result, RankError):
                 plans[profile.id] = _rank_error(profile, result)
             else:
-                plans[profile.id] = DigestPlan(
-                    profile, tuple(result), count, now, None if result else _no_picks(count, profile)
-                )
+                reason = None if result else _no_picks(count, profile)
+                plans[profile.id] = DigestPlan(profile, tuple(result), count, now, reason, high)
     return plans

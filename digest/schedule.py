@@ -123,16 +123,24 @@ class Daemon:
             if job.id.startswith("send:") and job.id[5:] not in profiles:
                 job.remove()
                 log.info("subscriber %s removed: its job is gone", job.id[5:])
+        scheduled = 0
         for profile in profiles.values():
-            self.scheduler.add_job(
-                self._send_job,
-                trigger_for(profile),
-                args=[profile.id],
-                id=f"send:{profile.id}",
-                name=f"send digest to {profile.id}",
-                **self._job_options(),
-            )
-        log.info("%d subscriber job(s) scheduled", len(profiles))
+            try:
+                self.scheduler.add_job(
+                    self._send_job,
+                    trigger_for(profile),
+                    args=[profile.id],
+                    id=f"send:{profile.id}",
+                    name=f"send digest to {profile.id}",
+                    **self._job_options(),
+                )
+            except Exception as exc:  # one subscriber's schedule never stops the others' jobs
+                log.error("subscriber %s not scheduled: %s: %s", profile.id, type(exc).__name__, exc)
+                if self.scheduler.get_job(f"send:{profile.id}") is not None:  # not on its old schedule either
+                    self.scheduler.remove_job(f"send:{profile.id}")
+                continue
+            scheduled += 1
+        log.info("%d subscriber job(s) scheduled", scheduled)
 
     def _send_job(self, subscriber: str) -> None:
         if not self.stop.is_set():

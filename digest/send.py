@@ -25,13 +25,13 @@ from digest.clock import Clock
 from digest.compose import links_for
 from digest.composer import ComposeJob, Composer, ComposeResult, ComposeSettings
 from digest.config import Config
-from digest.deliver import Transport
-from digest.errors import DeliveryError, DigestError, LockedError
+from digest.deliver import Transport, UnknownOutcomeError, UnreachableError
+from digest.errors import DeliveryError, DigestError, LedgerConflictError, LockedError, StoreError
 from digest.message import new_message_id
 from digest.plan import DigestPlan, plan_digests, store_model
 from digest.rank import RankModel
 from digest.store import Message as LedgerMessage
-from digest.store import PickRecord, Store
+from digest.store import PickRecord, Store, utc_iso
 from digest.subscribers import Profile
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class SendReport:
     stuck: list[dict[str, object]] = field(default_factory=list)
     dry_run: bool = False
     interrupted: bool = False
+    # Why the send stopped before the end (no server to talk to, a full disk...): one line saying what to fix.
+    stopped_by: str | None = None
 
     def as_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -60,6 +62,8 @@ class SendReport:
             data["dry_run"] = True
         if self.interrupted:
             data["interrupted"] = True
+        if self.stopped_by:
+            data["stopped_by"] = self.stopped_by
         return data
 
     def summary(self) -> str:
@@ -67,6 +71,8 @@ class SendReport:
         line = (
             f"{verb} {len(self.sent)}, skipped {len(self.skipped)}, failed {len(self.failed)}, stuck {len(self.stuck)}"
         )
+        if self.stopped_by:
+            return f"{line} (stopped: {self.stopped_by})"
         return line + (" (interrupted)" if self.interrupted else "")
 
 
@@ -76,31 +82,37 @@ def lock_path(config: Config) -> Path:
 
 @contextmanager
 def send_lock(path: Path, *, wait: float = 0.0, poll: float = 0.1) -> Iterator[None]:
-    """One sender at a time, across processes: an flock the kernel releases even after SIGKILL."""
+    """One sender at a time, across processes: an flock the kernel releases even after SIGKILL.
+
+    The lock is taken on the folder that holds the database, which nobody deletes while the database is in it
+    (a lock file can be removed while held, and the next sender would lock a new file). The file at `path`
+    only says which process holds the lock, for the message a second sender prints."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     deadline = time.monotonic() + wait
     try:
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
+                    try:
+                        holder = path.read_text(encoding="utf-8").strip() or "unknown"
+                    except OSError:
+                        holder = "unknown"
                     raise LockedError(
                         f"another `digest send` or `digest run` is sending (pid {holder}); "
                         "it will deliver these digests, or try again when it is done"
                     ) from None
                 time.sleep(poll)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            path.write_text(str(os.getpid()), encoding="utf-8")
+        except OSError:
+            pass  # informational only (a full disk must not stop the send from reporting)
         yield
     finally:
-        handle.close()
+        os.close(folder)
 
 
 def _paper_ids(picks: Sequence[PickRecord]) -> list[str]:
@@ -144,6 +156,11 @@ def send_digests(
     in this process: ledger `sending` -> hand-over -> `sent`/`failed`.
     """
     report = SendReport(dry_run=dry_run)
+    if not dry_run:
+        # Under the send lock no other sender runs: a `sending` message whose hand-over never started belongs to
+        # a sender that died before it; its papers go back to the candidates.
+        for message_id in store.release_unhanded(clock()):
+            log.info("released %s: its sender stopped before handing it over", message_id)
     model = model or store_model(store)
     own_composer = composer is None
     composer = composer or composer_for(config, env)
@@ -160,10 +177,26 @@ def send_digests(
             queued = (ready, composed)
         if queued is not None and not _stopping(stop, report):
             _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
+    except StoreError as exc:  # the ledger cannot record (a full disk): stop, and report what was done
+        report.stopped_by = str(exc)
+        log.error("%s; stopping the send", exc)
     finally:
         if own_composer:
             composer.close()
+    if report.stopped_by:
+        _report_not_attempted(report, profiles)
     return report
+
+
+def _report_not_attempted(report: SendReport, profiles: Sequence[Profile]) -> None:
+    """After a send stopped early, everyone it did not reach is listed (skipped), so nobody is silently left."""
+    reached = {
+        str(item["subscriber"])
+        for items in (report.sent, report.skipped, report.failed, report.stuck)
+        for item in items
+    }
+    reason = f"not attempted: the send stopped ({report.stopped_by})"
+    report.skipped.extend({"subscriber": p.id, "reason": reason} for p in profiles if p.id not in reached)
 
 
 def batch_size(config: Config) -> int:
@@ -176,7 +209,7 @@ def batch_size(config: Config) -> int:
 def _stopping(stop: threading.Event | None, report: SendReport) -> bool:
     if stop is not None and stop.is_set():
         report.interrupted = True
-    return report.interrupted
+    return report.interrupted or report.stopped_by is not None
 
 
 def _prepare(
@@ -230,15 +263,8 @@ def _ready_or_settled(
         return None
     if stuck:
         for message in stuck:
-            report.stuck.append(
-                {
-                    "subscriber": profile.id,
-                    "message_id": message.message_id,
-                    "created_at": message.created_at,
-                    "papers": _paper_ids(message.papers),
-                    "fix": f"digest send --resolve-stuck {profile.id} --as sent|failed, or --retry-stuck",
-                }
-            )
+            why = message.error or "handed over by an earlier run that never learned the outcome"
+            _report_stuck(report, profile.id, message.message_id, message.papers, message.created_at, why)
         return None
     now = clock()
     if plan.is_empty:
@@ -274,6 +300,12 @@ def _deliver(
             return
         try:
             _deliver_one(store, transport, item, result, clock, dry_run, report)
+        except (UnreachableError, StoreError) as exc:
+            # Every other message would fail the same way (no server; a database that cannot record): stop here,
+            # with what was done so far reported.
+            report.failed.append({"subscriber": item.profile.id, "error": str(exc)})
+            report.stopped_by = str(exc)
+            log.error("%s: %s; stopping the send", item.profile.id, exc)
         except DigestError as exc:
             report.failed.append({"subscriber": item.profile.id, "error": str(exc)})
             log.error("%s: %s", item.profile.id, exc)
@@ -302,31 +334,72 @@ def _deliver_one(
         raise DeliveryError("no transport configured")
     if _skipped_as_paused(store, profile, report):  # unsubscribed while this batch was being composed
         return
-    rowid = store.begin_message(
-        profile.id,
-        job.message_id,
-        picks,
-        channel=item.channel,
-        subject=result.subject,
-        candidates_until=plan.candidates_until,
-        now=job.now,
-        record_attempt=True,
-    )
+    try:
+        rowid = store.begin_message(
+            profile.id,
+            job.message_id,
+            picks,
+            channel=item.channel,
+            subject=result.subject,
+            candidates_until=plan.candidates_until,
+            candidates_until_seq=plan.candidates_until_seq,
+            now=job.now,
+            record_attempt=True,
+        )
+    except LedgerConflictError as exc:
+        report.skipped.append({"subscriber": profile.id, "reason": str(exc)})
+        log.warning("%s", exc)
+        return
     if item.channel == "feed":
         store.finish_message(rowid, "sent", clock())
         report.sent.append({**entry, "channel": "feed"})
         return
     assert transport is not None
+    handed_over = False
+
+    def handing_over() -> None:
+        nonlocal handed_over
+        store.mark_handed_over(rowid, clock())
+        handed_over = True
+
     try:
-        transport.send(result.data, profile.email)
+        transport.send(result.data, profile.email, handing_over)
+    except UnknownOutcomeError as exc:
+        # The server may have the message: never resubmitted; the row stays `sending`, reported as stuck.
+        _report_stuck(report, profile.id, job.message_id, picks, utc_iso(job.now), str(exc))
+        log.error("%s: outcome unknown: %s", profile.id, exc)
+        return
     except DeliveryError as exc:
         store.finish_message(rowid, "failed", clock(), str(exc))
+        if isinstance(exc, UnreachableError):
+            raise  # reported, and the send stopped, by the caller
         report.failed.append({"subscriber": profile.id, "error": str(exc), "message_id": job.message_id})
         log.error("%s: not delivered: %s", profile.id, exc)
         return
-    store.finish_message(rowid, "sent", clock())
+    try:
+        store.finish_message(rowid, "sent", clock())
+    except StoreError as exc:
+        # Delivered, but the ledger cannot say so: it stays `sending` (stuck), never sent again.
+        reason = f"delivered, but the ledger could not record it ({exc})"
+        _report_stuck(report, profile.id, job.message_id, picks, utc_iso(job.now), reason)
+        raise
     report.sent.append(entry)
     log.debug("%s: sent %d paper(s) as %s", profile.id, len(picks), job.message_id)
+
+
+def _report_stuck(
+    report: SendReport, subscriber: str, message_id: str, picks: Sequence[PickRecord], created_at: str, why: str
+) -> None:
+    report.stuck.append(
+        {
+            "subscriber": subscriber,
+            "message_id": message_id,
+            "created_at": created_at,
+            "papers": _paper_ids(picks),
+            "reason": why,
+            "fix": f"digest send --resolve-stuck {subscriber} --as sent|failed, or --retry-stuck",
+        }
+    )
 
 
 def resolve_stuck(store: Store, subscriber: str, state: str, now: datetime) -> list[str]:

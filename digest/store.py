@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from digest.errors import StoreError
+from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, normalise_doi, parse_arxiv_id, title_key
 
 Outcome = Literal["new", "updated", "duplicate"]
@@ -104,7 +104,21 @@ _MIGRATIONS: list[str] = [
     INSERT INTO store_meta VALUES ('store_id', abs(random() / 2));
     INSERT INTO store_meta VALUES ('papers_version', 0);
     """,
+    # 4: windows follow commit order (the last paper sequence number a digest's planner could see), and a
+    # message is only stuck once its hand-over started (before that its papers go back to the candidates).
+    """
+    ALTER TABLE messages ADD COLUMN candidates_until_seq INTEGER;
+    ALTER TABLE messages ADD COLUMN handed_over_at TEXT;
+    UPDATE messages SET handed_over_at = created_at;
+    UPDATE messages SET candidates_until_seq = (
+        SELECT COALESCE(MAX(seq), 0) FROM papers WHERE papers.first_seen <= messages.candidates_until
+    );
+    CREATE INDEX papers_seq ON papers(seq);
+    """,
 ]
+# Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
+# this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
+INGEST_CHUNK = 2000
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -146,6 +160,8 @@ class Message:
     finished_at: str | None
     error: str | None
     papers: tuple[PickRecord, ...]
+    candidates_until_seq: int | None = None
+    handed_over_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,10 +181,25 @@ def _text_rank(paper: Paper) -> tuple[int, int, str, str]:
 
 
 class Store:
-    """A connection to the SQLite paper store. Use as a context manager, or call close()."""
+    """A connection to the SQLite paper store. Use as a context manager, or call close().
+
+    A new store is created only where no file exists. An existing file that is empty or holds some other
+    database is refused: quietly starting over would forget what was sent, and send it again.
+    """
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
+        try:
+            size = self.path.stat().st_size if self.path.exists() else None
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot open the database ({exc.strerror}); check [paths] database"
+            ) from None
+        if size == 0:
+            raise StoreError(
+                f"{self.path}: the database file is empty (0 bytes), so the send history is gone; restore it from a "
+                "backup, or delete the file to start a new store (papers already sent would be sent again)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -179,10 +210,29 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            if size is not None:
+                self._check_ours()
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreError(f"{self.path}: not a paper-digest database ({exc})") from None
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _check_ours(self) -> None:
+        """An existing file must be a store we made (a schema version, our papers table), not another program's
+        database or one whose creation never finished."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (version == 0 and not tables) or version > SCHEMA_VERSION:
+            # Created by a run that stopped before its first migration committed (nothing to lose), or by a
+            # newer paper-digest (_migrate says to upgrade).
+            return
+        if version == 0 or "papers" not in tables or "messages" not in tables:
+            raise StoreError(
+                f"{self.path}: not a paper-digest database (it has tables {sorted(tables)[:5]}); check [paths] database"
+            )
 
     def __enter__(self) -> Store:
         return self
@@ -195,15 +245,38 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: all or nothing, and writers queue instead of failing."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE ... COMMIT: all or nothing, and writers queue (up to the busy timeout) instead of
+        failing. A write the database cannot take (a full disk, a lock held too long) is a StoreError that says
+        so; nothing of the transaction is kept."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from None
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._write_error(exc) from None
             raise
         else:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self._write_error(exc) from None
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
+        text = str(exc)
+        if "full" in text:
+            return StoreError(
+                f"{self.path}: the disk is full; nothing of this step was recorded; free space and run again"
+            )
+        if "locked" in text or "busy" in text:
+            return StoreError(f"{self.path}: the database stayed busy (another process held a long write); run again")
+        return StoreError(f"{self.path}: cannot write to the database ({text})")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -379,12 +452,17 @@ class Store:
         """Every stored paper in the order it was first seen (what ranking models are fitted on)."""
         return self._with_sources(self._db.execute("SELECT * FROM papers ORDER BY seq").fetchall())
 
-    def papers_since(self, since: datetime | None, until: datetime | None = None) -> list[Paper]:
-        """Papers first seen after `since` and no later than `until` (open ends when None), oldest first."""
+    def papers_since(
+        self, since: datetime | None, until: datetime | None = None, *, max_seq: int | None = None
+    ) -> list[Paper]:
+        """Papers first seen after `since` and no later than `until` (open ends when None), committed no later
+        than sequence number `max_seq` (when given), oldest first."""
         low = utc_iso(since) if since else ""
         high = utc_iso(until) if until else "9999"
+        last = max_seq if max_seq is not None else 2**62
         rows = self._db.execute(
-            "SELECT * FROM papers WHERE first_seen > ? AND first_seen <= ? ORDER BY seq", (low, high)
+            "SELECT * FROM papers WHERE first_seen > ? AND first_seen <= ? AND seq <= ? ORDER BY seq",
+            (low, high, last),
         ).fetchall()
         return self._with_sources(rows)
 
@@ -438,25 +516,44 @@ class Store:
         return StoredFile(**dict(row)) if row else None
 
     def ingest_file(
-        self, content_hash: str, source: str, papers: Sequence[Paper], now: datetime, *, remember: bool = True
+        self,
+        content_hash: str,
+        source: str,
+        papers: Sequence[Paper],
+        now: datetime,
+        *,
+        remember: bool = True,
+        chunk: int = INGEST_CHUNK,
     ) -> dict[Outcome, int]:
-        """Store one file's papers and remember its content hash, atomically: a crash leaves neither.
+        """Store one file's papers, `chunk` per transaction, and remember its content hash with the last one.
 
-        A file with unreadable entries is not remembered, so every run reports them until it is fixed.
+        A crash keeps the chunks committed and forgets the file, so the next run reads it again and finds those
+        papers already stored: nothing lost, nothing twice. Every chunk takes the next sequence numbers, so a
+        planner that ran between two chunks sees the rest as new next time. A file with unreadable entries is
+        not remembered, so every run reports them until it is fixed.
         """
         counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
         stamp = utc_iso(now)
-        with self.transaction() as db:
-            next_seq = self._next_seq()
-            for paper in papers:
-                counts[self._upsert(paper, source, stamp, next_seq)] += 1
-            self._bump_papers_version(counts)
-            if remember:
-                db.execute(
-                    "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",
-                    (content_hash, source, len(papers), stamp),
-                )
-        return counts
+        start = 0
+        while True:
+            part = papers[start : start + chunk]
+            last = start + chunk >= len(papers)
+            with self.transaction() as db:
+                next_seq = self._next_seq()
+                part_counts: dict[Outcome, int] = {"new": 0, "updated": 0, "duplicate": 0}
+                for paper in part:
+                    part_counts[self._upsert(paper, source, stamp, next_seq)] += 1
+                self._bump_papers_version(part_counts)
+                if last and remember:
+                    db.execute(
+                        "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",
+                        (content_hash, source, len(papers), stamp),
+                    )
+            for key, value in part_counts.items():
+                counts[key] += value
+            if last:
+                return counts
+            start += chunk
 
     # ---- feedback -----------------------------------------------------------------------------
 
@@ -487,18 +584,51 @@ class Store:
         subject: str,
         candidates_until: datetime,
         now: datetime,
+        candidates_until_seq: int | None = None,
         record_attempt: bool = False,
     ) -> int:
         """Record a message as `sending`, with its papers, committed before anything leaves the building.
 
-        `record_attempt`: also what record_attempt does, in the same transaction (one commit less per message)."""
+        Refuses (LedgerConflictError, nothing written) when any of the papers is already in a `sending` or `sent`
+        message to this subscriber: checked inside the write transaction, so even two senders that both got past
+        the send lock cannot send a paper twice. `candidates_until_seq`: the last paper sequence number the plan
+        could see (the next digest's window starts after it). `record_attempt`: also what record_attempt does,
+        in the same transaction (one commit less per message)."""
         with self.transaction() as db:
+            ids = [p.paper_id for p in picks]
+            taken: list[str] = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                taken += [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT mp.paper_id FROM message_papers mp JOIN messages m ON m.id = mp.message"
+                        f" WHERE mp.subscriber = ? AND m.state IN ('sending', 'sent') AND mp.paper_id IN ({marks})",
+                        (subscriber, *chunk),
+                    )
+                ]
+            if taken:
+                raise LedgerConflictError(
+                    f"{subscriber}: {len(taken)} of these papers are already sent or being sent (another sender?); "
+                    "not sent again"
+                )
             if record_attempt:
                 self._record_attempt(db, subscriber, now)
+            if candidates_until_seq is None:
+                candidates_until_seq = self.max_seq()
             cursor = db.execute(
-                "INSERT INTO messages (subscriber, message_id, channel, state, subject, candidates_until, created_at)"
-                " VALUES (?, ?, ?, 'sending', ?, ?, ?)",
-                (subscriber, message_id, channel, subject, utc_iso(candidates_until), utc_iso(now)),
+                "INSERT INTO messages (subscriber, message_id, channel, state, subject, candidates_until,"
+                " created_at, candidates_until_seq) VALUES (?, ?, ?, 'sending', ?, ?, ?, ?)",
+                (
+                    subscriber,
+                    message_id,
+                    channel,
+                    subject,
+                    utc_iso(candidates_until),
+                    utc_iso(now),
+                    candidates_until_seq,
+                ),
             )
             rowid = int(cursor.lastrowid or 0)
             db.executemany(
@@ -508,14 +638,52 @@ class Store:
         return rowid
 
     def finish_message(self, rowid: int, state: MessageState, now: datetime, error: str | None = None) -> None:
-        """Settle a message as `sent` or `failed` (failed papers become candidates again)."""
+        """Settle a `sending` message as `sent` or `failed` (failed papers become candidates again)."""
         if state not in ("sent", "failed"):
             raise ValueError("a message finishes as sent or failed")
         with self.transaction() as db:
             db.execute(
-                "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+                "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = 'sending'",
                 (state, utc_iso(now), error, rowid),
             )
+
+    def mark_handed_over(self, rowid: int, now: datetime) -> None:
+        """The hand-over starts (the message body is about to go out): from here on a crash leaves it stuck."""
+        with self.transaction() as db:
+            db.execute("UPDATE messages SET handed_over_at = ? WHERE id = ?", (utc_iso(now), rowid))
+
+    def release_unhanded(self, now: datetime) -> list[str]:
+        """`sending` messages whose hand-over never started (their sender died first) become `failed`, so their
+        papers are candidates again. Only for a caller that holds the send lock: no other sender is running."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT id, message_id FROM messages WHERE state = 'sending' AND handed_over_at IS NULL"
+            ).fetchall()
+            db.executemany(
+                "UPDATE messages SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                [
+                    (utc_iso(now), "the sender stopped before handing it over; its papers are candidates again", r[0])
+                    for r in rows
+                ],
+            )
+        return [row[1] for row in rows]
+
+    def max_seq(self) -> int:
+        """The newest committed paper's sequence number (sequence numbers follow commit order)."""
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM papers").fetchone()[0])
+
+    def last_window_seq(self, subscriber: str) -> int | None:
+        """The last paper sequence number the subscriber's last digest could see (None before the first)."""
+        row = self._db.execute(
+            "SELECT MAX(candidates_until_seq) FROM messages WHERE subscriber = ? AND state IN ('sending', 'sent')",
+            (subscriber,),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def papers_after_seq(self, low: int, high: int) -> list[Paper]:
+        """Papers committed after sequence number `low`, up to `high`, oldest first."""
+        rows = self._db.execute("SELECT * FROM papers WHERE seq > ? AND seq <= ? ORDER BY seq", (low, high)).fetchall()
+        return self._with_sources(rows)
 
     def sent_paper_ids(self, subscriber: str) -> set[str]:
         """Papers in a `sending` or `sent` message to this subscriber: never candidates again."""
@@ -561,10 +729,13 @@ class Store:
         return self._messages("WHERE subscriber = ? AND state = 'sent'", (subscriber,), count)
 
     def stuck_messages(self, subscriber: str | None = None) -> list[Message]:
-        """Messages left `sending` by a process that died between the hand-over and our commit."""
+        """Messages left `sending` after their hand-over started: the sender died (or the server never answered)
+        before the outcome was known."""
         if subscriber is None:
-            return self._messages("WHERE state = 'sending'", ())
-        return self._messages("WHERE state = 'sending' AND subscriber = ?", (subscriber,))
+            return self._messages("WHERE state = 'sending' AND handed_over_at IS NOT NULL", ())
+        return self._messages(
+            "WHERE state = 'sending' AND handed_over_at IS NOT NULL AND subscriber = ?", (subscriber,)
+        )
 
     def last_sent_at(self, subscriber: str) -> str | None:
         row = self._db.execute(

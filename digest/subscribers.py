@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from digest.clock import utc_now
 from digest.errors import ConfigError, DigestError
 from digest.store import Store
 from digest.validation import format_validation_error, read_toml
 
 _SUBSCRIBER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Ids that cannot name a subscriber, compared case-insensitively: "all" is the shared feed (all.xml, and
+# /feeds/all.xml on the web; digest.feeds.ALL_FEED), so a subscriber "all" would overwrite it or be served it.
+RESERVED_IDS = frozenset({"all"})
+# Device names Windows refuses as a file name, with any extension (CON.xml, nul.backup.xml): the feed file
+# <id>.xml could not be written where the feeds folder is on such a file system.
+_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul"} | {f"com{n}" for n in range(10)} | {f"lpt{n}" for n in range(10)}
+)
+# A schedule must fire at least once this soon after "now" (a leap day, 29 Feb, fires every 4 years).
+FIRES_WITHIN = timedelta(days=5 * 366)
+_EXAMPLE_SCHEDULE = "'0 7 * * mon-fri'"
+
+
+def id_problem(subscriber_id: str) -> str | None:
+    """Why a subscriber id (a profile's file name without .toml) cannot be used, or None when it can.
+
+    The id names the feed file <id>.xml and the URL /feeds/<id>.xml, so it must be a safe file name and
+    URL segment everywhere, case-insensitive file systems included.
+    """
+    if not _SUBSCRIBER_ID.match(subscriber_id):
+        return "file name must be letters, digits, '.', '_' or '-' (it becomes the subscriber id)"
+    if subscriber_id.lower() in RESERVED_IDS:
+        return f"subscriber id {subscriber_id!r} is reserved for the shared feed all.xml"
+    if subscriber_id.split(".", 1)[0].lower() in _DEVICE_NAMES:
+        return f"subscriber id {subscriber_id!r} is a device name on Windows and cannot name its feed file"
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _no_line_breaks(value: str) -> str:
@@ -54,13 +86,22 @@ class Profile(BaseModel):
     email: str
     format: Literal["html", "markdown"] = "html"
     delivery: Literal["email", "feed", "both"] = "email"
-    schedule: str = "0 7 * * mon-fri"
+    # timezone before schedule: the schedule's check (does it ever fire?) runs in the profile's time zone.
     timezone: str = "UTC"
+    schedule: str = "0 7 * * mon-fri"
     max_papers: int = Field(default=10, ge=1, le=100)
     min_score: float = Field(default=0.05, ge=0.0, le=1.0)
     diversity: float = Field(default=0.3, ge=0.0, le=1.0)
     lookback_days: int = Field(default=7, ge=1, le=365)
     interests: Interests = Field(default_factory=Interests)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        problem = id_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("name")
     @classmethod
@@ -88,15 +129,35 @@ class Profile(BaseModel):
             raise ValueError(f"is not a known time zone (got {value!r}); use a name like 'Europe/London'") from None
         return value
 
-    @model_validator(mode="after")
-    def _schedule(self) -> Profile:
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str, info: ValidationInfo) -> str:
+        """A valid crontab that fires at least once within FIRES_WITHIN of now, in the profile's time zone.
+
+        "Now" is the `now` of the validation context (load_subscribers passes one), else the clock. A
+        schedule that never fires (30 February) would otherwise break next-due for everyone listed with it.
+        """
+        timezone = info.data.get("timezone")  # absent when the time zone is invalid (reported on its own)
+        zone = ZoneInfo(timezone) if timezone else UTC
         try:
-            CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+            trigger = CronTrigger.from_crontab(value, timezone=zone)
         except ValueError as exc:
+            raise ValueError(f"is not a valid crontab (got {value!r}: {exc}); use e.g. {_EXAMPLE_SCHEDULE}") from None
+        context = info.context if isinstance(info.context, dict) else {}
+        now = context.get("now") or utc_now()
+        horizon = now + FIRES_WITHIN
+        trigger.end_date = horizon  # bounds the search: a crontab that never fires would scan to the year 9999
+        try:
+            fire = trigger.get_next_fire_time(None, now.astimezone(zone))
+        except Exception as exc:  # whatever APScheduler raises, it is this profile's problem
+            problem = f"{type(exc).__name__}: {_one_line(exc)}"
+            raise ValueError(f"cannot be evaluated (got {value!r}: {problem}); use e.g. {_EXAMPLE_SCHEDULE}") from None
+        if fire is None or fire > horizon:
             raise ValueError(
-                f"schedule {self.schedule!r} is not a valid crontab ({exc}); use e.g. '0 7 * * mon-fri'"
-            ) from None
-        return self
+                f"never fires (got {value!r}: no time in the next {FIRES_WITHIN.days // 366} years matches it"
+                f" in {zone}); use e.g. {_EXAMPLE_SCHEDULE}"
+            )
+        return value
 
     @property
     def zone(self) -> ZoneInfo:
@@ -111,14 +172,15 @@ class Profile(BaseModel):
         return self.delivery in ("feed", "both")
 
 
-def load_profile(path: Path) -> Profile:
-    """Load one profile; its id is the file name without .toml."""
+def load_profile(path: Path, now: datetime | None = None) -> Profile:
+    """Load one profile; its id is the file name without .toml. `now` is when its schedule must fire after."""
     subscriber_id = path.stem
-    if not _SUBSCRIBER_ID.match(subscriber_id):
-        raise ConfigError(f"{path}: file name must be letters, digits, '.', '_' or '-' (it becomes the subscriber id)")
+    problem = id_problem(subscriber_id)
+    if problem:
+        raise ConfigError(f"{path}: {problem}; rename the file")
     data = read_toml(path)
     try:
-        profile = Profile.model_validate(data)
+        profile = Profile.model_validate(data, context={"now": now or utc_now()})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), Profile, exc)) from None
     return profile.model_copy(update={"id": subscriber_id})
@@ -140,17 +202,34 @@ class SubscriberSet:
         raise DigestError(f"no subscriber {subscriber_id!r} (known: {known})")
 
 
-def load_subscribers(folder: Path) -> SubscriberSet:
-    """Every *.toml profile in the folder; bad ones become one-line errors, the rest load."""
+def load_subscribers(folder: Path, now: datetime | None = None) -> SubscriberSet:
+    """Every *.toml profile in the folder; bad ones become one-line errors, the rest load.
+
+    Whatever goes wrong with one profile (a bug included) is that profile's error, never the others'.
+    """
     if not folder.is_dir():
         raise ConfigError(f"{folder}: subscribers folder not found; create it or set [paths] subscribers")
+    now = now or utc_now()
     profiles: list[Profile] = []
     errors: list[str] = []
+    seen: dict[str, Path] = {}  # lower-cased id -> its file: Ada.xml and ada.xml are one file on macOS
     for path in sorted(folder.glob("*.toml")):
         try:
-            profiles.append(load_profile(path))
+            profile = load_profile(path, now)
         except ConfigError as exc:
             errors.append(str(exc))
+            continue
+        except Exception as exc:  # one profile never breaks the others
+            errors.append(f"{path}: cannot be loaded ({type(exc).__name__}: {_one_line(exc)})")
+            continue
+        other = seen.setdefault(profile.id.lower(), path)
+        if other != path:
+            errors.append(
+                f"{path}: subscriber id {profile.id!r} differs from {other.name}'s only in case (their feed files"
+                " would collide); rename the file"
+            )
+            continue
+        profiles.append(profile)
     return SubscriberSet(tuple(profiles), tuple(errors))
 
 
@@ -189,6 +268,23 @@ def next_due(profile: Profile, now: datetime) -> datetime:
     if fire is None:  # a crontab always fires again; this guards against a trigger with an end date
         raise ConfigError(f"{profile.id}.toml: schedule {profile.schedule!r} never fires again")
     return fire
+
+
+def subscriber_statuses(
+    store: Store, profiles: Iterable[Profile], now: datetime
+) -> tuple[list[SubscriberStatus], list[str]]:
+    """The status of each profile, and a one-line error for each one whose status cannot be computed.
+
+    One subscriber's failure (its next due, its rows in the store) never hides the others' statuses.
+    """
+    statuses: list[SubscriberStatus] = []
+    errors: list[str] = []
+    for profile in profiles:
+        try:
+            statuses.append(subscriber_status(store, profile, now))
+        except Exception as exc:  # reported, the listing goes on
+            errors.append(f"{profile.id}.toml: cannot compute its status ({type(exc).__name__}: {_one_line(exc)})")
+    return statuses, errors
 
 
 def subscriber_status(store: Store, profile: Profile, now: datetime) -> SubscriberStatus:

@@ -5,8 +5,10 @@ would see, without paying a new interpreter per call. Subprocesses stay for what
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from click.testing import CliRunner
 
@@ -31,7 +33,11 @@ def digest(
 ) -> Ran:
     """Run `digest ARGS` in this process, in `cwd`, with `env` set (a None value unsets that variable)."""
     runner = CliRunner()
-    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+    argv = ["digest", *map(str, args)]  # the command's own argv, not pytest's (digest.cli reads it for -v)
+    with (
+        contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext(),
+        mock.patch.object(sys, "argv", argv),
+    ):
         result = runner.invoke(
             main, [str(a) for a in args], env=env, input=input, prog_name="digest", catch_exceptions=False
         )

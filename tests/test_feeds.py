@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ from types import SimpleNamespace
 
 import feedparser
 import pytest
+from cli import Ran, digest
 
 from digest.config import Config, load_config
 from digest.errors import DigestError
@@ -296,13 +295,8 @@ def test_refresh_after_send_writes_the_sent_subscribers_and_all(ws: Workspace) -
     assert refresh_after_send(ws.config, SimpleNamespace(sent=[{"subscriber": "ada"}], dry_run=True)) == []
 
 
-def run_cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "digest", "--config", str(ws.config_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_cli(ws: Workspace, *args: str) -> Ran:
+    return digest("--config", ws.config_path, *args)
 
 
 def test_feeds_command_writes_and_prints_paths(ws: Workspace) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli import digest
 from conftest import NOW, REPO
 
 from digest.ingest import ingest_sources
@@ -147,13 +146,7 @@ def test_cli_uses_config_sources_and_timeout(tmp_path: Path, server: str, silent
         f'[sources]\nurls = ["{server}/feed.xml", "{silent_server}"]\ntimeout = 0.3\n',
         encoding="utf-8",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "digest", "--config", str(tmp_path / "config.toml"), "ingest", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = digest("--config", tmp_path / "config.toml", "ingest", "--json", cwd=REPO)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (

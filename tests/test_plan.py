@@ -40,7 +40,6 @@ def test_first_digest_looks_back_lookback_days(store: Store) -> None:
 def test_later_digests_start_where_the_last_window_ended_and_never_resend(store: Store) -> None:
     sent = add(store, "Robot sent before", 3)
     add(store, "Robot before the window end", 2.5)
-    add(store, "Robot new", 1)
     store.begin_message(
         "reader",
         "<m1@x>",
@@ -50,7 +49,27 @@ def test_later_digests_start_where_the_last_window_ended_and_never_resend(store:
         candidates_until=NOW - timedelta(days=2),
         now=NOW - timedelta(days=2),
     )
+    add(store, "Robot new", 1)
     assert [p.title for p in candidate_papers(store, profile(), NOW)] == ["Robot new"]
+
+
+def test_windows_follow_commit_order_not_first_seen(store: Store) -> None:
+    """A paper stamped before the last digest but committed after it was planned (a long ingest racing a
+    send) is a candidate next time: windows end at the last committed paper the planner could see."""
+    add(store, "Robot one", 3)
+    plan = plan_digest(store, profile(min_score=0.0), NOW)
+    late = add(store, "Robot committed late", 5)  # first_seen five days ago, committed after the plan
+    store.begin_message(
+        "reader",
+        "<m1@x>",
+        [PickRecord(s.paper.id or "", s.score, s.why) for s in plan.picks],
+        channel="email",
+        subject="s",
+        candidates_until=plan.candidates_until,
+        candidates_until_seq=plan.candidates_until_seq,
+        now=NOW,
+    )
+    assert [p.id for p in candidate_papers(store, profile(), NOW + timedelta(hours=1))] == [late]
 
 
 def test_plan_ranks_and_explains(store: Store) -> None:

@@ -14,6 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import cli
 import html5lib
 from conftest import shared_digests
 from delivery_helpers import DEMO_INBOX, INGESTED_AT, write_config, write_subscribers
@@ -30,15 +31,9 @@ from digest.subscribers import load_subscribers
 REPO = Path(__file__).resolve().parent.parent
 
 
-def digest(config: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "digest", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        **kwargs,  # type: ignore[call-overload]
-    )
+def digest(config: Path, *args: str) -> cli.Ran:
+    """`digest --config CONFIG ARGS` in-process (a SIGTERM test needs a process of its own: it makes one)."""
+    return cli.digest("--config", config, *args, cwd=REPO)
 
 
 def test_run_once_ingests_sends_the_due_and_writes_feeds(tmp_path: Path) -> None:
@@ -68,6 +63,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path
         for item in DEMO_INBOX.iterdir():
             shutil.copy(item, tmp_path / "inbox" / item.name)
         write_subscribers(tmp_path, 8, schedule="* * * * *")
+        # A real process on purpose: the test sends it SIGTERM, and `digest run` must exit by itself.
         # The scheduler runs on the real clock (it refuses DIGEST_NOW): its first cycle ingests the inbox and
         # sends at the same real "now", so the test holds on any day.
         environment = {k: v for k, v in os.environ.items() if k != "DIGEST_NOW"}

@@ -249,20 +249,29 @@ def test_add_papers_is_all_or_nothing(store: Store) -> None:
     assert store.add_papers([paper("After")], "after", T0)["new"] == 1
 
 
-class _FailingSequence(list[Paper]):
-    """A list whose iteration fails after the first items, like a reader crashing mid-file."""
+class _FailingAfter(list[Paper]):
+    """A list whose slices fail past `good` items, like a reader crashing mid-file."""
 
-    def __iter__(self) -> Iterator[Paper]:
-        yield from list.__iter__(self)
-        raise OSError("disk went away")
+    def __init__(self, items: list[Paper], good: int) -> None:
+        super().__init__(items)
+        self.good = good
+
+    def __getitem__(self, index: slice) -> list[Paper]:  # type: ignore[override]
+        part = list.__getitem__(self, index)
+        if index.stop is not None and index.stop > self.good:
+            raise OSError("disk went away")
+        return part
 
 
-def test_ingest_file_is_all_or_nothing(store: Store) -> None:
-    papers = _FailingSequence([paper("One", arxiv="2403.00001"), paper("Two", arxiv="2403.00002")])
+def test_a_chunk_is_all_or_nothing_and_a_rerun_finishes_the_file(store: Store) -> None:
+    papers = [paper(f"Paper {n}", arxiv=f"2403.0000{n}") for n in range(1, 6)]
     with pytest.raises(OSError):
-        store.ingest_file("hash-1", "file.xml", papers, T0)
-    assert store.count_papers() == 0
-    assert store.seen_file("hash-1") is None  # not remembered, so the next run tries again
+        store.ingest_file("hash-1", "file.xml", _FailingAfter(papers, good=2), T0, chunk=2)
+    assert store.count_papers() == 2, "the first chunk was committed, the failing one left nothing"
+    assert store.seen_file("hash-1") is None  # not remembered, so the next run reads it again
+    counts = store.ingest_file("hash-1", "file.xml", papers, T0, chunk=2)
+    assert counts == {"new": 3, "updated": 0, "duplicate": 2}
+    assert store.count_papers() == 5 and store.seen_file("hash-1") is not None
 
 
 def test_ingest_file_remembers_the_hash_only_when_asked(store: Store) -> None:

@@ -1,4 +1,5 @@
-"""`digest serve` over real HTTP: the real command in a subprocess on 127.0.0.1, driven with httpx.
+"""`digest serve` over real HTTP: the real command in a subprocess on 127.0.0.1, driven with httpx (the other
+commands run in-process beside it).
 
 Feeds behind tokens, RFC 8058 one-click unsubscribe, feedback links that change the next ranking, and hostile
 path parameters that must end in a 404 or an escaped page, never a 500 or reflected markup.
@@ -19,6 +20,7 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from cli import Ran, digest
 from test_feeds import DOI_ID, INGESTED_AT, SLASH_ID, Workspace, build_workspace, hostile_id, record_digest
 
 from digest.feeds import entry_id
@@ -48,13 +50,9 @@ class Server:
     log: Path
     tokens: dict[str, str]
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "digest", "--config", str(self.ws.config_path), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    def cli(self, *args: str) -> Ran:
+        """A `digest` command against the served workspace, in-process (the server stays a real process)."""
+        return digest("--config", self.ws.config_path, *args)
 
 
 def start(ws: Workspace, log: Path) -> tuple[subprocess.Popen[bytes], str]:

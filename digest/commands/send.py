@@ -162,7 +162,9 @@ def send_command(
         if bar is not None:
             bar.close()
     _print_report(report, as_json)
-    if report.failed or report.stuck:
+    if report.stopped_by:
+        click.echo(f"error: {report.stopped_by}", err=True)
+    if report.failed or report.stuck or report.stopped_by:
         raise SystemExit(1)
 
 
@@ -231,7 +233,8 @@ def run(app: App, once: bool) -> None:
             f"unset it, or run `digest run --once` for each instant to replay"
         )
     report = run_service(app.config, once=once)
-    if once and (report.errors or (report.send and (report.send.failed or report.send.stuck))):
+    sent = report.send
+    if once and (report.errors or (sent and (sent.failed or sent.stuck or sent.stopped_by))):
         raise SystemExit(1)
 
 

@@ -6,7 +6,7 @@ import click
 
 from digest.cli import App, echo_json
 from digest.clock import utc_now
-from digest.subscribers import subscriber_status
+from digest.subscribers import subscriber_statuses
 
 
 @click.command()
@@ -21,7 +21,9 @@ def subscribers(app: App, as_json: bool) -> None:
     loaded = app.subscribers()
     now = utc_now()
     with app.store() as store:
-        statuses = [subscriber_status(store, profile, now) for profile in loaded.profiles]
+        statuses, problems = subscriber_statuses(store, loaded.profiles, now)
+    for problem in problems:
+        click.echo(f"warning: {problem} (skipped)", err=True)
     if as_json:
         echo_json([s.as_json() for s in statuses])
     else:
@@ -29,7 +31,7 @@ def subscribers(app: App, as_json: bool) -> None:
             due = "paused" if s.paused else f"next {s.next_due:%Y-%m-%d %H:%M %Z}" if s.next_due else "-"
             last = s.last_sent[:16] if s.last_sent else "never"
             click.echo(f"{s.id}\t{s.name} <{s.email}>\t{due}\tlast sent {last}\t{s.papers_sent} paper(s) sent")
-    if loaded.errors:
+    if loaded.errors or problems:
         raise SystemExit(1)
 
 
