@@ -318,10 +318,10 @@ def run(
                 transport = make_transport(cfg)
                 original = transport.send
 
-                def send(message: Any, recipient: str) -> None:
+                def send(message: Any, recipient: str, handing_over: Any = None) -> None:
                     start = time.perf_counter()
                     try:
-                        original(message, recipient)
+                        original(message, recipient, handing_over)
                     finally:
                         sends.append(time.perf_counter() - start)
 

@@ -103,15 +103,24 @@ def run_cycle(
     try:
         with Store(config.paths.database) as store:
             report.ingest = ingest_configured(store, config, clock)
-    except DigestError as exc:
-        report.errors.append(f"ingest: {exc}")
+    except Exception as exc:  # any failure of a step is reported, and the next step still runs
+        report.errors.append(f"ingest: {step_error(exc)}")
     try:
         report.send = send(config, selection="due", clock=clock, transport_factory=transport_factory, stop=stop)
-    except DigestError as exc:
-        report.errors.append(f"send: {exc}")
+    except Exception as exc:
+        report.errors.append(f"send: {step_error(exc)}")
     if after_send is not None and report.send is not None:
         try:
             report.feeds = after_send(config, report.send)
-        except DigestError as exc:
-            report.errors.append(f"feeds: {exc}")
+        except Exception as exc:
+            report.errors.append(f"feeds: {step_error(exc)}")
     return report
+
+
+def step_error(exc: Exception) -> str:
+    """One line for a failed step: our own errors say what to fix; anything else is a bug of ours, logged with
+    its traceback at debug level (`digest -v run`) so that the daemon keeps running."""
+    if isinstance(exc, DigestError):
+        return str(exc)
+    log.debug("unexpected error", exc_info=exc)
+    return f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)"

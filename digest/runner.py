@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from digest.config import Config
-from digest.errors import DigestError
 from digest.feeds import refresh_after_send
-from digest.pipeline import CycleReport, ingest_configured, run_cycle, send
+from digest.pipeline import CycleReport, ingest_configured, run_cycle, send, step_error
 from digest.schedule import Daemon
 from digest.store import Store
 from digest.subscribers import SubscriberSet, load_subscribers
@@ -59,8 +58,8 @@ def _ingest(config: Config) -> None:
         with Store(config.paths.database) as store:
             report = ingest_configured(store, config)
         log_cycle(CycleReport(ingest=report))
-    except DigestError as exc:
-        log.error("ingest: %s", exc)
+    except Exception as exc:  # the scheduler keeps running whatever one ingest does
+        log.error("ingest: %s", step_error(exc))
 
 
 def _send_to(config: Config, names: Sequence[str], stop: threading.Event) -> None:
@@ -71,8 +70,8 @@ def _send_to(config: Config, names: Sequence[str], stop: threading.Event) -> Non
         # Waits for a manual `digest send` to finish rather than skipping the slot.
         result = send(config, selection="due", stop=stop, subscribers=chosen, lock_wait=600)
         log_cycle(CycleReport(send=result, feeds=refresh_after_send(config, result)))
-    except DigestError as exc:
-        log.error("send: %s", exc)
+    except Exception as exc:
+        log.error("send: %s", step_error(exc))
 
 
 def run_service(config: Config, *, once: bool, stop: threading.Event | None = None) -> CycleReport:

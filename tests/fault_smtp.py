@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class Faults:
     """What the server does to the first `times` messages (later ones are accepted normally)."""
 
-    drop_mid_body: int = 0  # close the connection after reading part of the body
+    drop_at_data: int = 0  # close the connection when DATA is asked for, before the body (before 354)
     drop_after_dot: int = 0  # store the message, then close without answering
     stall_after_dot: int = 0  # store the message, then never answer (the connection stays open)
     drip_banner: float = 0.0  # seconds between the greeting's bytes (0: send it at once), for every connection
@@ -89,6 +89,8 @@ class _Handler(socketserver.StreamRequestHandler):
                         return
                     self._say("250 OK")
                 elif verb == b"DATA":
+                    if recorder.take("drop_at_data"):
+                        return
                     self._say("354 go ahead")
                     if not self._data(recorder, stop):
                         return
@@ -104,10 +106,6 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _data(self, recorder: Recorder, stop: threading.Event) -> bool:
         """Read one body; returns whether the session goes on."""
-        if recorder.take("drop_mid_body"):
-            self.rfile.readline()
-            self.rfile.readline()
-            return False
         body = []
         while True:
             line = self.rfile.readline()

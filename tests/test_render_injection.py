@@ -137,3 +137,12 @@ def test_a_line_break_in_a_title_cannot_inject_a_header(env, format) -> None:  #
     assert "Bcc" not in parsed
     # strip(): for this subject the stdlib folds right after "Subject:", and parsing keeps that one space.
     assert parsed["Subject"].strip().startswith("Papers for 20 Nov 2026: Hello Bcc: victim@example.org <b>body</b>")
+
+
+def test_bidirectional_overrides_never_reach_the_subject_or_the_text() -> None:
+    from digest.render.text import one_line
+
+    title = "Safe \u202egnp.exe\u202c title \u2066isolated\u2069 \u061cmark"
+    cleaned = one_line(title)
+    assert not any(ch in cleaned for ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c")
+    assert cleaned == "Safe gnp.exe title isolated mark"

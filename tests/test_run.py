@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cli
 import html5lib
+import pytest
 from conftest import shared_digests
 from delivery_helpers import DEMO_INBOX, INGESTED_AT, write_config, write_subscribers
 from smtp_server import Behaviour, SmtpServer
@@ -147,3 +148,28 @@ def test_every_format_renders_from_the_real_digests(tmp_path: Path) -> None:
             assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
             for pick in outputs["html"].composed.plan.picks:
                 assert pick.paper.title.split()[0] in (outputs["text"].output or b"").decode()
+
+
+def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one step raises (here a bug of ours, simulated in the ingest step), the cycle reports it on one
+    line and the send still runs: the daemon keeps going."""
+    import digest.pipeline
+    from digest.pipeline import run_cycle
+
+    config_path = write_config(tmp_path, method="maildir")
+    write_subscribers(tmp_path, 2, schedule="* * * * *")
+    config = load_config(config_path)
+    with Store(config.paths.database) as store:
+        ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10**7, clock=lambda: INGESTED_AT)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(digest.pipeline, "ingest_configured", broken)
+    report = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=1))
+    assert report.errors == [
+        "ingest: internal error: RecursionError: maximum recursion depth exceeded (run with -v for the traceback)"
+    ]
+    assert report.send is not None and len(report.send.sent) == 2

@@ -10,9 +10,10 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
-# C0/C1 controls, zero-width marks and line separators. Python-Markdown also uses STX/ETX (\x02, \x03) as its
-# own placeholder markers, so a title carrying them could smuggle stashed HTML back in: they must go.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+# C0/C1 controls, zero-width marks, line separators, and the bidirectional embeddings, overrides and isolates (a
+# right-to-left override makes a subject line read backwards). Python-Markdown also uses STX/ETX (\x02, \x03)
+# as its own placeholder markers, so a title carrying them could smuggle stashed HTML back in: they must go.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _SPACES = re.compile(r"\s+")
 # Characters with inline meaning in Python-Markdown (emphasis, code, links, headings' closing hashes, escapes).
 _MD_INLINE = re.compile(r"([\\`*_\[\]#])")
