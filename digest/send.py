@@ -28,7 +28,7 @@ from digest.config import Config
 from digest.deliver import Transport, UnknownOutcomeError, UnreachableError
 from digest.errors import DeliveryError, DigestError, LedgerConflictError, LockedError, StoreError
 from digest.message import new_message_id
-from digest.plan import DigestPlan, plan_digests, store_model
+from digest.plan import DigestPlan, plan_digests
 from digest.rank import RankModel
 from digest.store import Message as LedgerMessage
 from digest.store import PickRecord, Store, utc_iso
@@ -161,7 +161,8 @@ def send_digests(
         # a sender that died before it; its papers go back to the candidates.
         for message_id in store.release_unhanded(clock()):
             log.info("released %s: its sender stopped before handing it over", message_id)
-    model = model or store_model(store)
+    # The model is fitted (or taken from this process's cache) by the first plan that has candidates to rank: a
+    # send with nobody due, or nothing new, touches no model.
     own_composer = composer is None
     composer = composer or composer_for(config, env)
     try:
@@ -218,7 +219,7 @@ def _prepare(
     batch: Sequence[Profile],
     clock: Clock,
     dry_run: bool,
-    model: RankModel,
+    model: RankModel | None,
     report: SendReport,
     progress: Callable[[Profile], None] | None,
 ) -> list[_Ready]:

@@ -16,7 +16,7 @@ from digest.errors import ConfigError, RenderError
 from digest.links import Links
 from digest.render import PACKAGED_TEMPLATES, TEMPLATE_NAMES, build_context, make_environment, render_email
 from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
-from digest.render.text import markdown_escape, safe_url, short_authors, teaser
+from digest.render.text import markdown_escape, one_line, safe_url, short_authors, teaser
 
 REPO = Path(__file__).resolve().parent.parent
 MIRROR = REPO / "templates"
@@ -204,6 +204,9 @@ def test_safe_url(url: str, ok: bool) -> None:
     assert (safe_url(url) is not None) is ok
 
 
+MARKDOWN_ENV = make_environment(None)  # built once for every example
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80))
 @example("<script>alert(1)</script>")
@@ -219,10 +222,7 @@ def test_safe_url(url: str, ok: bool) -> None:
 @example("![img](http://x/y.png)")
 def test_markdown_escape_round_trips_any_text_literally(text: str) -> None:
     """Whatever a title holds, escaped Markdown converted to HTML shows exactly that text (whitespace folded)."""
-    from digest.render.text import one_line
-
-    env = make_environment(None)
-    html = env.markdown_to_html(f"A paragraph: {markdown_escape(text)}")
+    html = MARKDOWN_ENV.markdown_to_html(f"A paragraph: {markdown_escape(text)}")
     expected = f"A paragraph: {one_line(text)}".strip()
     assert visible_text(html) == re.sub(r"\s+", " ", expected).strip()
 

@@ -173,3 +173,25 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
         "ingest: internal error: RecursionError: maximum recursion depth exceeded (run with -v for the traceback)"
     ]
     assert report.send is not None and len(report.send.sent) == 2
+
+
+def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.plan
+    from digest.pipeline import run_cycle
+
+    config_path = write_config(tmp_path, method="maildir")
+    write_subscribers(tmp_path, 2, schedule="* * * * *")
+    config = load_config(config_path)
+    with Store(config.paths.database) as store:
+        ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10**7, clock=lambda: INGESTED_AT)
+    first = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=1))
+    assert first.send is not None and len(first.send.sent) == 2
+
+    def no_fit(*_args: object) -> None:
+        raise AssertionError("a cycle with nothing new must not fit a model")
+
+    monkeypatch.setattr(digest.plan, "_MODELS", type(digest.plan._MODELS)())  # a new process: nothing cached
+    monkeypatch.setattr(digest.plan, "build_model", no_fit)
+    later = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=2))
+    assert later.errors == [] and later.send is not None
+    assert [s["reason"] for s in later.send.skipped] == ["no new papers since the last digest"] * 2
