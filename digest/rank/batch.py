@@ -2,17 +2,19 @@
 computed with a handful of matrix products per chunk of subscribers instead of a handful per subscriber.
 
 What is shared, and computed once per call (or once per chunk):
-- the candidates' rows, their pairwise similarity (MMR and pseudo-relevance feedback reuse it), their folded
-  title/abstract (phrase matches), their sentences encoded for "best match" explanations;
+- the candidates' rows, their folded title/abstract (phrase matches), their sentences encoded for "best match"
+  explanations;
 - the rows of every distinct keyword query, liked and disliked paper;
 - per distinct exclude term, its factor over the candidates (a phrase check per term, not per subscriber).
 
 Per chunk of subscribers (CHUNK, to bound memory): the stacked profile vectors times the candidates is the
-base relevance; the PRF expansion is done algebraically on that product and the candidates' Gram matrix
-(p' = (p + w c) / |p + w c| with c the mean of the top rows, so p'.r = (p.r + w mean(G[top, r])) / |p + w c|),
+base relevance; the PRF expansion is done algebraically on that product and the candidates' rows R
+(p' = (p + w c) / |p + w c| with c the mean of the top rows, so p'.r = (p.r + w c.r) / |p + w c|, c.r computed
+as (S R) R^T with S selecting the top rows: linear in the candidates, no candidates x candidates matrix),
 which is exactly the per-subscriber formula without building a second profile matrix; the nearest-liked floor
 is one product of the chunk's distinct liked rows. Only each subscriber's head (at most max(MMR_POOL,
-5 * max_papers) papers, found with argpartition) reaches Python, and only the picks are explained.
+5 * max_papers) papers, found with argpartition) reaches Python; MMR compares only that head, and only the picks
+are explained.
 
 Candidates a subscriber must not get (their liked and disliked papers, papers already sent to them) are masked
 to score 0, which is what leaving them out of that subscriber's pool does: the PRF top-5 only takes positive
@@ -107,9 +109,6 @@ class _Candidates:
         self.papers = list(papers)
         self.rows = model.rows(self.papers)
         self.rows_t = self.rows.T.tocsr()
-        # Pairwise similarity of the candidates: MMR's matrix, and what PRF needs to move a profile.
-        self.gram = np.asarray(dense(self.rows @ self.rows_t))
-        self.similarity = np.clip(self.gram, 0.0, 1.0)
         self.words = model.word_block(self.rows)
         keys = [_key(p) for p in self.papers]
         # Candidates by key and by id (lists: nothing stops a caller from passing a paper twice).
@@ -126,6 +125,12 @@ class _Candidates:
         self._matchers: dict[str, tuple[str, re.Pattern[str] | None]] = {}
         self._factors: dict[str, np.ndarray] = {}
         self._sentences: tuple[list[list[str]], np.ndarray, sparse.csr_matrix] | None = None
+
+    def similarity(self, order: np.ndarray) -> np.ndarray:
+        """Pairwise cosines (clipped to [0, 1]) among the candidates `order`: MMR only ever compares a subscriber's
+        short head, so no candidates x candidates matrix is made (a big day has hundreds of thousands)."""
+        head = self.rows[order]
+        return np.clip(dense(head @ head.T), 0.0, 1.0)
 
     def folded(self, i: int) -> tuple[str, str]:
         found = self._folded[i]
@@ -248,7 +253,7 @@ def _rank_chunk(
     raw = dense(vectors @ shared.rows_t)  # profiles x candidates, unclipped
     base = np.clip(raw, 0.0, 1.0)
     base[masked] = 0.0
-    base = _expanded_relevance(vectors, raw, base, shared.gram, pool)
+    base = _expanded_relevance(vectors, raw, base, shared, pool)
 
     if liked_rows is not None:
         liked_similarity = dense(liked_rows @ shared.rows_t)  # distinct liked papers x candidates
@@ -309,7 +314,7 @@ def _profile_vectors(
 
 
 def _expanded_relevance(
-    vectors: sparse.csr_matrix, raw: np.ndarray, base: np.ndarray, gram: np.ndarray, pool: np.ndarray
+    vectors: sparse.csr_matrix, raw: np.ndarray, base: np.ndarray, shared: _Candidates, pool: np.ndarray
 ) -> np.ndarray:
     """profile.expanded() then relevance() for every row of `base` (masked, clipped `raw`), without a second
     profile matrix: with c the mean of the top rows, p' = (p + w c) / |p + w c| and
@@ -336,7 +341,8 @@ def _expanded_relevance(
         (weights.ravel(), top.ravel(), np.arange(0, rows * PRF_TOP + 1, PRF_TOP)), shape=(rows, n)
     )
     select.eliminate_zeros()
-    centroid_dot = np.asarray(select @ gram)  # c.r for every candidate r
+    # c.r for every candidate r, as (select R) R^T: linear in the candidates (no pairwise matrix).
+    centroid_dot = dense((select @ shared.rows) @ shared.rows_t)
     p_dot_c = np.asarray(select.multiply(raw).sum(axis=1)).ravel()
     c_dot_c = np.asarray(select.multiply(centroid_dot).sum(axis=1)).ravel()
     p_dot_p = np.asarray(vectors.multiply(vectors).sum(axis=1), dtype=np.float64).ravel()
@@ -363,7 +369,7 @@ def _picks(shared: _Candidates, scores: np.ndarray, request: RankRequest) -> lis
     order = index[np.lexsort((shared.key_rank[index], -scores[index]))][:head]
     if request.diversity <= 0:
         return [int(i) for i in order[: request.max_papers]]
-    similarity = shared.similarity[np.ix_(order, order)]
+    similarity = shared.similarity(order)
     return [
         int(order[p])
         for p in mmr_order(scores[order], None, request.max_papers, request.diversity, similarity=similarity)
