@@ -33,6 +33,7 @@ from digest.rank import RankModel
 from digest.store import Message as LedgerMessage
 from digest.store import PickRecord, Store, utc_iso
 from digest.subscribers import Profile
+from digest.unsubscribes import apply_pending_unsubscribes, has_pending_unsubscribes
 
 log = logging.getLogger(__name__)
 # Subscribers planned together: big enough for the batched ranking to pay, small enough that the first
@@ -157,10 +158,17 @@ def send_digests(
     """
     report = SendReport(dry_run=dry_run)
     if not dry_run:
-        # Under the send lock no other sender runs: a `sending` message whose hand-over never started belongs to
-        # a sender that died before it; its papers go back to the candidates.
-        for message_id in store.release_unhanded(clock()):
-            log.info("released %s: its sender stopped before handing it over", message_id)
+        try:
+            # Web unsubscribes the store could not take when they came are applied before anyone is mailed.
+            apply_pending_unsubscribes(store, config, clock=clock)
+            # Under the send lock no other sender runs: a `sending` message whose hand-over never started belongs
+            # to a sender that died before it; its papers go back to the candidates.
+            for message_id in store.release_unhanded(clock()):
+                log.info("released %s: its sender stopped before handing it over", message_id)
+        except StoreError as exc:
+            report.stopped_by = str(exc)
+            _report_not_attempted(report, profiles)
+            return report
     # The model is fitted (or taken from this process's cache) by the first plan that has candidates to rank: a
     # send with nobody due, or nothing new, touches no model.
     own_composer = composer is None
@@ -174,10 +182,10 @@ def send_digests(
             ready = _prepare(store, config, profiles[start : start + size], clock, dry_run, model, report, progress)
             composed = composer.compose([r.job for r in ready])
             if queued is not None:
-                _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
+                _deliver(store, config, transport, *queued, clock, dry_run, report, stop, progress)
             queued = (ready, composed)
         if queued is not None and not _stopping(stop, report):
-            _deliver(store, transport, *queued, clock, dry_run, report, stop, progress)
+            _deliver(store, config, transport, *queued, clock, dry_run, report, stop, progress)
     except StoreError as exc:  # the ledger cannot record (a full disk): stop, and report what was done
         report.stopped_by = str(exc)
         log.error("%s; stopping the send", exc)
@@ -287,6 +295,7 @@ def _skipped_as_paused(store: Store, profile: Profile, report: SendReport) -> bo
 
 def _deliver(
     store: Store,
+    config: Config,
     transport: Transport | None,
     ready: list[_Ready],
     composed: Iterator[ComposeResult],
@@ -300,7 +309,7 @@ def _deliver(
         if _stopping(stop, report):
             return
         try:
-            _deliver_one(store, transport, item, result, clock, dry_run, report)
+            _deliver_one(store, config, transport, item, result, clock, dry_run, report)
         except (UnreachableError, StoreError) as exc:
             # Every other message would fail the same way (no server; a database that cannot record): stop here,
             # with what was done so far reported.
@@ -316,6 +325,7 @@ def _deliver(
 
 def _deliver_one(
     store: Store,
+    config: Config,
     transport: Transport | None,
     item: _Ready,
     result: ComposeResult,
@@ -333,6 +343,8 @@ def _deliver_one(
         return
     if item.channel == "email" and transport is None:
         raise DeliveryError("no transport configured")
+    if has_pending_unsubscribes(config):  # an unsubscribe the store could not take during this send
+        apply_pending_unsubscribes(store, config, clock=clock)
     if _skipped_as_paused(store, profile, report):  # unsubscribed while this batch was being composed
         return
     try:

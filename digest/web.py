@@ -1,14 +1,21 @@
 """`digest serve`: the small web app behind the links in every email and the personal feeds.
 
-    GET  /feeds/<subscriber>.xml?token=T   the subscriber's Atom feed (all.xml: any subscriber's token)
-    GET  /unsubscribe/<T>                  a confirmation page whose button POSTs to the same URL
-    POST /unsubscribe/<T>                  RFC 8058 one-click unsubscribe: pauses the subscriber
-    GET  /feedback/<T>/<paper>/like|dislike records a rating the next ranking uses
-    GET  /healthz                          "ok"
+    GET  /feeds/<subscriber>.xml?token=T       the subscriber's Atom feed (all.xml: any subscriber's token)
+    GET  /unsubscribe/<T>                      a confirmation page whose button POSTs to the same URL
+    POST /unsubscribe/<T>                      RFC 8058 one-click unsubscribe: pauses the subscriber
+    GET  /feedback/<T>/<paper>/like|dislike    a confirmation page whose button POSTs to the same URL
+    POST /feedback/<T>/<paper>/like|dislike    records the rating the next ranking uses
+    GET  /healthz                              "ok"
 
 Every secret lives in the URL, so: anything unknown or wrong is a 404 (a 403 would confirm that a subscriber
-or token exists), tokens are compared in constant time, never logged, and pages send no Referer. Each request
+or token exists), tokens are compared in constant time, never logged, and pages send no Referer. GET and HEAD
+never write: mail scanners fetch every link in a message, and only a person presses a button. Each request
 opens its own SQLite connection, in Starlette's thread pool, so nothing is shared between threads.
+
+An unsubscribe is never lost: when the store cannot take it (a long ingest holds the write lock, the disk is
+full, the file is damaged), it is appended to a small fsync'd journal beside the database and applied by
+`apply_pending_unsubscribes` on the next POST, every `journal_retry` seconds while the server runs, and before
+a send.
 """
 
 from __future__ import annotations
@@ -16,8 +23,16 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import sqlite3
+import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,10 +42,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.clock import Clock, utc_now
 from digest.config import Config
-from digest.errors import DigestError
+from digest.errors import DigestError, StoreError
 from digest.feeds import ALL_FEED, all_papers_feed, subscriber_feed
+from digest.paper import Paper
 from digest.store import Store
 from digest.subscribers import load_subscribers
+from digest.unsubscribes import (
+    append_pending,
+    apply_pending_unsubscribes,
+    has_pending_unsubscribes,
+    is_pending,
+    pending_unsubscribe_journal,
+    token_hash,
+)
 from digest.web_pages import render_page
 
 log = logging.getLogger(__name__)
@@ -45,18 +69,77 @@ SECURITY_HEADERS = {
 # Tokens are secrets.token_urlsafe(24): 32 characters. Anything far longer is not worth comparing.
 _MAX_TOKEN = 128
 _RATINGS = {"like": 1, "dislike": -1}
+# A web request waits this long for the write lock (an ingest may hold it); then an unsubscribe is journaled
+# and a feedback POST answers 503 "try again later".
+STORE_TIMEOUT = 10.0
+# How often the running server retries a pending journal (it also does so after every successful POST).
+JOURNAL_RETRY = 30.0
+RETRY_AFTER = "30"
+# Journal lines that carry only a token hash (taken while the store could not even be read, so the token was
+# not checked) stop being accepted past this size: a flood of made-up tokens cannot fill the disk.
+_MAX_UNCHECKED_JOURNAL = 1 << 20
+
+# ---- logging without secrets -------------------------------------------------------------------------------
+
+# The segment after /unsubscribe/ or /feedback/, in any case and under any prefix, is the token.
+_ROUTE_TOKEN = re.compile(r"(/(?:unsubscribe|feedback)/+)[^/]*", re.IGNORECASE)
+# Any other run of token alphabet (URL-safe base64) this long could be a token, or most of one, wherever it
+# is: /UNSUBSCRIBE/T, /T, /feeds/T.xml, /x/Tjunk. Route words (unsubscribe: 11) and paper ids stay readable.
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{12,}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def redact(path: str) -> str:
-    """A request path fit for a log: the token segment of /unsubscribe/ and /feedback/ replaced, control
-    characters (a decoded %0A could forge a log line) shown escaped, and the length capped."""
-    path = re.sub(r"^/(unsubscribe|feedback)/[^/]*", r"/\1/<token>", path)
-    path = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", path)
+    """A request path fit for a log, whatever the path: percent-decoded until it stops changing (a token encoded
+    twice is still the token), the token segment of /unsubscribe/ and /feedback/ (any case, any prefix) and
+    every other token-like run of characters replaced by <token>, control characters (a decoded %0A could forge
+    a log line) shown escaped, and the length capped."""
+    for _ in range(3):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    path = _ROUTE_TOKEN.sub(r"\1<token>", path)
+    path = _TOKEN_LIKE.sub("<token>", path)
+    path = _escape_controls(path)
     return path if len(path) <= 200 else path[:200] + "..."
 
 
+def _scrub(text: str, scope: Scope) -> str:
+    """An error message fit for a log: every token-like piece of this request's path and query removed from it,
+    should an exception have quoted one, on one line."""
+    path = str(scope.get("path", ""))
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    pieces = [path, unquote(path), *(value for _, value in parse_qsl(query, keep_blank_values=True))]
+    for secret in sorted({run for piece in pieces for run in _TOKEN_LIKE.findall(piece)}, key=len, reverse=True):
+        text = text.replace(secret, "<token>")
+    text = _escape_controls(text)
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+def _page(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+    # Token pages must not be kept by shared caches or shown again from history by another user.
+    return HTMLResponse(render_page(template, **context), status_code=status, headers={"cache-control": "no-store"})
+
+
+def _try_later() -> HTMLResponse:
+    response = _page("error.html", 503, title="Unavailable", message="Please try again later.")
+    response.headers["retry-after"] = RETRY_AFTER
+    return response
+
+
+def _internal_error() -> HTMLResponse:
+    return _page("error.html", 500, title="Error", message="The request could not be handled.")
+
+
 class SecurityHeaders:
-    """Adds the security headers to every response (errors included) and writes a token-free access log."""
+    """Adds the security headers to every response (404, 405 and 500 included) and writes a token-free access
+    log. It is the outermost layer that sees exceptions: an unexpected one is answered here with a 500 page
+    that carries the headers, and logged without secrets (Starlette's own 500 would have neither)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -76,16 +159,24 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
+        method = _escape_controls(str(scope.get("method", "-")))[:16]
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            # Not re-raised: the server would print the traceback again, with the exception's own message.
+            log.error(
+                "%s %s: internal error: %s: %s\nTraceback (most recent call last):\n%s",
+                method,
+                redact(scope.get("path", "")),
+                type(exc).__name__,
+                _scrub(str(exc), scope),
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+            if not status:
+                await _internal_error()(scope, receive, send_with_headers)
         finally:
             # The query string is left out altogether: its only parameter is the feed token.
-            log.info("%s %s %s", scope.get("method", "-"), redact(scope.get("path", "")), status or 500)
-
-
-def _page(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
-    # Token pages must not be kept by shared caches or shown again from history by another user.
-    return HTMLResponse(render_page(template, **context), status_code=status, headers={"cache-control": "no-store"})
+            log.info("%s %s %s", method, redact(scope.get("path", "")), status or 500)
 
 
 def _not_found() -> HTTPException:
@@ -105,17 +196,40 @@ def subscriber_for_token(store: Store, presented: str) -> str | None:
     return found
 
 
-def create_app(config: Config, *, clock: Clock = utc_now) -> Starlette:
-    """The ASGI app for `digest serve` (and for tests: run it under any ASGI server)."""
+# ---- the app -----------------------------------------------------------------------------------------------
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    store_timeout: float = STORE_TIMEOUT,
+    journal_retry: float = JOURNAL_RETRY,
+) -> Starlette:
+    """The ASGI app for `digest serve` (and for tests: run it under any ASGI server). `store_timeout` is how
+    long a request waits for the database write lock; `journal_retry` how often pending unsubscribes are
+    retried while the server runs."""
 
     def store() -> Store:
-        return Store(config.paths.database)
+        return Store(config.paths.database, timeout=store_timeout)
 
     def display_name(subscriber: str) -> str:
-        for profile in load_subscribers(config.paths.subscribers).profiles:
-            if profile.id == subscriber:
-                return profile.name
+        try:
+            for profile in load_subscribers(config.paths.subscribers).profiles:
+                if profile.id == subscriber:
+                    return profile.name
+        except DigestError:
+            pass  # a broken subscriber file must not turn a recorded unsubscribe into an error page
         return subscriber
+
+    def apply_pending(opened: Store) -> None:
+        """After a successful write: the store takes writes again, so apply what waits (best effort)."""
+        if not has_pending_unsubscribes(config):
+            return
+        try:
+            apply_pending_unsubscribes(opened, config, clock=clock)
+        except DigestError as exc:
+            log.warning("pending unsubscribes not applied yet: %s", exc)
 
     def feed(request: Request) -> Response:
         name = request.path_params["subscriber"]
@@ -146,35 +260,106 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> Starlette:
             if subscriber is None:
                 raise _not_found()
             paused = opened.subscriber_state(subscriber).paused
+        paused = paused or is_pending(config, subscriber, request.path_params["token"])
         # GET never changes anything: mail scanners open links, and only a person presses the button.
         return _page("unsubscribe_confirm.html", title="Unsubscribe", name=display_name(subscriber), paused=paused)
+
+    def journal(entry: dict[str, str], who: str, reason: object, *, limit: int | None = None) -> bool:
+        """Make the unsubscribe durable in the journal; False (and an ERROR line naming who) if even that fails."""
+        try:
+            append_pending(config, entry, limit=limit)
+        except OSError as exc:
+            log.error(
+                "%s: UNSUBSCRIBE NOT RECORDED: the store could not take it (%s), nor the journal %s (%s); "
+                "the sender was told to try again later",
+                who,
+                reason,
+                pending_unsubscribe_journal(config),
+                exc.strerror or exc,
+            )
+            return False
+        log.warning(
+            "%s: unsubscribe journaled, as the store could not take it (%s); it is applied before the next send",
+            who,
+            reason,
+        )
+        return True
+
+    def unsubscribe_journaled(subscriber: str, reason: object, now: datetime) -> Response:
+        # 202: durably accepted; the store catches up on the next write, and a send applies it first.
+        pending = is_pending(config, subscriber, None)
+        if not pending and not journal({"subscriber": subscriber, "at": now.isoformat()}, subscriber, reason):
+            return _try_later()
+        return _page("unsubscribed.html", 202, title="Unsubscribed", name=display_name(subscriber), changed=not pending)
+
+    def unsubscribe_unchecked(presented: str, reason: object, now: datetime) -> Response:
+        # The store cannot even be read, so the token cannot be checked: keep its hash (never the token) and
+        # match it when the store is back. This answer says nothing about whether the token exists.
+        pending = is_pending(config, None, presented)
+        entry = {"token_sha256": token_hash(presented), "at": now.isoformat()}
+        if not pending and not journal(entry, "(token not checked)", reason, limit=_MAX_UNCHECKED_JOURNAL):
+            return _try_later()
+        return _page("unsubscribed.html", 202, title="Unsubscribed", name=None, changed=not pending)
 
     def unsubscribe(request: Request) -> Response:
         # RFC 8058: the body is "List-Unsubscribe=One-Click". The token in the URL is what authorises the
         # request, so the body is not read (a sender cannot do anything useful with a different one).
-        with store() as opened:
-            subscriber = subscriber_for_token(opened, request.path_params["token"])
-            if subscriber is None:
-                raise _not_found()
-            changed = opened.set_paused(subscriber, True, clock())
+        presented = request.path_params["token"]
+        now = clock()
+        try:
+            with store() as opened:
+                subscriber = subscriber_for_token(opened, presented)
+                if subscriber is None:
+                    raise _not_found()
+                try:
+                    changed = opened.set_paused(subscriber, True, now)
+                except StoreError as exc:
+                    return unsubscribe_journaled(subscriber, exc, now)
+                apply_pending(opened)
+        except (StoreError, sqlite3.Error) as exc:
+            if not presented or len(presented) > _MAX_TOKEN:
+                raise _not_found() from None
+            return unsubscribe_unchecked(presented, exc, now)
         if changed:
             log.info("%s: unsubscribed through the web link", subscriber)
         return _page("unsubscribed.html", title="Unsubscribed", name=display_name(subscriber), changed=changed)
 
-    def feedback(request: Request) -> Response:
+    def feedback_target(opened: Store, request: Request) -> tuple[str, Paper, str]:
         # The paper id was percent-encoded into one segment but may hold '/' once decoded (hep-th/9901001,
         # doi:10.1234/abc), so the route takes the rest of the path and the rating is its last segment.
         paper_id, _, rating = request.path_params["rest"].rpartition("/")
         if rating not in _RATINGS or not paper_id:
             raise _not_found()
+        subscriber = subscriber_for_token(opened, request.path_params["token"])
+        if subscriber is None:
+            raise _not_found()
+        paper = opened.get_paper(paper_id)
+        if paper is None or paper.id is None:
+            raise _not_found()
+        return subscriber, paper, rating
+
+    def feedback_page(request: Request) -> Response:
+        # GET and HEAD only show what the button would record: mail scanners fetch every link in a message.
         with store() as opened:
-            subscriber = subscriber_for_token(opened, request.path_params["token"])
-            if subscriber is None:
-                raise _not_found()
-            paper = opened.get_paper(paper_id)
-            if paper is None or paper.id is None:
-                raise _not_found()
-            opened.set_feedback(subscriber, paper.id, _RATINGS[rating], clock())
+            subscriber, paper, rating = feedback_target(opened, request)
+            current = opened.feedback(subscriber).get(paper.id or "")
+        other = "dislike" if rating == "like" else "like"
+        given = {value: name for name, value in _RATINGS.items()}.get(current or 0)
+        return _page(
+            "feedback_confirm.html",
+            title="Like?" if rating == "like" else "Dislike?",
+            paper_title=paper.title,
+            rating=rating,
+            other=other,
+            current=given,
+        )
+
+    def feedback(request: Request) -> Response:
+        # The latest rating wins, so a replayed POST records the same thing again.
+        with store() as opened:
+            subscriber, paper, rating = feedback_target(opened, request)
+            opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], clock())
+            apply_pending(opened)
         other = "dislike" if rating == "like" else "like"
         return _page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other)
 
@@ -191,19 +376,43 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> Starlette:
 
     async def digest_error(request: Request, exc: Exception) -> Response:
         # A broken config or database is the operator's problem: say so in the log, not to the visitor.
-        log.error("%s %s: %s", request.method, redact(request.url.path), exc)
-        return _page("error.html", 503, title="Unavailable", message="Please try again later.")
+        log.error("%s %s: %s", request.method, redact(request.url.path), _scrub(str(exc), request.scope))
+        return _try_later()
+
+    def apply_in_background() -> None:
+        try:
+            with store() as opened:
+                apply_pending_unsubscribes(opened, config, clock=clock)
+        except DigestError as exc:
+            log.warning("pending unsubscribes not applied yet (retried in %gs): %s", journal_retry, exc)
+
+    async def retry_pending() -> None:
+        while True:
+            if has_pending_unsubscribes(config):
+                await anyio.to_thread.run_sync(apply_in_background)
+            await anyio.sleep(journal_retry)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Pending unsubscribes are applied at start-up and retried while the server runs, not only on the next
+        # POST: the store should say "paused" as soon as it can.
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(retry_pending)
+            yield
+            tasks.cancel_scope.cancel()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/feeds/{subscriber}.xml", feed, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
-        Route("/feedback/{token}/{rest:path}", feedback, methods=["GET"]),
+        Route("/feedback/{token}/{rest:path}", feedback_page, methods=["GET"]),
+        Route("/feedback/{token}/{rest:path}", feedback, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, DigestError: digest_error},
+        lifespan=lifespan,
     )
     app.add_middleware(SecurityHeaders)
     return app

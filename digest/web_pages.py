@@ -24,6 +24,7 @@ _LAYOUT = """<!doctype html>
   .muted { color: #5b6472; font-size: .9rem; }
   button { font: inherit; padding: .6rem 1.2rem; border: 0; border-radius: 8px; background: #b42318; color: #fff;
            cursor: pointer; }
+  button.like { background: #1a7f37; }
   a { color: #1a56db; }
   @media (prefers-color-scheme: dark) {
     body { background: #111418; color: #e6e8eb; } main { background: #1b1f24; box-shadow: none; }
@@ -57,8 +58,10 @@ _TEMPLATES = {
 {% endblock %}""",
     "unsubscribed.html": """{% extends "layout.html" %}{% block body %}
 <h1>You are unsubscribed</h1>
-<p>{% if changed %}The paper digest for <strong>{{ name }}</strong> is now stopped.{% else %}The paper digest for
-<strong>{{ name }}</strong> was already stopped.{% endif %} You will not receive another one.</p>
+{# name is None when the request was taken while the store could not even be read (it is applied later). #}
+{% set verb = "is now" if changed else "was already" %}
+<p>The paper digest{% if name %} for <strong>{{ name }}</strong>{% endif %} {{ verb }} stopped.
+You will not receive another one.</p>
 <p class="muted">Changed your mind? Ask whoever runs this digest to resume it.</p>
 {% endblock %}""",
     "feedback.html": """{% extends "layout.html" %}{% block body %}
@@ -66,6 +69,20 @@ _TEMPLATES = {
 <p>You {{ "liked" if rating == "like" else "disliked" }} <span class="paper">{{ paper_title }}</span>.</p>
 <p>Your next digest ranks papers like it {{ "higher" if rating == "like" else "lower" }}.</p>
 <p class="muted">Clicked the wrong one? <a href="{{ other }}">{{ other }} it instead</a>.</p>
+{% endblock %}""",
+    "feedback_confirm.html": """{% extends "layout.html" %}{% block body %}
+<h1>{{ "Like" if rating == "like" else "Dislike" }} this paper?</h1>
+<p class="paper">{{ paper_title }}</p>
+{% if current == rating %}
+<p>You already {{ "liked" if rating == "like" else "disliked" }} it. Nothing more to do.</p>
+{% else %}
+<p>Your next digest will rank papers like it {{ "higher" if rating == "like" else "lower" }}.</p>
+{# No action attribute: the form posts back to this very URL (the link in the email), and only that records. #}
+<form method="post">
+  <button type="submit" class="{{ rating }}">{{ "Like it" if rating == "like" else "Dislike it" }}</button>
+</form>
+{% endif %}
+<p class="muted">Meant the other way? <a href="{{ other }}">{{ other }} it instead</a>.</p>
 {% endblock %}""",
     "error.html": """{% extends "layout.html" %}{% block body %}
 <h1>{{ title }}</h1>

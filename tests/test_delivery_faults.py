@@ -363,3 +363,17 @@ def test_unrelated_store_errors_are_one_line(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match="the database stayed busy"):
             other.set_paused("x", True, SEND_AT)
         store._db.execute("ROLLBACK")
+
+
+def test_a_journaled_unsubscribe_is_applied_before_anyone_is_mailed(tmp_path: Path) -> None:
+    """The web app journals an unsubscribe the store could not take; the next send applies it first."""
+    from digest.unsubscribes import append_pending, has_pending_unsubscribes
+
+    config, ids = delivery_workspace(tmp_path, 3, method="maildir")
+    append_pending(config, {"subscriber": "reader001", "at": SEND_AT.isoformat()})
+    report = send(config, selection="all", clock=lambda: SEND_AT)
+    assert sorted(str(s["subscriber"]) for s in report.sent) == ["reader000", "reader002"]
+    assert [s["subscriber"] for s in report.skipped] == ["reader001"]
+    assert not has_pending_unsubscribes(config)
+    with Store(config.paths.database) as store:
+        assert store.subscriber_state("reader001").paused

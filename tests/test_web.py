@@ -205,10 +205,10 @@ def test_a_dislike_link_moves_the_paper_and_its_neighbours_down(server: Server) 
     assert "2611.00104" in before
 
     links = Links(server.url, server.tokens["ada"], "ada")
-    liked = httpx.get(links.feedback("2611.00104", "like") or "")
+    liked = httpx.post(links.feedback("2611.00104", "like") or "")
     assert liked.status_code == 200 and "You liked" in liked.text
     for _ in range(2):  # the dislike replaces the like; a second click changes nothing and says the same
-        response = httpx.get(links.feedback("2611.00104", "dislike") or "")
+        response = httpx.post(links.feedback("2611.00104", "dislike") or "")
         assert response.status_code == 200
         assert_secure(response)
         assert "You disliked" in response.text and "Sparse Message Passing for Billion-Edge Graphs" in response.text
@@ -226,11 +226,11 @@ def test_feedback_on_ids_with_slashes_and_dois_and_an_escaped_title(server: Serv
     for paper_id in (SLASH_ID, DOI_ID):
         like = links.feedback(paper_id, "like")
         assert like is not None and "%2F" in like
-        response = httpx.get(like)
+        response = httpx.post(like)
         assert response.status_code == 200, paper_id
     with Store(server.ws.config.paths.database) as store:
         bad = hostile_id(store)
-    response = httpx.get(links.feedback(bad, "like") or "")
+    response = httpx.post(links.feedback(bad, "like") or "")
     assert response.status_code == 200
     assert "<script>" not in response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in response.text
@@ -239,7 +239,7 @@ def test_feedback_on_ids_with_slashes_and_dois_and_an_escaped_title(server: Serv
     # The page's "dislike it instead" link is relative, so it keeps the encoded id (and any proxy prefix).
     page = httpx.get(links.feedback(SLASH_ID, "like") or "")
     assert 'href="dislike"' in page.text
-    assert httpx.get(page.url.join("dislike")).status_code == 200
+    assert httpx.post(page.url.join("dislike")).status_code == 200
     with Store(server.ws.config.paths.database) as store:
         assert store.feedback("fiona")[SLASH_ID] == -1
 

@@ -10,6 +10,7 @@ from digest.cli import App, echo_json
 from digest.clock import utc_now
 from digest.feeds import write_feeds
 from digest.links import Links
+from digest.unsubscribes import apply_pending_unsubscribes
 
 
 @click.command()
@@ -49,7 +50,8 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     """Serve feeds, one-click unsubscribe and feedback links over HTTP (Starlette on uvicorn).
 
     Endpoints: GET /feeds/<id>.xml?token=..., GET and POST /unsubscribe/<token>,
-    GET /feedback/<token>/<paper>/like|dislike, GET /healthz. Put it behind a TLS reverse proxy and set
+    GET and POST /feedback/<token>/<paper>/like|dislike (GET shows a button, POST records),
+    GET /healthz. Put it behind a TLS reverse proxy and set
     [web] base_url to the public URL so that emails link to it. Tokens are never written to the log.
     """
     from digest.web import serve as run_server
@@ -73,6 +75,8 @@ def token(app: App, subscriber: str, rotate: bool) -> None:
     """Print SUBSCRIBER's secret token (made on first use) and their feed URL."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
+        if rotate:  # a pending unsubscribe may be known only by the old token's hash
+            apply_pending_unsubscribes(store, app.config)
         secret = store.token(profile.id, rotate=rotate)
     click.echo(secret)
     feed_url = Links(app.config.web.base_url, secret, profile.id).feed()
@@ -86,6 +90,7 @@ def resume(app: App, subscriber: str) -> None:
     """Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it)."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
+        apply_pending_unsubscribes(store, app.config)  # the resume comes after any unsubscribe it answers
         changed = store.set_paused(profile.id, False, utc_now())
     click.echo(f"{profile.id}: resumed" if changed else f"{profile.id}: was not paused; nothing to do")
 
