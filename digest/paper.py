@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 # New-style ids (0704.0001, 2403.01234) and old-style (hep-th/9901001, math.AG/0601001), optional version.
@@ -13,15 +15,32 @@ from dataclasses import dataclass, field, replace
 # Digits never run on: 2403.012345 is not an arXiv id followed by a 5.
 _NEW_ARXIV = r"(?<![\w.])(?P<new>\d{4}\.\d{4,5})(?!\d)"
 _OLD_ARXIV = r"(?<![\w.-])(?P<old>[a-z][a-z\-]+)(?:\.[A-Z]{2})?/(?P<number>\d{7})(?!\d)"
-ARXIV_RE = re.compile(rf"(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE)
-ARXIV_URL_RE = re.compile(
-    rf"arxiv\.org/(?:abs|pdf|html)/(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE
-)
-_ARXIV_OAI_RE = re.compile(rf"oai:arxiv\.org:(?:{_NEW_ARXIV}|{_OLD_ARXIV})(?:v(?P<version>\d+))?", re.IGNORECASE)
+# A version has at most 6 digits: more is not an arXiv id (and would not fit an SQLite integer).
+_VERSION = r"(?:v(?P<version>\d{1,6})(?!\d))?"
+ARXIV_RE = re.compile(rf"(?:{_NEW_ARXIV}|{_OLD_ARXIV}){_VERSION}", re.IGNORECASE)
+ARXIV_URL_RE = re.compile(rf"arxiv\.org/(?:abs|pdf|html)/(?:{_NEW_ARXIV}|{_OLD_ARXIV}){_VERSION}", re.IGNORECASE)
+_ARXIV_OAI_RE = re.compile(rf"oai:arxiv\.org:(?:{_NEW_ARXIV}|{_OLD_ARXIV}){_VERSION}", re.IGNORECASE)
 DOI_RE = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)", re.IGNORECASE)
+# arXiv's own DataCite DOIs: 10.48550/arXiv.2403.01234 names the arXiv paper 2403.01234.
+_ARXIV_DOI_RE = re.compile(r"10\.48550/arxiv\.(?P<id>\S+)", re.IGNORECASE)
 URL_RE = re.compile(r"https?://[^\s<>\"')\]}]+", re.IGNORECASE)
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org", "paperswithcode.com")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
+# Control characters, zero-width marks, line/paragraph separators, BOMs and lone surrogates (which SQLite cannot
+# store) become spaces.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff\ud800-\udfff]")
+# Every Unicode Bidi_Control character (LRM/RLM, ALM, embeddings, overrides, isolates): invisible, and able to
+# reorder what follows them in a mail client or a Subject line. Removed outright.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+# Caps on what one source can put into a paper (and so into every email that carries it).
+TITLE_MAX = 300
+ABSTRACT_MAX = 10_000
+AUTHORS_MAX = 100
+AUTHOR_MAX = 200
+CATEGORIES_MAX = 50
+CATEGORY_MAX = 100
+URL_MAX = 2_048
+ELLIPSIS = "\u2026"
 
 
 @dataclass(frozen=True)
@@ -51,11 +70,29 @@ def normalise_doi(text: str) -> str | None:
     return match.group(1).rstrip(".,;").lower() if match else None
 
 
+def arxiv_id_from_doi(text: str) -> ArxivId | None:
+    """The arXiv id an arXiv DOI names (10.48550/arXiv.2403.01234, any case, bare or as a doi.org URL), else None."""
+    doi = normalise_doi(text)
+    match = _ARXIV_DOI_RE.fullmatch(doi) if doi else None
+    return parse_arxiv_id(match.group("id")) if match else None
+
+
 def clean_text(text: str) -> str:
-    """Plain, single-spaced text: control characters, zero-width marks and CR/LF runs folded to spaces."""
-    text = unicodedata.normalize("NFC", text)
+    """Plain, single-spaced text: control characters, zero-width marks and CR/LF runs folded to spaces, bidi
+    controls removed."""
+    text = unicodedata.normalize("NFC", _BIDI.sub("", text))
     text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     return re.sub(r"\s+", " ", text).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """At most `limit` characters: cut at the last word boundary that keeps at least half, ending with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    head = head[:space] if space >= limit // 2 else head[: limit - 1]
+    return (head.rstrip(" ,;:.-\u2013\u2014") or head[: limit - 1]) + ELLIPSIS
 
 
 def arxiv_id_from_url(text: str) -> ArxivId | None:
@@ -186,36 +223,62 @@ def make_paper(
     *,
     title: str,
     abstract: str,
-    authors: list[str] | tuple[str, ...] = (),
+    authors: Iterable[str] = (),
     url: str | None = None,
     arxiv: str | None = None,
-    doi: str | None = None,
-    categories: list[str] | tuple[str, ...] = (),
+    doi: str | Iterable[str] | None = None,
+    categories: Iterable[str] = (),
     published: str | None = None,
 ) -> Paper:
-    """Build a clean Paper from raw fields: text folded, ids parsed from whatever carries them."""
-    title = clean_text(title)
-    abstract = clean_text(abstract)
-    # An explicit id may be bare ("2403.01234v2", "arXiv:...") or an arXiv URL; a URL only counts when it is
-    # an arXiv URL, so a journal's "/articles/2024.12345" is never mistaken for an arXiv id.
-    parsed = None
-    if arxiv:
-        parsed = parse_arxiv_id(arxiv) or arxiv_id_from_url(arxiv)
-    if parsed is None and url:
-        parsed = arxiv_id_from_url(url)
-    found_doi = normalise_doi(doi) if doi else None
+    """Build a clean Paper from raw fields: text folded and capped, ids parsed from whatever carries them.
+
+    `doi` may be several DOIs a source gives: an arXiv DOI (10.48550/arXiv.ID) also gives the arXiv id; the
+    paper keeps a publisher's DOI when there is one, else the arXiv DOI, so it matches either later.
+    """
+    title = shorten(clean_text(title), TITLE_MAX)
+    abstract = shorten(clean_text(abstract), ABSTRACT_MAX)
+    url = clean_text(url) if url else None
+    if url and (len(url) > URL_MAX or " " in url):
+        url = None
+    dois = list(dict.fromkeys(d for d in (normalise_doi(c) for c in _candidates(doi)) if d))
+    # The arXiv id, strongest evidence first: the explicit id (bare "2403.01234v2", "arXiv:...", an arXiv DOI or
+    # an arXiv URL), then arXiv DOIs, then an arXiv URL. A URL only counts when it is an arXiv URL, so a journal's
+    # "/articles/2024.12345" is never mistaken for an arXiv id.
+    named = [
+        parse_arxiv_id(arxiv) or arxiv_id_from_url(arxiv) or arxiv_id_from_doi(arxiv) if arxiv else None,
+        *(arxiv_id_from_doi(d) for d in dois),
+        arxiv_id_from_url(url) if url else None,
+    ]
+    found = [a for a in named if a is not None]
+    base = found[0].base if found else None
+    version = next((a.version for a in found if a.base == base and a.version is not None), None)
+    # An arXiv DOI that names another arXiv paper than the one chosen contradicts it: dropped, never matched on.
+    dois = [d for d in dois if (of := arxiv_id_from_doi(d)) is None or of.base == base]
+    publisher = [d for d in dois if arxiv_id_from_doi(d) is None]
+    cleaned_authors = (shorten(clean_text(a), AUTHOR_MAX) for a in authors)
+    cleaned_categories = (clean_text(c) for c in categories if c)
+    # Unknown categories longer than any real one are dropped rather than cut: a cut category names nothing.
+    kept_categories = dict.fromkeys(c for c in cleaned_categories if c and len(c) <= CATEGORY_MAX)
     return Paper(
         title=title,
         abstract=abstract,
-        authors=tuple(a for a in (clean_text(a) for a in authors) if a),
-        url=url.strip() if url else (f"https://arxiv.org/abs/{parsed.base}" if parsed else None),
-        arxiv_id=parsed.base if parsed else None,
-        arxiv_version=parsed.version if parsed else None,
-        doi=found_doi,
-        categories=tuple(dict.fromkeys(c.strip() for c in categories if c and c.strip())),
-        published=published,
+        authors=tuple(itertools.islice((a for a in cleaned_authors if a), AUTHORS_MAX)),
+        url=url or (f"https://arxiv.org/abs/{base}" if base else None),
+        arxiv_id=base,
+        arxiv_version=version,
+        doi=next(iter(publisher or dois), None),
+        categories=tuple(kept_categories)[:CATEGORIES_MAX],
+        published=(clean_text(published)[:10] or None) if published else None,
         links=tuple(find_links(abstract)),
     )
+
+
+def _candidates(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if v]
 
 
 def with_store_fields(paper: Paper, *, id: str, first_seen: str, sources: tuple[str, ...]) -> Paper:

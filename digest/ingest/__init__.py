@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from digest.ingest.daily import looks_like_daily, parse_daily
 from digest.ingest.feeds import looks_like_html_page, parse_feed
 from digest.ingest.jsonlist import parse_json
 from digest.ingest.read import fetch_url, read_file
-from digest.ingest.text import decode
+from digest.ingest.text import decode, describe
 from digest.paper import Paper
 from digest.store import Store
 
@@ -51,7 +52,20 @@ class IngestReport:
 
 
 def parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
-    """Detect the format of one document and read its papers; raises IngestError when none can be read."""
+    """Detect the format of one document and read its papers, with one line per entry that could not be read.
+
+    Raises IngestError, and nothing else, when the document as a whole cannot be read: whatever goes wrong inside
+    (a parser's own error, deep nesting, a value of a type nobody expected) is that one source's rejection.
+    """
+    try:
+        return _parse_document(data, source)
+    except IngestError:
+        raise
+    except Exception as exc:
+        raise IngestError(f"{source}: cannot read ({describe(exc)})") from None
+
+
+def _parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
     text = decode(data, source)
     head = text.lstrip("\ufeff \t\r\n")
     if head.startswith("<"):
@@ -117,7 +131,12 @@ def ingest_sources(
         except IngestError as exc:
             report.rejected.append(Rejection(source, str(exc)))
             continue
-        counts = store.ingest_file(content_hash, label, papers, clock(), remember=not problems)
+        try:
+            counts = store.ingest_file(content_hash, label, papers, clock(), remember=not problems)
+        except (ValueError, OverflowError, sqlite3.DataError, sqlite3.InterfaceError) as exc:
+            # A value the database refuses: the file's transaction is rolled back, the other sources still go in.
+            report.rejected.append(Rejection(source, f"{source}: cannot store its papers ({describe(exc)})"))
+            continue
         report.files += 1
         report.entries += len(papers)
         report.new += counts["new"]

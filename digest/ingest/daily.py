@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from digest.ingest.text import describe
 from digest.paper import Paper, make_paper
 
 HEADER_LINES = frozenset(
@@ -85,6 +86,9 @@ def parse_daily(text: str) -> tuple[list[Paper], list[Problem]]:
             problems.append(Problem(number, f"title {title[:80]!r} has no abstract; skipped"))
             index += 1
             continue
-        papers.append(make_paper(title=title, abstract=following))
+        try:
+            papers.append(make_paper(title=title, abstract=following))
+        except Exception as exc:  # one entry we cannot read is that entry's problem, never the whole digest's
+            problems.append(Problem(number, f"cannot read title {title[:80]!r} ({describe(exc)}); skipped"))
         index += 2
     return papers, problems

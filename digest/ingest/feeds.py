@@ -11,11 +11,12 @@ from typing import Any
 import feedparser
 
 from digest.errors import IngestError
-from digest.ingest.text import html_to_text
+from digest.ingest.text import describe, html_to_text
 from digest.paper import Paper, clean_text, make_paper, normalise_doi
 
 # Old arXiv listing titles: "Title. (arXiv:2403.01234v1 [cs.LG])"; sometimes "UPDATED)" at the end.
 _OLD_LISTING_TITLE = re.compile(r"^(?P<title>.*?)\.?\s*\(arXiv:(?P<id>[^\s\]]+)\s*\[(?P<cat>[^\]]+)\][^)]*\)\s*$", re.S)
+_SUFFIX_MAX = 1_000
 # New arXiv listing descriptions: "arXiv:2403.01234v1 Announce Type: new \nAbstract: ..."
 _NEW_LISTING = re.compile(
     r"^\s*arXiv:(?P<id>\S+)\s+Announce Type:\s*(?P<type>[\w-]+)\s*Abstract:\s*(?P<abstract>.*)$", re.S | re.I
@@ -66,6 +67,21 @@ def _published(entry: Any) -> str | None:
     return None
 
 
+def _dois(entry: Any) -> list[str]:
+    """Every DOI an entry gives (arXiv API <arxiv:doi>, PRISM, Dublin Core, doi.org links, a DOI as the entry id):
+    make_paper keeps the publisher's, and an arXiv DOI (10.48550/arXiv.ID) also gives the arXiv id."""
+    candidates = [entry.get(key) for key in ("arxiv_doi", "prism_doi", "dc_identifier")]
+    candidates += [
+        item.get("href")
+        for item in entry.get("links") or []
+        if "doi.org/" in item.get("href", "") or item.get("title") == "doi"
+    ]
+    entry_id = entry.get("id") or ""
+    if "doi.org/" in entry_id or entry_id.lower().startswith("doi:"):
+        candidates.append(entry_id)
+    return [c for c in candidates if isinstance(c, str) and normalise_doi(c)]
+
+
 def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | None:
     title = _text_of(entry.get("title_detail"), entry.get("title", ""))
     summary_detail = entry.get("summary_detail")
@@ -78,9 +94,12 @@ def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | Non
     if primary:
         categories.insert(0, primary)
 
-    old = _OLD_LISTING_TITLE.match(title)
+    # The "(arXiv:ID [cat])" suffix is short: match only the end of a long title, since the lazy title group makes
+    # the pattern quadratic on a crafted title full of "(arXiv:".
+    head, tail = title[:-_SUFFIX_MAX], title[-_SUFFIX_MAX:]
+    old = _OLD_LISTING_TITLE.match(tail)
     if old:
-        title, arxiv = old.group("title"), old.group("id")
+        title, arxiv = head + old.group("title"), old.group("id")
         categories.insert(0, old.group("cat").strip())
     new = _NEW_LISTING.match(abstract)
     if new:
@@ -92,11 +111,6 @@ def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | Non
             if "arxiv.org/abs/" in candidate:
                 arxiv = candidate
                 break
-    doi = entry.get("arxiv_doi") or entry.get("prism_doi") or entry.get("dc_identifier") or ""
-    if not doi:
-        for item in entry.get("links") or []:
-            if "doi.org/" in item.get("href", "") or item.get("title") == "doi":
-                doi = item.get("href", "")
     if not title:
         return None
     return make_paper(
@@ -105,7 +119,7 @@ def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | Non
         authors=_authors(entry) or list(feed_authors),
         url=link or None,
         arxiv=arxiv,
-        doi=normalise_doi(doi) if doi else None,
+        doi=_dois(entry),
         categories=categories,
         published=_published(entry),
     )
@@ -138,7 +152,11 @@ def parse_feed(data: bytes, text: str, source: str) -> tuple[list[Paper], list[s
     papers: list[Paper] = []
     problems: list[str] = []
     for number, entry in enumerate(parsed.entries, start=1):
-        paper = _entry_to_paper(entry, feed_authors)
+        try:
+            paper = _entry_to_paper(entry, feed_authors)
+        except Exception as exc:  # one entry we cannot read is that entry's problem, never the whole feed's
+            problems.append(f"{source}: entry {number}: cannot read ({describe(exc)}); skipped")
+            continue
         if paper is None:
             problems.append(f"{source}: entry {number}: has no title; skipped")
         elif not paper.abstract:

@@ -11,6 +11,7 @@ import nh3
 from digest.errors import IngestError
 from digest.paper import clean_text
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 _BLOCK_END = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", re.IGNORECASE)
 
 
@@ -57,3 +58,17 @@ def html_to_text(fragment: str) -> str:
     spaced = _BLOCK_END.sub(" ", fragment)
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
     return clean_text(html.unescape(stripped))
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """Any text (an exception, a URL from a server) as one short line, safe to print on stderr."""
+    text = re.sub(r"\s+", " ", _UNPRINTABLE.sub(" ", str(value))).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected exception as one short line: its type, and its message when it has one."""
+    message = one_line(exc)
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
