@@ -235,6 +235,11 @@ class Composer:
             log.warning("composing workers stopped (%s); composing the rest in this process", exc)
         self._broken = True
         if self._pool is not None:
+            # The survivors are stopped too: the executor's manager thread waits on them, and a manager thread
+            # left waiting would hold the interpreter open at exit.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                if process.exitcode is None:
+                    process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         self._release_workers()

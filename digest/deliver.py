@@ -251,7 +251,7 @@ class SmtpTransport:
             raise error(f"{self._where}: {_describe(exc.smtp_code, exc.smtp_error)}") from None
         except (OSError, smtplib.SMTPException) as exc:
             _close(connection)
-            if deadline.expired:
+            if deadline.expired or _timed_out(exc):
                 raise TransientError(
                     f"{self._where}: no complete greeting within {s.timeout:g}s ([smtp] timeout)"
                 ) from None
@@ -291,11 +291,9 @@ class SmtpTransport:
                 code, text = connection.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
-            why = (
-                f"no answer within {self.settings.timeout:g}s ([smtp] timeout)"
-                if deadline.expired
-                else (f"connection lost ({exc or type(exc).__name__})")
-            )
+            late = deadline.expired or _timed_out(exc)
+            lost = f"connection lost ({exc or type(exc).__name__})"
+            why = f"no answer within {self.settings.timeout:g}s ([smtp] timeout)" if late else lost
             if written:
                 raise UnknownOutcomeError(
                     f"{self._where}: the whole message was sent but {why}; it may have arrived"
@@ -382,6 +380,11 @@ class SmtpTransport:
                 except (smtplib.SMTPException, OSError):
                     pass
             _close(connection)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A read that timed out (smtplib reports it as a disconnection whose text says so)."""
+    return isinstance(exc, TimeoutError) or "timed out" in str(exc)
 
 
 def _close(connection: smtplib.SMTP) -> None:

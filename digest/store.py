@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from digest.errors import LedgerConflictError, StoreError
-from digest.paper import Paper, normalise_doi, parse_arxiv_id, title_key
+from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
 
 Outcome = Literal["new", "updated", "duplicate"]
 MessageState = Literal["sending", "sent", "failed"]
@@ -486,7 +486,7 @@ class Store:
         paper = self.get_paper(reference)
         if paper:
             return paper
-        arxiv = parse_arxiv_id(reference) or parse_arxiv_id(reference, anywhere=True)
+        arxiv = arxiv_id_from_doi(reference) or parse_arxiv_id(reference) or parse_arxiv_id(reference, anywhere=True)
         row = None
         if arxiv:
             row = self._db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (arxiv.base,)).fetchone()

@@ -61,6 +61,7 @@ class _Handler(socketserver.StreamRequestHandler):
         recorder = self.server.recorder
         with recorder.lock:
             recorder.connections += 1
+            recorder.lock.notify_all()
         stop = self.server.stopping
         try:
             banner = b"220 127.0.0.1 fault-smtp ready\r\n"

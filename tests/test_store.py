@@ -291,3 +291,9 @@ def test_a_second_connection_sees_only_committed_papers(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError):
             writer.add_papers(_papers_then_failure(3), "b", T0)
         assert reader.count_papers() == 1
+
+
+def test_an_arxiv_doi_finds_the_arxiv_paper(store: Store) -> None:
+    store.add_papers([paper("Found by DOI", arxiv="2403.00042")], "s", T0)
+    found = store.find_paper("https://doi.org/10.48550/arXiv.2403.00042")
+    assert found is not None and found.arxiv_id == "2403.00042"
