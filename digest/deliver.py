@@ -146,29 +146,37 @@ def _dot_stuffed(data: bytes) -> bytes:
 class _Deadline:
     """An overall deadline for one SMTP operation. Socket timeouts bound each read, not the whole: a server
     that drips a byte a second never trips them. When the deadline passes, the socket is shut down, so the
-    blocked read fails at once, and `expired` says why."""
+    blocked read fails at once, and `expired` says why. A socket made after the deadline passed (a slow DNS
+    answer or connect) is shut down as soon as it appears."""
 
     def __init__(self, connection: smtplib.SMTP, seconds: float) -> None:
         self._connection = connection
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._seconds = seconds
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="smtp-deadline")
         self.expired = False
 
-    def _expire(self) -> None:
+    def _watch(self) -> None:
+        if self._done.wait(self._seconds):
+            return
         self.expired = True
-        sock = self._connection.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        while not self._done.is_set():
+            sock = self._connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            self._done.wait(0.05)
 
     def __enter__(self) -> _Deadline:
-        self._timer.start()
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        self._done.set()
+        self._watcher.join()  # never shuts down a socket after the operation (or the next one) moved on
 
 
 class SmtpTransport:
@@ -247,7 +255,8 @@ class SmtpTransport:
             raise PermanentError(f"{self._where}: TLS failed ({exc.reason}); check [smtp] security/ca_file") from None
         except smtplib.SMTPResponseException as exc:
             _close(connection)
-            error = TransientError if 400 <= exc.smtp_code < 500 else PermanentError
+            # A reply cut short by the deadline (or garbage) is no verdict from the server: try again later.
+            error = TransientError if 400 <= exc.smtp_code < 500 or deadline.expired else PermanentError
             raise error(f"{self._where}: {_describe(exc.smtp_code, exc.smtp_error)}") from None
         except (OSError, smtplib.SMTPException) as exc:
             _close(connection)
@@ -285,7 +294,11 @@ class SmtpTransport:
                 self._expect(connection, connection.docmd("DATA"), (354,), "DATA")
                 payload = _dot_stuffed(data)
                 if handing_over is not None:
-                    handing_over()
+                    try:
+                        handing_over()
+                    except BaseException:
+                        self._drop()  # mid-DATA: only closing the connection aborts without delivering
+                        raise
                 connection.send(payload)
                 written = True
                 code, text = connection.getreply()
@@ -299,9 +312,17 @@ class SmtpTransport:
                     f"{self._where}: the whole message was sent but {why}; it may have arrived"
                 ) from None
             raise TransientError(f"{self._where}: {why}") from None
+        if deadline.expired or not 200 <= code <= 599:
+            # The answer was cut short (the deadline shut the socket mid-line) or is garbage: it may have arrived.
+            self._drop()
+            raise UnknownOutcomeError(
+                f"{self._where}: the whole message was sent but no complete answer came within "
+                f"{self.settings.timeout:g}s ([smtp] timeout); it may have arrived"
+            )
         if code == 250:
             return
-        self._after_error_reply(code)
+        if code == 421:
+            self._drop()  # the transaction is over either way; no RSET is needed after a final reply
         if 400 <= code < 500:
             raise TransientError(f"{self._where}: message deferred: {_describe(code, text)}")
         raise PermanentError(f"{self._where}: message refused: {_describe(code, text)}")

@@ -62,11 +62,17 @@ def send(
     lock_wait: float = 0.0,
     progress_factory: Callable[[int], Callable[[Profile], None]] | None = None,
     subscribers: SubscriberSet | None = None,
+    retry_stuck: bool = False,
 ) -> SendReport:
-    """Send the next digest to the selected subscribers, under the one-sender lock."""
+    """Send the next digest to the selected subscribers, under the one-sender lock. `retry_stuck`: first mark
+    their stuck messages failed (under the same lock, so no sender is mid-hand-over), then send afresh."""
     subscribers = subscribers or load_subscribers(config.paths.subscribers)
     with send_lock(lock_path(config), wait=lock_wait), Store(config.paths.database) as store:
         profiles = select_profiles(subscribers, store, selection, names, clock())
+        if retry_stuck and not dry_run:
+            for profile in profiles:
+                if store.resolve_stuck(profile.id, "failed", clock(), "settled by hand as failed (--retry-stuck)"):
+                    log.warning("%s: stuck message marked failed; sending again", profile.id)
         env = make_environment(config.paths.templates)
         transport = None if dry_run or not any(p.wants_email for p in profiles) else transport_factory(config)
         progress = progress_factory(len(profiles)) if progress_factory else None

@@ -78,7 +78,9 @@ class SendReport:
 
 
 def lock_path(config: Config) -> Path:
-    return config.paths.database.with_name(config.paths.database.name + ".send.lock")
+    # Resolved: two configurations that reach one database through a symbolic link share one lock.
+    database = config.paths.database.resolve()
+    return database.with_name(database.name + ".send.lock")
 
 
 @contextmanager
@@ -88,8 +90,11 @@ def send_lock(path: Path, *, wait: float = 0.0, poll: float = 0.1) -> Iterator[N
     The lock is taken on the folder that holds the database, which nobody deletes while the database is in it
     (a lock file can be removed while held, and the next sender would lock a new file). The file at `path`
     only says which process holds the lock, for the message a second sender prints."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise StoreError(f"{path.parent}: cannot take the send lock ({exc.strerror}); check [paths] database") from None
     deadline = time.monotonic() + wait
     try:
         while True:
@@ -192,7 +197,7 @@ def send_digests(
     finally:
         if own_composer:
             composer.close()
-    if report.stopped_by:
+    if report.stopped_by or report.interrupted:
         _report_not_attempted(report, profiles)
     return report
 
@@ -204,7 +209,8 @@ def _report_not_attempted(report: SendReport, profiles: Sequence[Profile]) -> No
         for items in (report.sent, report.skipped, report.failed, report.stuck)
         for item in items
     }
-    reason = f"not attempted: the send stopped ({report.stopped_by})"
+    why = report.stopped_by or "interrupted; they are due again on the next run"
+    reason = f"not attempted: the send stopped ({why})"
     report.skipped.extend({"subscriber": p.id, "reason": reason} for p in profiles if p.id not in reached)
 
 
@@ -377,6 +383,10 @@ def _deliver_one(
 
     try:
         transport.send(result.data, profile.email, handing_over)
+    except LedgerConflictError as exc:  # released by another sender before the hand-over: it sends these papers
+        report.skipped.append({"subscriber": profile.id, "reason": str(exc)})
+        log.warning("%s: %s", profile.id, exc)
+        return
     except UnknownOutcomeError as exc:
         # The server may have the message: never resubmitted; the row stays `sending`, reported as stuck.
         _report_stuck(report, profile.id, job.message_id, picks, utc_iso(job.now), str(exc))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Literal
 from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
 
+log = logging.getLogger(__name__)
 Outcome = Literal["new", "updated", "duplicate"]
 MessageState = Literal["sending", "sent", "failed"]
 
@@ -110,8 +112,9 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN candidates_until_seq INTEGER;
     ALTER TABLE messages ADD COLUMN handed_over_at TEXT;
     UPDATE messages SET handed_over_at = created_at;
-    UPDATE messages SET candidates_until_seq = (
-        SELECT COALESCE(MAX(seq), 0) FROM papers WHERE papers.first_seen <= messages.candidates_until
+    UPDATE messages SET candidates_until_seq = COALESCE(
+        (SELECT MIN(seq) FROM papers WHERE papers.first_seen > messages.candidates_until) - 1,
+        (SELECT COALESCE(MAX(seq), 0) FROM papers)
     );
     CREATE INDEX papers_seq ON papers(seq);
     """,
@@ -286,6 +289,9 @@ class Store:
             )
         for number in range(version, SCHEMA_VERSION):
             with self.transaction() as db:
+                # Read again under the write lock: another process may have migrated meanwhile.
+                if db.execute("PRAGMA user_version").fetchone()[0] > number:
+                    continue
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
@@ -642,15 +648,30 @@ class Store:
         if state not in ("sent", "failed"):
             raise ValueError("a message finishes as sent or failed")
         with self.transaction() as db:
-            db.execute(
+            changed = db.execute(
                 "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = 'sending'",
                 (state, utc_iso(now), error, rowid),
-            )
+            ).rowcount
+            if not changed and state == "sent":
+                # Settled by someone else meanwhile (by hand, as failed): it did arrive, and the ledger must say
+                # so, or its papers would be candidates again.
+                db.execute(
+                    "UPDATE messages SET state = 'sent', finished_at = ?,"
+                    " error = 'delivered after it had been settled as failed' WHERE id = ?",
+                    (utc_iso(now), rowid),
+                )
+                log.error("message %d was delivered after it had been settled as failed; recorded as sent", rowid)
 
     def mark_handed_over(self, rowid: int, now: datetime) -> None:
-        """The hand-over starts (the message body is about to go out): from here on a crash leaves it stuck."""
+        """The hand-over starts (the message body is about to go out): from here on a crash leaves it stuck.
+        Refuses (LedgerConflictError) when the message is no longer `sending`: another sender released it, and
+        its papers may be on their way in another message."""
         with self.transaction() as db:
-            db.execute("UPDATE messages SET handed_over_at = ? WHERE id = ?", (utc_iso(now), rowid))
+            changed = db.execute(
+                "UPDATE messages SET handed_over_at = ? WHERE id = ? AND state = 'sending'", (utc_iso(now), rowid)
+            ).rowcount
+        if not changed:
+            raise LedgerConflictError(f"message {rowid} was settled by another sender before its hand-over; not sent")
 
     def release_unhanded(self, now: datetime) -> list[str]:
         """`sending` messages whose hand-over never started (their sender died first) become `failed`, so their
@@ -802,7 +823,9 @@ class Store:
         """Settle this subscriber's stuck messages by hand; returns their Message-IDs."""
         with self.transaction() as db:
             rows = db.execute(
-                "SELECT id, message_id FROM messages WHERE subscriber = ? AND state = 'sending'", (subscriber,)
+                "SELECT id, message_id FROM messages"
+                " WHERE subscriber = ? AND state = 'sending' AND handed_over_at IS NOT NULL",
+                (subscriber,),
             ).fetchall()
             for row in rows:
                 db.execute(

@@ -17,6 +17,7 @@ class Faults:
     drop_at_data: int = 0  # close the connection when DATA is asked for, before the body (before 354)
     drop_after_dot: int = 0  # store the message, then close without answering
     stall_after_dot: int = 0  # store the message, then never answer (the connection stays open)
+    partial_after_dot: int = 0  # store the message, send the first two digits of "250", then stall
     drip_banner: float = 0.0  # seconds between the greeting's bytes (0: send it at once), for every connection
     reject_rcpt_421: int = 0  # answer RCPT with 421 and close, the first N times
 
@@ -119,6 +120,11 @@ class _Handler(socketserver.StreamRequestHandler):
         if recorder.take("drop_after_dot"):
             return False
         if recorder.take("stall_after_dot"):
+            stop.wait(60)
+            return False
+        if recorder.take("partial_after_dot"):
+            self.wfile.write(b"25")
+            self.wfile.flush()
             stop.wait(60)
             return False
         self._say("250 2.0.0 queued")

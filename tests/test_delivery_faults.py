@@ -51,7 +51,7 @@ def ledger(config_path: Path) -> dict[str, list[str]]:
 # ---- 1: the answer to DATA is lost: stuck, never resent ----------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["drop_after_dot", "stall_after_dot"])
+@pytest.mark.parametrize("fault", ["drop_after_dot", "stall_after_dot", "partial_after_dot"])
 def test_a_reply_lost_after_data_is_stuck_and_never_resent(tmp_path: Path, fault: str) -> None:
     with FaultySmtpServer(Faults(**{fault: 1})) as server:
         config, ids = delivery_workspace(tmp_path, 3, port=server.port)
@@ -377,3 +377,36 @@ def test_a_journaled_unsubscribe_is_applied_before_anyone_is_mailed(tmp_path: Pa
     assert not has_pending_unsubscribes(config)
     with Store(config.paths.database) as store:
         assert store.subscriber_state("reader001").paused
+
+
+def test_a_message_released_by_another_sender_is_not_handed_over(store: Store) -> None:
+    """Two senders past the lock: B releases A's message while A is still connecting; A must then not hand it
+    over (B may be sending those papers), and a delivery confirmed after a settlement by hand is recorded."""
+    store.add_papers([make_paper(title="A paper", abstract="About things.")], "test", INGESTED_AT)
+    [paper] = store.all_papers()
+    picks = [PickRecord(paper.id or "", 0.5, "why")]
+    kwargs = {"channel": "email", "subject": "s", "candidates_until": SEND_AT, "now": SEND_AT}
+    first = store.begin_message("reader", "<a@x>", picks, **kwargs)  # type: ignore[arg-type]
+    with Store(store.path) as other:
+        assert other.release_unhanded(SEND_AT) == ["<a@x>"]
+        other.begin_message("reader", "<b@x>", picks, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(LedgerConflictError):
+        store.mark_handed_over(first, SEND_AT)
+    second = store.begin_message("bob", "<c@x>", picks, **kwargs)  # type: ignore[arg-type]
+    store.mark_handed_over(second, SEND_AT)
+    assert store.resolve_stuck("bob", "failed", SEND_AT, "by hand") == ["<c@x>"]
+    store.finish_message(second, "sent", SEND_AT)  # the server's 250 came after all
+    assert {m.message_id: m.state for m in store.history("bob")} == {"<c@x>": "sent"}
+
+
+def test_settling_stuck_messages_waits_for_the_send_lock(tmp_path: Path) -> None:
+    from digest.send import lock_path, send_lock
+
+    config, _ = delivery_workspace(tmp_path, 1, method="maildir")
+    with send_lock(lock_path(config)):
+        result = cli_digest(
+            "--config", tmp_path / "config.toml", "send", "--resolve-stuck", "reader000", "--as", "failed"
+        )
+        retry = cli_digest("--config", tmp_path / "config.toml", "send", "reader000", "--retry-stuck")
+    assert result.returncode == 1 and "another `digest send`" in result.stderr
+    assert retry.returncode == 1 and "another `digest send`" in retry.stderr

@@ -12,7 +12,7 @@ import click
 from digest.cli import App, echo_json
 from digest.clock import utc_now
 from digest.pipeline import Selection, send
-from digest.send import SendReport, resolve_stuck
+from digest.send import SendReport, lock_path, resolve_stuck, send_lock
 from digest.subscribers import Profile
 
 
@@ -127,7 +127,8 @@ def send_command(
         if not resolve_as:
             raise click.UsageError("--resolve-stuck needs --as sent|failed")
         app.subscribers(report=False).get(resolve)
-        with app.store() as store:
+        # Under the send lock: a sender that is mid-hand-over has a `sending` row that only looks stuck.
+        with send_lock(lock_path(config), wait=lock_wait), app.store() as store:
             settled = resolve_stuck(store, resolve, resolve_as, utc_now())
         if as_json:
             echo_json({"subscriber": resolve, "resolved": settled, "as": resolve_as})
@@ -138,13 +139,6 @@ def send_command(
         raise click.UsageError("name subscribers, or give exactly one of --all / --due")
     selection: Selection = "all" if send_all else "due" if due else "named"
     loaded = app.subscribers()
-    if retry_stuck:
-        targets = subscribers or tuple(p.id for p in loaded.profiles)
-        with app.store() as store:
-            for name in targets:
-                if store.stuck_messages(name):
-                    resolve_stuck(store, name, "failed", utc_now())
-                    click.echo(f"{name}: stuck message marked failed; sending again", err=True)
     stop = threading.Event()
     bar = _ProgressBar() if not as_json and sys.stderr.isatty() else None  # never in a pipe or a log
     try:
@@ -154,6 +148,7 @@ def send_command(
             names=subscribers,
             dry_run=dry_run,
             lock_wait=lock_wait,
+            retry_stuck=retry_stuck,
             progress_factory=bar,
             subscribers=loaded,
             stop=stop,
