@@ -117,6 +117,8 @@ _MIGRATIONS: list[str] = [
         (SELECT COALESCE(MAX(seq), 0) FROM papers)
     );
     CREATE INDEX papers_seq ON papers(seq);
+    CREATE INDEX messages_in_flight ON messages(created_at, id) WHERE state = 'sending';
+    CREATE INDEX messages_created ON messages(created_at, id);
     """,
 ]
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about

@@ -12,7 +12,7 @@ import pytest
 
 from digest.errors import StoreError
 from digest.paper import Paper, make_paper
-from digest.store import SCHEMA_VERSION, Store
+from digest.store import SCHEMA_VERSION, PickRecord, Store
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -297,3 +297,36 @@ def test_an_arxiv_doi_finds_the_arxiv_paper(store: Store) -> None:
     store.add_papers([paper("Found by DOI", arxiv="2403.00042")], "s", T0)
     found = store.find_paper("https://doi.org/10.48550/arXiv.2403.00042")
     assert found is not None and found.arxiv_id == "2403.00042"
+
+
+def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> None:
+    """A year of 1,000 readers is millions of ledger rows: every query a send or a preview makes on them is
+    answered from an index (checked with SQLite's own query plans of the statements the store runs)."""
+    store.add_papers([paper("Indexed", arxiv="2403.00077")], "s", T0)
+    executed: list[str] = []
+    store._db.set_trace_callback(executed.append)
+    store.sent_paper_ids("reader")
+    store.last_window_seq("reader")
+    store.papers_after_seq(0, 10)
+    store.stuck_messages()
+    store.stuck_messages("reader")
+    store.history("reader", 5)
+    store.history(None, 5)
+    store.last_attempt_at("reader")
+    store.release_unhanded(T0)
+    store.begin_message(
+        "reader",
+        "<q@x>",
+        [PickRecord("2403.00077", 0.5, "w")],
+        channel="email",
+        subject="s",
+        candidates_until=T0,
+        now=T0,
+    )
+    store._db.set_trace_callback(None)
+    selects = {sql for sql in executed if sql.lstrip().upper().startswith("SELECT") and "sqlite_master" not in sql}
+    assert len(selects) >= 8
+    for sql in selects:
+        plan = " | ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+        for table in ("messages", "message_papers", "papers"):
+            assert f"SCAN {table}" not in plan or "INDEX" in plan.split(f"SCAN {table}")[1].split("|")[0], (sql, plan)
