@@ -33,8 +33,9 @@ new papers are recombined from it, so that the store and its vocabulary keep gro
   shuffled from all three (so the text stays on one topic, and subscribers' interests keep matching);
 - the title is the head of the base paper's title up to a linking word ("for", "of", "with", ":" ...) joined to the
   tail of a donor's title from such a word on; titles are unique (by the store's own title key);
-- 60 % of the lower-case content words (4+ letters, not stop words) are swapped for a word of the same category
-  with the same last three letters (frequency-weighted), which makes new word pairs at the rate real papers do;
+- 60 % of the content words (4+ letters, not stop words; in the abstract the lower-case ones, in the title any)
+  are swapped for a word of the same category with the same last three letters (frequency-weighted), which makes
+  new word pairs at about the rate real papers do;
 - new words are coined (half of one word of the category joined to half of another) at the rate of Heaps' law
   fitted on the file (58,443 distinct words in 19,902 papers, exponent 0.5: about 1.5 new words a paper at 20k
   papers, 0.4 at 250k), and each new paper reuses up to two recent coinages of its category, as real new terms
