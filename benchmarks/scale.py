@@ -46,6 +46,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 import digest.compose  # noqa: E402
+import digest.model_cache  # noqa: E402
 import digest.composer  # noqa: E402
 import digest.plan  # noqa: E402
 import digest.rank.batch  # noqa: E402
@@ -183,7 +184,7 @@ class Timers:
 @contextmanager
 def instrumented(timers: Timers) -> Iterator[None]:
     patches = [
-        (digest.plan, "build_model", "model"),
+        (digest.model_cache, "planning_model", "model"),
         (digest.send, "plan_digests", "candidates"),  # minus ranking, below: the store queries of planning
         (digest.plan, "rank_many", "ranking"),
         (digest.rank.batch, "_explanations", "explanations"),

@@ -14,6 +14,7 @@ from jinja2 import Environment
 from digest.config import Config
 from digest.links import Links
 from digest.message import RenderedEmail, compose_message, new_message_id
+from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digest
 from digest.rank import RankModel
 from digest.render import render_email
@@ -58,7 +59,8 @@ def compose_digest(
 
     `plan`: this subscriber's plan when the caller already made it (send plans many at once with plan_digests,
     which gives what plan_digest would)."""
-    plan = plan if plan is not None else plan_digest(store, profile, now, model)
+    if plan is None:  # a preview: the saved model, or one fitted for this preview alone (it writes nothing)
+        plan = plan_digest(store, profile, now, model or model_source(config.rank.policy(), save=False))
     links = links_for(store, config, profile, create_token=create_token)
     if plan.is_empty:
         return ComposedDigest(plan, links)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from digest.errors import ConfigError
 from digest.validation import format_validation_error, read_toml
+
+if TYPE_CHECKING:
+    from digest.model_cache import ModelPolicy
 
 DEFAULT_CONFIG = "config.toml"
 CONFIG_ENV = "DIGEST_CONFIG"
@@ -118,6 +121,22 @@ class Web(_Section):
         return value.rstrip("/") if value else value
 
 
+class Rank(_Section):
+    """How big the ranking model may grow, and when it is refitted (see digest.model_cache)."""
+
+    model_papers: int = Field(default=20_000, ge=100, description="the model is fitted on this many recent papers")
+    refit_after: int = Field(default=5_000, ge=1, description="new papers after which an ingest refits it")
+    min_df: int = Field(default=2, ge=1, description="a term must occur in this many papers (from 5,000 papers)")
+    max_features: int = Field(default=400_000, ge=1000, description="the full-text vocabulary's size limit")
+
+    def policy(self) -> ModelPolicy:
+        from digest.model_cache import ModelPolicy  # here: loading the config must not load scikit-learn
+        from digest.rank.model import FitSettings
+
+        fit = FitSettings(papers=self.model_papers, min_df=self.min_df, max_features=self.max_features)
+        return ModelPolicy(fit, refit_after=self.refit_after)
+
+
 class Config(_Section):
     paths: Paths = Field(default_factory=Paths)
     sources: Sources = Field(default_factory=Sources)
@@ -126,6 +145,7 @@ class Config(_Section):
     delivery: Delivery = Field(default_factory=Delivery)
     schedule: Schedule = Field(default_factory=Schedule)
     web: Web = Field(default_factory=Web)
+    rank: Rank = Field(default_factory=Rank)
     source_file: Path | None = Field(default=None, exclude=True)
 
     @property

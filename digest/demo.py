@@ -11,7 +11,8 @@ from pathlib import Path
 
 from digest.clock import utc_now
 from digest.config import Config, load_config
-from digest.ingest import IngestReport, ingest_sources
+from digest.ingest import IngestReport
+from digest.pipeline import ingest
 from digest.store import Store
 
 DEMO_CONFIG = """\
@@ -76,9 +77,7 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     result = DemoResult(workdir=workdir, config=config, ingest=IngestReport(), papers=0)
     subscribers = load_subscribers(config.paths.subscribers)
     with Store(config.paths.database) as store:
-        result.ingest = ingest_sources(
-            store, [str(config.paths.inbox)], max_bytes=int(config.ingest.max_file_mb * 1e6), clock=lambda: now
-        )
+        result.ingest = ingest(store, config, [str(config.paths.inbox)], clock=lambda: now)
         result.papers = store.count_papers()
         report = result.ingest
         say(

@@ -18,6 +18,7 @@ from digest.config import Config
 from digest.deliver import Transport, make_transport
 from digest.errors import DigestError
 from digest.ingest import IngestReport, ingest_sources
+from digest.model_cache import refresh_model
 from digest.render import make_environment
 from digest.schedule import is_due
 from digest.send import SendReport, lock_path, send_digests, send_lock
@@ -28,16 +29,30 @@ log = logging.getLogger(__name__)
 Selection = Literal["named", "due", "all"]
 
 
-def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> IngestReport:
-    """The inbox folder and every `[sources] urls` feed."""
-    config.paths.inbox.mkdir(parents=True, exist_ok=True)
-    return ingest_sources(
+def ingest(store: Store, config: Config, targets: Sequence[str] | None = None, clock: Clock = utc_now) -> IngestReport:
+    """Ingest `targets` (default: the inbox folder and every `[sources] urls` feed), then bring the saved ranking
+    model up to the new papers (digest.model_cache), so that the next preview or send only reads it."""
+    if targets is None:
+        config.paths.inbox.mkdir(parents=True, exist_ok=True)
+        targets = [str(config.paths.inbox), *config.sources.urls]
+    report = ingest_sources(
         store,
-        [str(config.paths.inbox), *config.sources.urls],
+        list(targets),
         max_bytes=int(config.ingest.max_file_mb * 1_000_000),
         timeout=config.sources.timeout,
         clock=clock,
     )
+    if report.new or report.updated:
+        try:
+            refresh_model(store, config.rank.policy())
+        except (OSError, DigestError) as exc:  # the papers are stored; the next run catches the model up
+            log.warning("model cache: not updated (%s); the next ingest or send tries again", exc)
+    return report
+
+
+def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> IngestReport:
+    """The inbox folder and every `[sources] urls` feed."""
+    return ingest(store, config, None, clock)
 
 
 def select_profiles(

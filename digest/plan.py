@@ -3,35 +3,27 @@ send and feeds, so that a preview is exactly what the next send would produce.""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.errors import RankError
+from digest.model_cache import model_source
 from digest.paper import Paper
-from digest.rank import RankModel, Scored, build_model, rank
+from digest.rank import RankModel, Scored, rank
 from digest.rank.batch import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
 
-# Models fitted in this process, by database file and papers version: a process that plans many times (the
-# daemon, the demo, a test suite) fits once per change of the papers, not once per plan.
-_MODELS: OrderedDict[tuple[str, tuple[int, int]], RankModel] = OrderedDict()
-_MODELS_KEPT = 2
+# Where a plan gets its model when it has something to rank: a model, or a function of the store that gives one
+# (digest.model_cache.model_source: the saved model); by default the saved model, writing nothing.
+ModelSource = Callable[[Store], RankModel]
 
 
-def store_model(store: Store) -> RankModel:
-    """The ranking model fitted on every stored paper, reused while the papers do not change."""
-    key = (str(store.path.resolve()), store.papers_version())
-    model = _MODELS.get(key)
-    if model is None:
-        model = build_model(store.all_papers())
-        _MODELS[key] = model
-        while len(_MODELS) > _MODELS_KEPT:
-            _MODELS.popitem(last=False)
-    _MODELS.move_to_end(key)
-    return model
+def _model(store: Store, model: RankModel | ModelSource | None) -> RankModel:
+    if isinstance(model, RankModel):
+        return model
+    return (model or model_source(save=False))(store)
 
 
 @dataclass(frozen=True)
@@ -104,16 +96,18 @@ def _no_picks(candidates: int, profile: Profile) -> str:
     return f"none of {candidates} new paper(s) scored above min_score {profile.min_score:g}"
 
 
-def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel | None = None) -> DigestPlan:
+def plan_digest(
+    store: Store, profile: Profile, now: datetime, model: RankModel | ModelSource | None = None
+) -> DigestPlan:
     high = store.max_seq()
     candidates = candidate_papers(store, profile, now, high)
     if not candidates:
         return DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
-    model = model or store_model(store)
+    ranker = _model(store, model)
     liked, disliked = _rated(store, profile)
     try:
         picks = rank(
-            model,
+            ranker,
             candidates,
             profile.interests,
             liked=liked,
@@ -129,7 +123,7 @@ def plan_digest(store: Store, profile: Profile, now: datetime, model: RankModel 
 
 
 def plan_digests(
-    store: Store, profiles: Sequence[Profile], now: datetime, model: RankModel | None = None
+    store: Store, profiles: Sequence[Profile], now: datetime, model: RankModel | ModelSource | None = None
 ) -> dict[str, DigestPlan | RankError]:
     """plan_digest() for many subscribers at once, with the same result for each (a RankError is returned in
     its place, not raised, so one empty profile does not stop the others).
@@ -152,8 +146,7 @@ def plan_digests(
             plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
         else:
             groups.setdefault(since, []).append((profile, sent))
-    if groups:
-        model = model or store_model(store)
+    ranker = _model(store, model) if groups else None
     for since, members in groups.items():
         requests = []
         for profile, sent in members:
@@ -169,8 +162,8 @@ def plan_digests(
                     skip_ids=sent,
                 )
             )
-        assert model is not None
-        results = rank_many(model, windows[since], requests)
+        assert ranker is not None
+        results = rank_many(ranker, windows[since], requests)
         for (profile, sent), result in zip(members, results, strict=True):
             count = len(windows[since]) - len(sent)
             if isinstance(result, RankError):

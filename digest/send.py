@@ -28,6 +28,7 @@ from digest.config import Config
 from digest.deliver import Transport, UnknownOutcomeError, UnreachableError
 from digest.errors import DeliveryError, DigestError, LedgerConflictError, LockedError, StoreError
 from digest.message import new_message_id
+from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digests
 from digest.rank import RankModel
 from digest.store import Message as LedgerMessage
@@ -238,7 +239,7 @@ def _prepare(
     progress: Callable[[Profile], None] | None,
 ) -> list[_Ready]:
     """Plan a batch; settle here whoever gets nothing (paused, stuck, nothing new, an error), queue the rest."""
-    plans = plan_digests(store, batch, clock(), model)
+    plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=True))
     stuck_by_subscriber: dict[str, list[LedgerMessage]] = {}
     for message in store.stuck_messages():
         stuck_by_subscriber.setdefault(message.subscriber, []).append(message)

@@ -460,6 +460,20 @@ class Store:
         """Every stored paper in the order it was first seen (what ranking models are fitted on)."""
         return self._with_sources(self._db.execute("SELECT * FROM papers ORDER BY seq").fetchall())
 
+    def recent_papers(self, limit: int, *, max_seq: int) -> list[Paper]:
+        """The `limit` most recently committed papers up to sequence number `max_seq`, oldest first (what the
+        ranking model is fitted on)."""
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT * FROM papers WHERE seq <= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (max_seq, limit),
+        ).fetchall()
+        return self._with_sources(rows)
+
+    def count_papers_after_seq(self, low: int, high: int) -> int:
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM papers WHERE seq > ? AND seq <= ?", (low, high)).fetchone()[0]
+        )
+
     def papers_since(
         self, since: datetime | None, until: datetime | None = None, *, max_seq: int | None = None
     ) -> list[Paper]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.config import Config, load_config
-from digest.ingest import ingest_sources
+from digest.pipeline import ingest
 from digest.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def write_subscribers(root: Path, count: int, *, schedule: str = "0 7 * * *") ->
 
 def ingest_demo(config: Config, at: datetime = INGESTED_AT, source: Path = DEMO_INBOX) -> None:
     with Store(config.paths.database) as store:
-        report = ingest_sources(store, [str(source)], max_bytes=10_000_000, clock=lambda: at)
+        report = ingest(store, config, [str(source)], clock=lambda: at)
         assert not report.rejected, report.rejected
 
 

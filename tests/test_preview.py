@@ -17,8 +17,7 @@ from conftest import NOW
 
 from digest.cli import main
 from digest.config import Config
-from digest.ingest import ingest_sources
-from digest.pipeline import send
+from digest.pipeline import ingest, send
 from digest.store import Store
 
 DEMO_INBOX = Path(__file__).resolve().parent.parent / "digest" / "demo_data" / "inbox"
@@ -33,7 +32,7 @@ def ingest_demo(config: Config) -> None:
     # The command runs at DIGEST_NOW (conftest.NOW): the papers arrive an hour before it.
     ingested_at = NOW - timedelta(hours=1)
     with Store(config.paths.database) as store:
-        report = ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10_000_000, clock=lambda: ingested_at)
+        report = ingest(store, config, [str(DEMO_INBOX)], clock=lambda: ingested_at)
         assert not report.rejected
 
 

@@ -24,7 +24,7 @@ CORPUS = [
     for r in RECORDS
 ]
 MODEL = build_model(CORPUS)
-assert MODEL.svd is not None
+assert MODEL.has_concepts
 WORDS = sorted({w.strip(".,").lower() for r in RECORDS for w in f"{r['title']} {r['abstract']}".split() if len(w) > 4})
 
 words = st.lists(st.sampled_from(WORDS), min_size=1, max_size=4).map(" ".join)

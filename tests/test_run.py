@@ -176,7 +176,9 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
 
 
 def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import digest.plan
+    import digest.model_cache
+    import digest.pipeline
+    import digest.rank.model
     from digest.pipeline import run_cycle
 
     config_path = write_config(tmp_path, method="maildir")
@@ -188,10 +190,12 @@ def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pyt
     assert first.send is not None and len(first.send.sent) == 2
 
     def no_fit(*_args: object) -> None:
-        raise AssertionError("a cycle with nothing new must not fit a model")
+        raise AssertionError("a cycle with nothing new must not touch the model")
 
-    monkeypatch.setattr(digest.plan, "_MODELS", type(digest.plan._MODELS)())  # a new process: nothing cached
-    monkeypatch.setattr(digest.plan, "build_model", no_fit)
+    digest.model_cache.forget_loaded_models()  # a new process: nothing loaded
+    monkeypatch.setattr(digest.model_cache, "planning_model", no_fit)
+    monkeypatch.setattr(digest.pipeline, "refresh_model", no_fit)
+    monkeypatch.setattr(digest.rank.model.RankModel, "fit", no_fit)
     later = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=2))
     assert later.errors == [] and later.send is not None
     assert [s["reason"] for s in later.send.skipped] == ["no new papers since the last digest"] * 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from digest.cli import App, echo_json
-from digest.ingest import ingest_sources
+from digest.pipeline import ingest as run_ingest
 
 
 @click.command()
@@ -19,18 +19,8 @@ def ingest(app: App, sources: tuple[str, ...], as_json: bool) -> None:
     and API results included) and JSON paper lists. Each paper is stored once; a file already ingested
     is recognised by its content hash. Exit status 1 when anything was rejected.
     """
-    config = app.config
-    targets = list(sources)
-    if not targets:
-        config.paths.inbox.mkdir(parents=True, exist_ok=True)
-        targets = [str(config.paths.inbox), *config.sources.urls]
     with app.store() as store:
-        report = ingest_sources(
-            store,
-            targets,
-            max_bytes=int(config.ingest.max_file_mb * 1_000_000),
-            timeout=config.sources.timeout,
-        )
+        report = run_ingest(store, app.config, list(sources) or None)
         total = store.count_papers()
     if as_json:
         echo_json(report.as_json())

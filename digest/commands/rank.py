@@ -7,6 +7,7 @@ import click
 from digest.cli import App, echo_json
 from digest.clock import utc_now
 from digest.feedback import record_feedback
+from digest.model_cache import model_source
 from digest.plan import plan_digest
 
 
@@ -18,7 +19,7 @@ def rank(app: App, subscriber: str, as_json: bool) -> None:
     """Show what SUBSCRIBER's next digest would hold right now, best first, with why. Writes nothing."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
-        plan = plan_digest(store, profile, utc_now())
+        plan = plan_digest(store, profile, utc_now(), model_source(app.config.rank.policy(), save=False))
     if as_json:
         echo_json(
             [{"id": s.paper.id, "title": s.paper.title, "score": round(s.score, 4), "why": s.why} for s in plan.picks]

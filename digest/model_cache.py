@@ -1,0 +1,391 @@
+"""The ranking model, kept beside the database so that a run costs what is new, not what is stored.
+
+`<database>.model/` holds:
+- `model.npz`: the fitted model as plain arrays (digest.rank.model.model_state; no pickle, so a damaged or
+  hostile file can only fail to load) and a JSON header saying which release format, scikit-learn version, fit
+  settings and database it belongs to, and up to which paper (sequence number) it was fitted;
+- `rows-<tag>-<seq>.npz`: encoded rows of papers (ids, text digests, the sparse rows) for the model `<tag>`, up to
+  paper sequence number `<seq>`: one file for the fit corpus, one per ingest since (merged when they pile up).
+
+Who does what:
+- An ingest (`refresh_model`) keeps it current: it encodes the papers committed since the last row file with the
+  saved model, or refits when the model is missing, unusable, or `ModelPolicy.stale_after` papers behind.
+  A refit reads only the most recent `FitSettings.papers` papers, so its cost is bounded whatever the history.
+- Planning (`planning_model`: preview, rank, send, feeds, the daemon) loads the saved model and its rows and never
+  refits a usable one, so a preview is what the next send would produce. With no usable model it fits the same
+  corpus a refresh would, in memory (a preview writes nothing), or saving it (a send), with a one-line notice.
+- All of it is a cache: the papers live only in the database. Deleting the folder, a damaged file, a file from
+  an older release or another configuration: the model is rebuilt, never misread. Files are written atomically
+  (temp file, fsync, rename), row files before the model that names them, so a crash leaves the old model usable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import sklearn
+from scipy import sparse
+
+from digest.files import write_atomically
+from digest.rank.model import FitSettings, RankModel, model_from_state, model_state, text_digest
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the files' layout or the model's maths change: older files are then rebuilt
+MODEL_FILE = "model.npz"
+ROW_FILES_KEPT = 12  # more row files than this for one model are merged into one at the next refresh
+_ROW_FILE = re.compile(r"rows-([0-9a-f]{16})-(\d{12})\.npz")
+_BAD_FILE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError)
+
+
+@dataclass(frozen=True)
+class ModelPolicy:
+    """The fit settings, and when a saved model is refitted: once `refit_after` papers have arrived since its
+    fit, or a quarter of its corpus if that is fewer (a young store's model follows its growth closely)."""
+
+    fit: FitSettings = field(default_factory=FitSettings)
+    refit_after: int = 5000
+
+    def stale_after(self, corpus_size: int) -> int:
+        return max(1, min(self.refit_after, -(-corpus_size // 4)))
+
+
+def cache_folder(database: Path) -> Path:
+    return database.with_name(database.name + ".model")
+
+
+@dataclass
+class _Header:
+    format: int
+    sklearn: str
+    settings: str
+    store_id: int
+    fitted_seq: int
+    corpus_size: int
+    tag: str
+
+    def __post_init__(self) -> None:
+        types = {
+            "format": int,
+            "sklearn": str,
+            "settings": str,
+            "store_id": int,
+            "fitted_seq": int,
+            "corpus_size": int,
+            "tag": str,
+        }
+        for name, kind in types.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"header field {name} is not {kind.__name__}")
+        if self.tag and not re.fullmatch(r"[0-9a-f]{16}", self.tag):
+            raise ValueError("header tag is malformed")
+
+    @classmethod
+    def expected(cls, store: Store, policy: ModelPolicy) -> _Header:
+        return cls(FORMAT, sklearn.__version__, policy.fit.fingerprint(), store.papers_version()[0], 0, 0, "")
+
+    def mismatch(self, expected: _Header) -> str | None:
+        if self.format != expected.format or self.sklearn != expected.sklearn:
+            return "it was made by another release"
+        if self.store_id != expected.store_id:
+            return "it belongs to another database"
+        if self.settings != expected.settings:
+            return "the [rank] model settings changed"
+        return None
+
+
+@dataclass
+class _Loaded:
+    model: RankModel
+    header: _Header
+    signature: tuple[int, int, int] | None  # the model file's (inode, mtime, size); None: not saved
+    papers_version: tuple[int, int]
+    row_files: set[str] = field(default_factory=set)
+    covered_seq: int = 0  # rows are stored for the papers up to this sequence number
+
+
+# The model of each database this process has used: a process that plans many times (the daemon, the demo, a
+# test suite) loads once, and re-reads only when another process saved a new one.
+_LOADED: OrderedDict[str, _Loaded] = OrderedDict()
+_LOADED_KEPT = 2
+
+
+def forget_loaded_models() -> None:
+    """Drop this process's loaded models (the next use reads the files again, as a new process would)."""
+    _LOADED.clear()
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _read_model(folder: Path, expected: _Header) -> tuple[RankModel, _Header] | str:
+    """The saved model, or why it cannot be used."""
+    path = folder / MODEL_FILE
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = _Header(**json.loads(bytes(data["header"]).decode("utf-8")))
+            problem = header.mismatch(expected)
+            if problem:
+                return problem
+            state = {name: data[name] for name in data.files if name != "header"}
+        return model_from_state(state, tag=header.tag, corpus_size=header.corpus_size), header
+    except FileNotFoundError:
+        return "there is none yet"
+    except (*_BAD_FILE, TypeError) as exc:
+        return f"it is unreadable ({type(exc).__name__}: {exc})"
+
+
+def _row_files(folder: Path, tag: str) -> dict[str, int]:
+    """Row files of one model: name -> the last paper sequence number they cover."""
+    try:
+        names = [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        match = _ROW_FILE.fullmatch(name)
+        if match and match.group(1) == tag:
+            found[name] = int(match.group(2))
+    return found
+
+
+def _load_matrix(path: Path) -> sparse.csr_matrix:
+    with np.load(path, allow_pickle=False) as data:
+        shape = tuple(int(n) for n in data["shape"])
+        return sparse.csr_matrix((data["data"], data["indices"], data["indptr"]), shape=shape)
+
+
+def _attach_rows(loaded: _Loaded, folder: Path) -> None:
+    """Make the model aware of row files it has not seen (the ids now; the rows when a paper needs them)."""
+    for name, seq in sorted(_row_files(folder, loaded.header.tag).items(), key=lambda item: item[1]):
+        if name in loaded.row_files:
+            continue
+        path = folder / name
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                ids = bytes(data["ids"]).decode("utf-8").split("\n") if data["ids"].size else []
+                digests = np.asarray(data["digests"], dtype=np.uint64)
+            if len(ids) != digests.shape[0]:
+                raise ValueError("ids and digests differ in length")
+        except _BAD_FILE as exc:
+            log.warning("model cache: ignoring the damaged %s (%s); its papers are encoded again", path, exc)
+            continue
+        loaded.model.add_rows(ids, digests, functools.partial(_load_matrix, path))
+        loaded.row_files.add(name)
+        loaded.covered_seq = max(loaded.covered_seq, seq)
+
+
+def _write_rows(folder: Path, tag: str, seq: int, ids: list[str], digests: np.ndarray, rows: Any) -> str:
+    name = f"rows-{tag}-{seq:012d}.npz"
+    matrix = sparse.csr_matrix(rows, dtype=np.float32)
+
+    def write(out: BinaryIO) -> None:
+        np.savez(
+            out,
+            data=matrix.data,
+            indices=matrix.indices,
+            indptr=matrix.indptr,
+            shape=np.array(matrix.shape, dtype=np.int64),
+            ids=np.frombuffer("\n".join(ids).encode("utf-8"), dtype=np.uint8),
+            digests=np.asarray(digests, dtype=np.uint64),
+        )
+
+    write_atomically(folder / name, write)
+    return name
+
+
+def _write_model(folder: Path, model: RankModel, header: _Header) -> None:
+    state = model_state(model)
+    encoded = np.frombuffer(json.dumps(header.__dict__).encode("utf-8"), dtype=np.uint8)
+    arrays: dict[str, Any] = {"header": encoded, **state}
+    write_atomically(folder / MODEL_FILE, lambda out: np.savez(out, **arrays))
+
+
+def _remove_other_files(folder: Path, keep: set[str]) -> None:
+    """Row files of older models, and temp files a crash left behind."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        stray = entry.name.endswith(".tmp") or (_ROW_FILE.fullmatch(entry.name) and entry.name not in keep)
+        if stray:
+            entry.unlink(missing_ok=True)
+
+
+def _fit(store: Store, policy: ModelPolicy) -> tuple[RankModel, _Header, list[str], int]:
+    """A model fitted on the most recent papers, its header, and the ids of its corpus."""
+    high = store.max_seq()
+    corpus = store.recent_papers(policy.fit.papers, max_seq=high)
+    model = RankModel.fit(corpus, policy.fit)
+    header = _Header.expected(store, policy)
+    header.fitted_seq, header.corpus_size, header.tag = high, len(corpus), model.tag
+    return model, header, [p.id for p in corpus if p.id is not None], high
+
+
+def _fit_and_keep(store: Store, policy: ModelPolicy, *, save: bool, why: str) -> _Loaded:
+    folder = cache_folder(store.path)
+    model, header, _ids, high = _fit(store, policy)
+    loaded = _Loaded(model, header, None, store.papers_version(), covered_seq=high)
+    if save:
+        try:
+            _save_fitted(folder, loaded)
+        except OSError as exc:
+            log.warning("model cache: could not save the model in %s (%s); it is fitted again next time", folder, exc)
+    log.debug("model cache: fitted on %d paper(s) (%s)", header.corpus_size, why)
+    _keep(store, loaded)
+    return loaded
+
+
+def _save_fitted(folder: Path, loaded: _Loaded) -> None:
+    model, header = loaded.model, loaded.header
+    folder.mkdir(parents=True, exist_ok=True)
+    names = set()
+    for block in model.blocks()[:1]:  # a fresh fit holds one block: its corpus' rows
+        if block.matrix is not None:
+            names.add(_write_rows(folder, header.tag, header.fitted_seq, block.ids, block.digests, block.matrix))
+    _write_model(folder, model, header)  # after the rows it names: a crash in between leaves the old model
+    _remove_other_files(folder, names)
+    loaded.signature = _signature(folder / MODEL_FILE)
+    loaded.row_files = names
+
+
+def _keep(store: Store, loaded: _Loaded) -> None:
+    key = str(store.path.resolve())
+    _LOADED[key] = loaded
+    _LOADED.move_to_end(key)
+    while len(_LOADED) > _LOADED_KEPT:
+        _LOADED.popitem(last=False)
+
+
+def _current(store: Store, policy: ModelPolicy) -> _Loaded | str:
+    """The usable saved model (from this process's memory when the file did not change), or why there is none."""
+    folder = cache_folder(store.path)
+    expected = _Header.expected(store, policy)
+    kept = _LOADED.get(str(store.path.resolve()))
+    signature = _signature(folder / MODEL_FILE)
+    if kept is not None and kept.header.mismatch(expected) is None:
+        if kept.signature is not None and kept.signature == signature:
+            _attach_rows(kept, folder)
+            return kept
+        if kept.signature is None and kept.papers_version == store.papers_version():
+            return kept  # fitted in memory (a preview, or the save failed), and the papers have not changed
+    read = _read_model(folder, expected)
+    if isinstance(read, str):
+        return read
+    model, header = read
+    # Papers up to the fit are the fit's to encode (on demand, if its row file is gone); a refresh goes on from there.
+    loaded = _Loaded(model, header, signature, store.papers_version(), covered_seq=header.fitted_seq)
+    _attach_rows(loaded, folder)
+    _keep(store, loaded)
+    return loaded
+
+
+def planning_model(store: Store, policy: ModelPolicy | None = None, *, save: bool = False) -> RankModel:
+    """The model to rank with: the saved one (never refitted here), else one fitted on the most recent papers,
+    saved when `save` (a send may write the cache; a preview writes nothing)."""
+    policy = policy or ModelPolicy()
+    current = _current(store, policy)
+    if isinstance(current, _Loaded):
+        return current.model
+    if current != "there is none yet" or store.count_papers():
+        log.warning(
+            "model cache %s: %s; fitting the model on up to %d recent papers%s",
+            cache_folder(store.path),
+            current,
+            policy.fit.papers,
+            "" if save else " for this run (an ingest or send saves it)",
+        )
+    return _fit_and_keep(store, policy, save=save, why=current).model
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What refresh_model did: "fitted" (with why), "encoded" (rows for new papers), or "current"."""
+
+    action: str
+    papers: int
+    why: str = ""
+
+
+def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
+    """After an ingest: bring the saved model up to the store. Refits when there is no usable model or it is
+    `stale_after` papers behind; otherwise encodes the papers committed since the last row file (a new row file),
+    merging row files when they pile up. Cost: the new papers, or one bounded fit."""
+    policy = policy or ModelPolicy()
+    folder = cache_folder(store.path)
+    current = _current(store, policy)
+    if isinstance(current, _Loaded) and current.signature is None:
+        current = "it was never saved"
+    if isinstance(current, str):
+        if current != "there is none yet":
+            log.warning("model cache %s: %s; fitting it again", folder, current)
+        loaded = _fit_and_keep(store, policy, save=True, why=current)
+        return Refresh("fitted", loaded.header.corpus_size, current)
+    high = store.max_seq()
+    behind = store.count_papers_after_seq(current.header.fitted_seq, high)
+    if behind >= policy.stale_after(current.header.corpus_size):
+        why = f"{behind} new paper(s) since the last fit"
+        loaded = _fit_and_keep(store, policy, save=True, why=why)
+        return Refresh("fitted", loaded.header.corpus_size, why)
+    if high <= current.covered_seq:
+        return Refresh("current", 0)
+    new = store.papers_after_seq(current.covered_seq, high)
+    with_ids = [p for p in new if p.id is not None]
+    rows = current.model.encode(with_ids)
+    digests = np.array([text_digest(p) for p in with_ids], dtype=np.uint64)
+    ids = [p.id or "" for p in with_ids]
+    _write_rows(folder, current.header.tag, high, ids, digests, rows)
+    _attach_rows(current, folder)
+    _merge_row_files(folder, current)
+    return Refresh("encoded", len(with_ids))
+
+
+def _merge_row_files(folder: Path, loaded: _Loaded) -> None:
+    """Many small row files (one per ingest) become one: planning then opens few files."""
+    files = _row_files(folder, loaded.header.tag)
+    small = sorted((seq, name) for name, seq in files.items() if seq > loaded.header.fitted_seq)
+    if len(files) <= ROW_FILES_KEPT or len(small) < 2:
+        return
+    ids: list[str] = []
+    digests: list[np.ndarray] = []
+    matrices = []
+    for _seq, name in small:
+        path = folder / name
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                part = bytes(data["ids"]).decode("utf-8").split("\n") if data["ids"].size else []
+                digests.append(np.asarray(data["digests"], dtype=np.uint64))
+            matrices.append(_load_matrix(path))
+        except _BAD_FILE:
+            return  # left as they are; _attach_rows already ignores a damaged one
+        ids += part
+    merged = _write_rows(
+        folder, loaded.header.tag, small[-1][0], ids, np.concatenate(digests), sparse.vstack(matrices, format="csr")
+    )
+    for _seq, name in small:
+        if name != merged:
+            (folder / name).unlink(missing_ok=True)
+    loaded.row_files.discard(merged)
+    _attach_rows(loaded, folder)  # the merged rows now answer for their papers
+
+
+def model_source(policy: ModelPolicy | None = None, *, save: bool) -> Callable[[Store], RankModel]:
+    """planning_model with its policy bound: what plan functions take to get a model only when they need one."""
+    return lambda store: planning_model(store, policy, save=save)
