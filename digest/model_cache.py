@@ -244,13 +244,17 @@ def _fit_and_keep(store: Store, policy: ModelPolicy, *, save: bool, why: str) ->
     model, header, _ids, high = _fit(store, policy)
     loaded = _Loaded(model, header, None, store.papers_version(), covered_seq=high)
     if save:
-        try:
-            _save_fitted(folder, loaded)
-        except OSError as exc:
-            log.warning("model cache: could not save the model in %s (%s); it is fitted again next time", folder, exc)
+        _try_save(loaded, folder)
     log.debug("model cache: fitted on %d paper(s) (%s)", header.corpus_size, why)
     _keep(store, loaded)
     return loaded
+
+
+def _try_save(loaded: _Loaded, folder: Path) -> None:
+    try:
+        _save_fitted(folder, loaded)
+    except OSError as exc:
+        log.warning("model cache: could not save the model in %s (%s); it is fitted again next time", folder, exc)
 
 
 def _save_fitted(folder: Path, loaded: _Loaded) -> None:
@@ -303,6 +307,8 @@ def planning_model(store: Store, policy: ModelPolicy | None = None, *, save: boo
     policy = policy or ModelPolicy()
     current = _current(store, policy)
     if isinstance(current, _Loaded):
+        if save and current.signature is None:  # fitted in memory by an earlier preview in this process
+            _try_save(current, cache_folder(store.path))
         return current.model
     if current != "there is none yet" or store.count_papers():
         log.warning(
