@@ -85,7 +85,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # noqa: E402
 
-import digest.plan  # noqa: E402
+import digest.model_cache  # noqa: E402
 from digest import pipeline  # noqa: E402
 from digest.config import Config, load_config  # noqa: E402
 from digest.feeds import refresh_after_send  # noqa: E402
@@ -423,10 +423,9 @@ def digest_now(moment: datetime) -> Iterator[Callable[[], datetime]]:
 
 
 def forget_models() -> None:
-    """Empty this process's model cache: the send then fits the model, as a fresh `digest send` process does."""
-    models = getattr(digest.plan, "_MODELS", None)
-    if models is not None:
-        models.clear()
+    """Forget the models this process loaded: the next step reads the saved model from disk, as a new `digest
+    preview` or `digest send` process does."""
+    digest.model_cache.forget_loaded_models()
 
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:
@@ -457,6 +456,7 @@ def preview(config: Config, subscriber: str, moment: datetime) -> tuple[float, f
             store.subscriber_state(profile.id)
             return preview_digest(store, config, env, profile, clock())
 
+    forget_models()
     with digest_now(moment) as clock:
         cold, _ = timed(run)
         warm, result = timed(run)

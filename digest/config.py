@@ -126,7 +126,7 @@ class Rank(_Section):
 
     model_papers: int = Field(default=20_000, ge=100, description="the model is fitted on this many recent papers")
     refit_after: int = Field(default=5_000, ge=1, description="new papers after which an ingest refits it")
-    min_df: int = Field(default=2, ge=1, description="a term must occur in this many papers (from 5,000 papers)")
+    min_df: int = Field(default=3, ge=1, description="a term must occur in this many papers (from 5,000 papers)")
     max_features: int = Field(default=400_000, ge=1000, description="the full-text vocabulary's size limit")
 
     def policy(self) -> ModelPolicy:

@@ -74,11 +74,21 @@ def latest_slot(profile: Profile, now: datetime) -> datetime | None:
 
 
 def is_due(profile: Profile, last_attempt: datetime | None, now: datetime) -> bool:
-    """Due when a slot has passed since the last attempt: after downtime that is one send, not one per slot."""
-    slot = latest_slot(profile, now)
-    if slot is None:
-        return False
-    return last_attempt is None or last_attempt < slot
+    """Due when a slot has passed since the last attempt: after downtime that is one send, not one per slot.
+
+    The same answer as `last_attempt < latest_slot(profile, now)`, found from the other end: the first slot after
+    the last attempt, usually one step of the trigger (this runs for every subscriber on every cycle)."""
+    if last_attempt is None:
+        return latest_slot(profile, now) is not None
+    trigger = trigger_for(profile)
+    high = now.astimezone(UTC)
+    slot = _fire_after(trigger, last_attempt)
+    while slot is not None and slot <= high:
+        # The second 01:30 of a night when clocks go back is the first one's slot, which may predate the attempt.
+        if not _ambiguous_second(slot) or slot.replace(fold=0) > last_attempt:
+            return True
+        slot = _fire_after(trigger, slot)
+    return False
 
 
 @dataclass

@@ -301,9 +301,9 @@ def test_maildir_fsync_is_off_by_default_and_on_when_configured(
     from digest.config import load_config
     from digest.deliver import make_transport
 
+    config, _ = workspace(tmp_path, 1, method="maildir")
     synced: list[int] = []
     monkeypatch.setattr(digest.deliver.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
-    config, _ = workspace(tmp_path, 1, method="maildir")
     make_transport(config).send(b"Subject: fast\r\n\r\nbody\r\n", "x@example.org")
     assert synced == []
     path = tmp_path / "config.toml"

@@ -47,11 +47,15 @@ MIN_PAPERS_FOR_MIN_DF = 5000
 @dataclass(frozen=True)
 class FitSettings:
     """How big a model may get. `papers`: the fit corpus is at most this many papers (the most recent);
-    `min_df`: a word (or word pair) must occur in this many of them (applied from MIN_PAPERS_FOR_MIN_DF papers
-    on); `max_features`: the full-text vocabulary keeps at most this many of the most frequent terms."""
+    `min_df`: a word (or word pair) must occur in this many of them (from MIN_PAPERS_FOR_MIN_DF papers on);
+    `max_features`: the full-text vocabulary keeps at most this many of the most frequent terms.
+
+    Measured with benchmarks/ranking.py on ../shared/eval/arxiv-2012-2017.jsonl (19,902 papers, 1.2 M terms
+    when every term counts), nDCG@10 at diversity 0 / 0.3: every term 0.292 / 0.297; min_df 2: 0.294 / 0.291;
+    min_df 3: 0.296 / 0.298, with a fit in a third of the time; a 400,000-term cap alone: 0.294 / 0.299."""
 
     papers: int = 20_000
-    min_df: int = 2
+    min_df: int = 3
     max_features: int = 400_000
 
     def fingerprint(self) -> str:
