@@ -46,8 +46,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 import digest.compose  # noqa: E402
-import digest.model_cache  # noqa: E402
 import digest.composer  # noqa: E402
+import digest.model_cache  # noqa: E402
 import digest.plan  # noqa: E402
 import digest.rank.batch  # noqa: E402
 import digest.send  # noqa: E402
