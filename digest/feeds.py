@@ -229,7 +229,8 @@ def refresh_after_send(config: Config, report: object, *, clock: Clock = utc_now
     if getattr(report, "dry_run", False):
         return []
     sent = [str(item["subscriber"]) for item in getattr(report, "sent", [])]
-    known = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles}
+    # Display names come from the profiles: loaded only when someone was sent to (all.xml needs none).
+    known = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles} if sent else {}
     profiles = [known.get(name, name) for name in dict.fromkeys(sent)]
     with Store(config.paths.database) as store:
         paths = write_feeds(store, config, profiles, config.paths.feeds, now=clock())

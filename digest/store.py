@@ -120,6 +120,15 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX messages_in_flight ON messages(created_at, id) WHERE state = 'sending';
     CREATE INDEX messages_created ON messages(created_at, id);
     """,
+    # 5: what each local file looked like (inode, size, times) when its content was last read: an unchanged
+    # file in the inbox is then skipped on a stat, not read and hashed again on every ingest.
+    """
+    CREATE TABLE file_stats (
+        path TEXT PRIMARY KEY,
+        signature TEXT NOT NULL,
+        content_hash TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
 # this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
@@ -532,6 +541,15 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0])
 
     # ---- ingested files -----------------------------------------------------------------------
+
+    def file_hash_by_stat(self, path: str, signature: str) -> str | None:
+        """The content hash a local file had when it last had this stat signature (None: not known)."""
+        row = self._db.execute("SELECT signature, content_hash FROM file_stats WHERE path = ?", (path,)).fetchone()
+        return str(row["content_hash"]) if row and row["signature"] == signature else None
+
+    def remember_file_stat(self, path: str, signature: str, content_hash: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO file_stats VALUES (?, ?, ?)", (path, signature, content_hash))
 
     def seen_file(self, content_hash: str) -> StoredFile | None:
         row = self._db.execute("SELECT * FROM ingested_files WHERE content_hash = ?", (content_hash,)).fetchone()

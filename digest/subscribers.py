@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -137,26 +138,11 @@ class Profile(BaseModel):
         "Now" is the `now` of the validation context (load_subscribers passes one), else the clock. A
         schedule that never fires (30 February) would otherwise break next-due for everyone listed with it.
         """
-        timezone = info.data.get("timezone")  # absent when the time zone is invalid (reported on its own)
-        zone = ZoneInfo(timezone) if timezone else UTC
-        try:
-            trigger = CronTrigger.from_crontab(value, timezone=zone)
-        except ValueError as exc:
-            raise ValueError(f"is not a valid crontab (got {value!r}: {exc}); use e.g. {_EXAMPLE_SCHEDULE}") from None
         context = info.context if isinstance(info.context, dict) else {}
         now = context.get("now") or utc_now()
-        horizon = now + FIRES_WITHIN
-        trigger.end_date = horizon  # bounds the search: a crontab that never fires would scan to the year 9999
-        try:
-            fire = trigger.get_next_fire_time(None, now.astimezone(zone))
-        except Exception as exc:  # whatever APScheduler raises, it is this profile's problem
-            problem = f"{type(exc).__name__}: {_one_line(exc)}"
-            raise ValueError(f"cannot be evaluated (got {value!r}: {problem}); use e.g. {_EXAMPLE_SCHEDULE}") from None
-        if fire is None or fire > horizon:
-            raise ValueError(
-                f"never fires (got {value!r}: no time in the next {FIRES_WITHIN.days // 366} years matches it"
-                f" in {zone}); use e.g. {_EXAMPLE_SCHEDULE}"
-            )
+        problem = _schedule_problem(value, info.data.get("timezone"), now.astimezone(UTC).date())
+        if problem:
+            raise ValueError(problem)
         return value
 
     @property
@@ -300,3 +286,28 @@ def subscriber_status(store: Store, profile: Profile, now: datetime) -> Subscrib
         papers_sent=store.count_sent_papers(profile.id),
         next_due=None if state.paused else next_due(profile, now),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _schedule_problem(value: str, timezone: str | None, day: date) -> str | None:
+    """What is wrong with a crontab in a time zone (None: it fires within FIRES_WITHIN of the day's start).
+    Cached: a thousand profiles usually share a handful of schedules, and every command loads them all."""
+    zone = ZoneInfo(timezone) if timezone else UTC  # no zone when it is invalid (reported on its own)
+    try:
+        trigger = CronTrigger.from_crontab(value, timezone=zone)
+    except ValueError as exc:
+        return f"is not a valid crontab (got {value!r}: {exc}); use e.g. {_EXAMPLE_SCHEDULE}"
+    now = datetime.combine(day, time(), tzinfo=UTC)
+    horizon = now + FIRES_WITHIN
+    trigger.end_date = horizon  # bounds the search: a crontab that never fires would scan to the year 9999
+    try:
+        fire = trigger.get_next_fire_time(None, now.astimezone(zone))
+    except Exception as exc:  # whatever APScheduler raises, it is this profile's problem
+        problem = f"{type(exc).__name__}: {_one_line(exc)}"
+        return f"cannot be evaluated (got {value!r}: {problem}); use e.g. {_EXAMPLE_SCHEDULE}"
+    if fire is None or fire > horizon:
+        return (
+            f"never fires (got {value!r}: no time in the next {FIRES_WITHIN.days // 366} years matches it"
+            f" in {zone}); use e.g. {_EXAMPLE_SCHEDULE}"
+        )
+    return None

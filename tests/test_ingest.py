@@ -6,6 +6,7 @@ The real digests are read from ../shared/ (skipped when absent); every other inp
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -340,3 +341,33 @@ def test_json_report_has_the_documented_keys(store: Store, tmp_path: Path) -> No
     assert (data["files"], data["new"]) == (1, 1)
     missing = tmp_path / "nope.txt"
     assert data["rejected"] == [{"path": str(missing), "error": f"{missing}: no such file or folder"}]
+
+
+def test_an_unchanged_file_is_skipped_on_its_stat_and_a_changed_one_is_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.ingest
+
+    first = tmp_path / "a.txt"
+    first.write_text(spaced_digest(("Graph pooling by invented means", abstract_for("graph pooling"))))
+    assert ingest(store, first).new == 1
+    reads: list[str] = []
+    read_file = digest.ingest.read_file
+    monkeypatch.setattr(
+        digest.ingest, "read_file", lambda path, limit: reads.append(path.name) or read_file(path, limit)
+    )
+
+    again = ingest(store, first)
+    assert reads == [] and again.unchanged_files == 1 and again.duplicates == 1, "not read again"
+
+    # Rewritten in place with the same size: its times change, so it is read (and found new).
+    first.write_text(spaced_digest(("Graph pooling by invented mEans", abstract_for("graph pooling"))))
+    changed = ingest(store, first)
+    assert changed.files == 1 and changed.unchanged_files == 0, "read and parsed as the new content it is"
+    assert ingest(store, first).unchanged_files == 1
+    assert reads == ["a.txt"], "read once after the change, then skipped again"
+
+    # Touched but not changed: read once, recognised by its content hash, then skipped on its stat again.
+    os.utime(first, ns=(1, 1))
+    assert ingest(store, first).unchanged_files == 1 and ingest(store, first).unchanged_files == 1
+    assert reads == ["a.txt", "a.txt"]

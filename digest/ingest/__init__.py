@@ -20,7 +20,7 @@ from digest.ingest.jsonlist import parse_json
 from digest.ingest.read import fetch_url, read_file
 from digest.ingest.text import decode, describe
 from digest.paper import Paper
-from digest.store import Store
+from digest.store import Store, StoredFile
 
 
 @dataclass
@@ -117,15 +117,19 @@ def ingest_sources(
             progress(source)
         is_url = bool(re.match(r"^https?://", source, re.IGNORECASE))
         label = source if is_url else str(Path(source).resolve())
+        signature = None if is_url else file_signature(Path(source))
+        known = store.file_hash_by_stat(label, signature) if signature else None
+        seen = store.seen_file(known) if known else None
+        if seen is not None:  # the very file read before, untouched since: not read again
+            _count_unchanged(report, seen)
+            continue
         try:
             data = fetch_url(source, max_bytes, timeout) if is_url else read_file(Path(source), max_bytes)
             content_hash = hashlib.sha256(data).hexdigest()
             seen = store.seen_file(content_hash)
             if seen is not None:
-                report.files += 1
-                report.unchanged_files += 1
-                report.duplicates += seen.entries
-                report.entries += seen.entries
+                _count_unchanged(report, seen)
+                _remember_stat(store, label, signature, content_hash)
                 continue
             papers, problems = parse_document(data, source)
         except IngestError as exc:
@@ -137,6 +141,8 @@ def ingest_sources(
             # A value the database refuses: the file's transaction is rolled back, the other sources still go in.
             report.rejected.append(Rejection(source, f"{source}: cannot store its papers ({describe(exc)})"))
             continue
+        if not problems:
+            _remember_stat(store, label, signature, content_hash)
         report.files += 1
         report.entries += len(papers)
         report.new += counts["new"]
@@ -144,3 +150,26 @@ def ingest_sources(
         report.duplicates += counts["duplicate"]
         report.rejected.extend(Rejection(source, problem) for problem in problems)
     return report
+
+
+def file_signature(path: Path) -> str | None:
+    """What changes whenever a file's content may have: inode, size, modification and change times (ns)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return f"{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}"
+
+
+def _count_unchanged(report: IngestReport, seen: StoredFile) -> None:
+    report.files += 1
+    report.unchanged_files += 1
+    report.duplicates += seen.entries
+    report.entries += seen.entries
+
+
+def _remember_stat(store: Store, label: str, signature: str | None, content_hash: str) -> None:
+    """Remember the file's stat for next time, if it did not change while it was read (a file still being
+    written is read again next time)."""
+    if signature is not None and signature == file_signature(Path(label)):
+        store.remember_file_stat(label, signature, content_hash)
