@@ -173,3 +173,30 @@ def test_nothing_to_rank() -> None:
     request = RankRequest(Interests(keywords=("graphs",)))
     assert rank_many(model, [], [request]) == [[]]
     assert rank_many(model, [], []) == []
+
+
+def test_a_big_candidate_list_is_ranked_in_smaller_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CHUNK_CELLS bounds a chunk's dense matrices: many candidates mean fewer subscribers at a time."""
+    import digest.rank.batch as batch
+
+    rng = random.Random(5)
+    history = synthetic_papers(100, rng, "old-")
+    candidates = synthetic_papers(80, rng, "new-")
+    model = build_model([*history, *candidates])
+    requests = draw_requests(rng, history, candidates, 20)
+    whole = rank_many(model, candidates, requests)
+    chunks: list[int] = []
+    rank_chunk = batch._rank_chunk
+    monkeypatch.setattr(batch, "CHUNK_CELLS", 80 * 3)  # three subscribers' rows of 80 candidates
+    monkeypatch.setattr(
+        batch, "_rank_chunk", lambda m, s, part, e: chunks.append(len(part)) or rank_chunk(m, s, part, e)
+    )
+    chunked = rank_many(model, candidates, requests)
+    for got, expected in zip(chunked, whole, strict=True):
+        if not isinstance(expected, list):  # an empty profile: the same error either way
+            assert str(got) == str(expected)
+            continue
+        assert isinstance(got, list)
+        assert [(s.paper.id, s.why) for s in got] == [(s.paper.id, s.why) for s in expected]
+        assert [s.score for s in got] == pytest.approx([s.score for s in expected], abs=1e-6)
+    assert set(chunks) <= {1, 2, 3} and max(chunks) == 3 and sum(chunks) == len(requests)

@@ -109,7 +109,7 @@ class _Candidates:
         self.papers = list(papers)
         self.rows = model.rows(self.papers)
         self.rows_t = self.rows.T.tocsr()
-        self.words = model.word_block(self.rows)
+        self._words: sparse.csr_matrix | None = None
         keys = [_key(p) for p in self.papers]
         # Candidates by key and by id (lists: nothing stops a caller from passing a paper twice).
         self.by_key: dict[str, list[int]] = {}
@@ -124,7 +124,14 @@ class _Candidates:
         self._phrases: dict[tuple[str, int], tuple[bool, bool]] = {}
         self._matchers: dict[str, tuple[str, re.Pattern[str] | None]] = {}
         self._factors: dict[str, np.ndarray] = {}
-        self._sentences: tuple[list[list[str]], np.ndarray, sparse.csr_matrix] | None = None
+        self._sentences: dict[int, tuple[list[str], sparse.csr_matrix]] = {}
+
+    @property
+    def words(self) -> sparse.csr_matrix:
+        """The candidates' word blocks (for exclude terms): made only when a profile excludes something."""
+        if self._words is None:
+            self._words = self.model.word_block(self.rows)
+        return self._words
 
     def similarity(self, order: np.ndarray) -> np.ndarray:
         """Pairwise cosines (clipped to [0, 1]) among the candidates `order`: MMR only ever compares a subscriber's
@@ -186,21 +193,29 @@ class _Candidates:
         self.exclusions([term])
         return self._factors[term]
 
-    def sentence_table(self) -> tuple[list[list[str]], np.ndarray, sparse.csr_matrix]:
-        """Every candidate's abstract sentences, encoded once: (sentences, first row per paper, rows)."""
-        if self._sentences is None:
-            split = [sentences(p.abstract) for p in self.papers]
-            starts = np.zeros(len(split) + 1, dtype=np.int64)
-            starts[1:] = np.cumsum([len(parts) for parts in split])
-            flat = [s for parts in split for s in parts]
+    def sentence_rows(self, picked: Sequence[int]) -> list[tuple[list[str], sparse.csr_matrix]]:
+        """The abstract sentences of candidates `picked` and their word vectors, each paper encoded once, when it is
+        first picked: only picks are explained, and a big day has hundreds of thousands of candidates."""
+        new = [i for i in dict.fromkeys(picked) if i not in self._sentences]
+        if new:
+            split = [sentences(self.papers[i].abstract) for i in new]
+            flat = [text for parts in split for text in parts]
             width = len(self.model.full.vocabulary_)
             matrix = (
                 normalize(sparse.csr_matrix(self.model.full.transform(flat), dtype=np.float32))
                 if flat
                 else sparse.csr_matrix((0, width), dtype=np.float32)
             )
-            self._sentences = (split, starts, matrix)
-        return self._sentences
+            start = 0
+            for i, parts in zip(new, split, strict=True):
+                self._sentences[i] = (parts, matrix[start : start + len(parts)])
+                start += len(parts)
+        return [self._sentences[i] for i in picked]
+
+
+# A chunk's dense score matrices hold about this many cells (subscribers x candidates; a few float64 matrices
+# of it): a big day of 200,000 candidates is ranked 20 subscribers at a time, within a few hundred MB.
+CHUNK_CELLS = 4_000_000
 
 
 def rank_many(
@@ -217,6 +232,7 @@ def rank_many(
     if not requests:
         return results
     shared = _Candidates(model, candidates) if candidates else None
+    chunk = max(1, min(chunk, CHUNK_CELLS // max(1, len(candidates))))
     for start in range(0, len(requests), chunk):
         part = requests[start : start + chunk]
         for offset, result in enumerate(_rank_chunk(model, shared, part, explain)):
@@ -386,17 +402,19 @@ def _explanations(
     liked_groups: Sequence[Sequence[int]],
 ) -> list[list[str]]:
     """explain_all() for every request's picks: the best sentence of each pick from one product per chunk."""
-    split, starts, matrix = shared.sentence_table()
     picked = sorted({i for chosen in picks for i in chosen})
     # The sentences of every paper someone in the chunk gets, against every profile's word block.
+    encoded = shared.sentence_rows(picked)
+    split = {i: parts for i, (parts, _) in zip(picked, encoded, strict=True)}
     where: dict[int, int] = {}
-    gather: list[np.ndarray] = []
-    for i in picked:
-        where[i] = sum(len(g) for g in gather)
-        gather.append(np.arange(starts[i], starts[i + 1]))
-    rows = np.concatenate(gather) if gather else np.zeros(0, dtype=np.int64)
+    offset = 0
+    for i, (parts, _) in zip(picked, encoded, strict=True):
+        where[i] = offset
+        offset += len(parts)
+    width = len(model.full.vocabulary_)
+    matrix = sparse.vstack([rows for _, rows in encoded], format="csr") if encoded else sparse.csr_matrix((0, width))
     words = model.word_block(vectors)
-    similarity = (matrix[rows] @ words.T).toarray() if rows.size else np.zeros((0, len(requests)), dtype=np.float32)
+    similarity = (matrix @ words.T).toarray() if offset else np.zeros((0, len(requests)), dtype=np.float32)
     result: list[list[str]] = []
     for s, request in enumerate(requests):
         keywords = request.interests.keywords
