@@ -11,14 +11,15 @@ Each simulated day, at the times below:
 
 - 06:00 the day's papers are written into the inbox as JSON paper lists (our simple shape, at most 10,000 papers
   a file, so that no file reaches `[ingest] max_file_mb`), then `digest.pipeline.ingest_configured` runs: the
-  production ingest of the whole inbox. Files stay in the inbox, as they would: every ingest reads and hashes
-  the files of earlier days again (and skips them by their content hash).
+  production ingest of the whole inbox. Files stay in the inbox, as they would: the files of earlier days are
+  skipped on their stat. The ingest brings the saved ranking model up to date (digest.model_cache): it encodes
+  the new papers, or refits on the 20,000 most recent papers once 5,000 have arrived since the last fit.
 - 06:30 a preview of one subscriber's next email, as `digest preview` does it (load the profiles, the templates,
-  `digest.render.preview.preview_digest`), twice: the first fits the ranking model on the whole store (cold),
-  the second reuses it (warm).
-- 07:00 `digest.pipeline.send(config, selection="due")`: everybody is due (`0 7 * * *`). The model cache of this
-  process is emptied first, so the send fits the model itself, as a `digest send` or `digest run` process does
-  after an ingest. Delivery goes into a Maildir, whose messages are counted, then deleted.
+  `digest.render.preview.preview_digest`), twice: the first as a new process would (the models this process has
+  loaded are forgotten, so it reads the saved model from disk: "cold"), the second in the same process ("warm").
+- 07:00 `digest.pipeline.send(config, selection="due")`: everybody is due (`0 7 * * *`). Loaded models are
+  forgotten first, so the send reads the saved model as a `digest send` or `digest run` process does. Delivery
+  goes into a Maildir, whose messages are counted, then deleted.
 - 07:05 `digest run --once` (`digest.pipeline.run_cycle` with the feeds refresh `digest run` uses): an ingest with
   nothing new, and nobody due.
 

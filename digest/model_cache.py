@@ -21,13 +21,17 @@ Who does what:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import re
+import secrets
+import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,7 +49,8 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the files' layout or the model's maths change: older files are then rebuilt
 MODEL_FILE = "model.npz"
 ROW_FILES_KEPT = 12  # more row files than this for one model are merged into one at the next refresh
-_ROW_FILE = re.compile(r"rows-([0-9a-f]{16})-(\d{12})\.npz")
+_ROW_FILE = re.compile(r"rows-([0-9a-f]{16})-(\d{12})-[0-9a-f]{8}\.npz")
+LOCK_FILE = "lock"
 _BAD_FILE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError)
 
 
@@ -165,10 +170,30 @@ def _row_files(folder: Path, tag: str) -> dict[str, int]:
     return found
 
 
-def _load_matrix(path: Path) -> sparse.csr_matrix:
+def _load_matrix(path: Path, ids: bytes) -> sparse.csr_matrix:
+    """A row file's matrix, read with its ids from one handle: rows are only used for the papers they were
+    written for (a row file is never rewritten, but a damaged or swapped one must not be misread)."""
     with np.load(path, allow_pickle=False) as data:
+        if bytes(data["ids"]) != ids:
+            raise ValueError(f"{path.name}: its papers are not the ones listed when it was opened")
         shape = tuple(int(n) for n in data["shape"])
         return sparse.csr_matrix((data["data"], data["indices"], data["indptr"]), shape=shape)
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    """One writer at a time in the cache folder (processes, and the daemon's threads): a writer's temp files and
+    row files are never removed under it, and an older fit never replaces a newer one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+b") as handle, _THREAD_LOCK:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_THREAD_LOCK = threading.RLock()
 
 
 def _attach_rows(loaded: _Loaded, folder: Path) -> None:
@@ -179,20 +204,22 @@ def _attach_rows(loaded: _Loaded, folder: Path) -> None:
         path = folder / name
         try:
             with np.load(path, allow_pickle=False) as data:
-                ids = bytes(data["ids"]).decode("utf-8").split("\n") if data["ids"].size else []
+                raw_ids = bytes(data["ids"])
+                ids = raw_ids.decode("utf-8").split("\n") if raw_ids else []
                 digests = np.asarray(data["digests"], dtype=np.uint64)
             if len(ids) != digests.shape[0]:
                 raise ValueError("ids and digests differ in length")
         except _BAD_FILE as exc:
             log.warning("model cache: ignoring the damaged %s (%s); its papers are encoded again", path, exc)
             continue
-        loaded.model.add_rows(ids, digests, functools.partial(_load_matrix, path))
+        loaded.model.add_rows(ids, digests, functools.partial(_load_matrix, path, raw_ids))
         loaded.row_files.add(name)
         loaded.covered_seq = max(loaded.covered_seq, seq)
 
 
 def _write_rows(folder: Path, tag: str, seq: int, ids: list[str], digests: np.ndarray, rows: Any) -> str:
-    name = f"rows-{tag}-{seq:012d}.npz"
+    """A new row file (call under _cache_lock). Its name is new too: a file, once listed, never changes."""
+    name = f"rows-{tag}-{seq:012d}-{secrets.token_hex(4)}.npz"
     matrix = sparse.csr_matrix(rows, dtype=np.float32)
 
     def write(out: BinaryIO) -> None:
@@ -218,7 +245,7 @@ def _write_model(folder: Path, model: RankModel, header: _Header) -> None:
 
 
 def _remove_other_files(folder: Path, keep: set[str]) -> None:
-    """Row files of older models, and temp files a crash left behind."""
+    """Row files of older models, and temp files a crash left behind (under _cache_lock: no writer is active)."""
     try:
         entries = list(folder.iterdir())
     except OSError:
@@ -241,8 +268,9 @@ def _fit(store: Store, policy: ModelPolicy) -> tuple[RankModel, _Header, list[st
 
 def _fit_and_keep(store: Store, policy: ModelPolicy, *, save: bool, why: str) -> _Loaded:
     folder = cache_folder(store.path)
+    version = store.papers_version()  # before the fit: a commit during it makes this model look out of date
     model, header, _ids, high = _fit(store, policy)
-    loaded = _Loaded(model, header, None, store.papers_version(), covered_seq=high)
+    loaded = _Loaded(model, header, None, version, covered_seq=high)
     if save:
         _try_save(loaded, folder)
     log.debug("model cache: fitted on %d paper(s) (%s)", header.corpus_size, why)
@@ -259,15 +287,26 @@ def _try_save(loaded: _Loaded, folder: Path) -> None:
 
 def _save_fitted(folder: Path, loaded: _Loaded) -> None:
     model, header = loaded.model, loaded.header
-    folder.mkdir(parents=True, exist_ok=True)
-    names = set()
-    for block in model.blocks()[:1]:  # a fresh fit holds one block: its corpus' rows
-        if block.matrix is not None:
-            names.add(_write_rows(folder, header.tag, header.fitted_seq, block.ids, block.digests, block.matrix))
-    _write_model(folder, model, header)  # after the rows it names: a crash in between leaves the old model
-    _remove_other_files(folder, names)
-    loaded.signature = _signature(folder / MODEL_FILE)
-    loaded.row_files = names
+    with _cache_lock(folder):
+        saved = _read_header(folder)
+        if saved is not None and saved.mismatch(header) is None and saved.fitted_seq >= header.fitted_seq:
+            return  # another process saved a fit at least as recent meanwhile: that one stays
+        names = set()
+        for block in model.blocks()[:1]:  # a fresh fit holds one block: its corpus' rows
+            if block.matrix is not None:
+                names.add(_write_rows(folder, header.tag, header.fitted_seq, block.ids, block.digests, block.matrix))
+        _write_model(folder, model, header)  # after the rows it names: a crash in between leaves the old model
+        _remove_other_files(folder, names)
+        loaded.signature = _signature(folder / MODEL_FILE)
+        loaded.row_files = names
+
+
+def _read_header(folder: Path) -> _Header | None:
+    try:
+        with np.load(folder / MODEL_FILE, allow_pickle=False) as data:
+            return _Header(**json.loads(bytes(data["header"]).decode("utf-8")))
+    except (*_BAD_FILE, TypeError):
+        return None
 
 
 def _keep(store: Store, loaded: _Loaded) -> None:
@@ -284,7 +323,7 @@ def _current(store: Store, policy: ModelPolicy) -> _Loaded | str:
     expected = _Header.expected(store, policy)
     kept = _LOADED.get(str(store.path.resolve()))
     signature = _signature(folder / MODEL_FILE)
-    if kept is not None and kept.header.mismatch(expected) is None:
+    if kept is not None and kept.header.mismatch(expected) is None and kept.header.fitted_seq <= store.max_seq():
         if kept.signature is not None and kept.signature == signature:
             _attach_rows(kept, folder)
             return kept
@@ -294,6 +333,8 @@ def _current(store: Store, policy: ModelPolicy) -> _Loaded | str:
     if isinstance(read, str):
         return read
     model, header = read
+    if header.fitted_seq > store.max_seq():
+        return "it is newer than the database (was the database restored from a backup?)"
     # Papers up to the fit are the fit's to encode (on demand, if its row file is gone); a refresh goes on from there.
     loaded = _Loaded(model, header, signature, store.papers_version(), covered_seq=header.fitted_seq)
     _attach_rows(loaded, folder)
@@ -357,14 +398,17 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
     rows = current.model.encode(with_ids)
     digests = np.array([text_digest(p) for p in with_ids], dtype=np.uint64)
     ids = [p.id or "" for p in with_ids]
-    _write_rows(folder, current.header.tag, high, ids, digests, rows)
-    _attach_rows(current, folder)
-    _merge_row_files(folder, current)
+    with _cache_lock(folder):
+        if _signature(folder / MODEL_FILE) != current.signature:
+            return Refresh("current", 0)  # another process refitted meanwhile: its model covers these papers
+        _write_rows(folder, current.header.tag, high, ids, digests, rows)
+        _attach_rows(current, folder)
+        _merge_row_files(folder, current)
     return Refresh("encoded", len(with_ids))
 
 
 def _merge_row_files(folder: Path, loaded: _Loaded) -> None:
-    """Many small row files (one per ingest) become one: planning then opens few files."""
+    """Many small row files (one per ingest) become one: planning then opens few files (under _cache_lock)."""
     files = _row_files(folder, loaded.header.tag)
     small = sorted((seq, name) for name, seq in files.items() if seq > loaded.header.fitted_seq)
     if len(files) <= ROW_FILES_KEPT or len(small) < 2:
@@ -376,19 +420,22 @@ def _merge_row_files(folder: Path, loaded: _Loaded) -> None:
         path = folder / name
         try:
             with np.load(path, allow_pickle=False) as data:
-                part = bytes(data["ids"]).decode("utf-8").split("\n") if data["ids"].size else []
-                digests.append(np.asarray(data["digests"], dtype=np.uint64))
-            matrices.append(_load_matrix(path))
+                raw_ids = bytes(data["ids"])
+                part = raw_ids.decode("utf-8").split("\n") if raw_ids else []
+                part_digests = np.asarray(data["digests"], dtype=np.uint64)
+            matrix = _load_matrix(path, raw_ids)
+            if matrix.shape[0] != len(part) or part_digests.shape[0] != len(part):
+                raise ValueError("ids, digests and rows differ in length")
         except _BAD_FILE:
             return  # left as they are; _attach_rows already ignores a damaged one
         ids += part
-    merged = _write_rows(
+        digests.append(part_digests)
+        matrices.append(matrix)
+    _write_rows(
         folder, loaded.header.tag, small[-1][0], ids, np.concatenate(digests), sparse.vstack(matrices, format="csr")
     )
     for _seq, name in small:
-        if name != merged:
-            (folder / name).unlink(missing_ok=True)
-    loaded.row_files.discard(merged)
+        (folder / name).unlink(missing_ok=True)
     _attach_rows(loaded, folder)  # the merged rows now answer for their papers
 
 

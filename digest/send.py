@@ -239,7 +239,7 @@ def _prepare(
     progress: Callable[[Profile], None] | None,
 ) -> list[_Ready]:
     """Plan a batch; settle here whoever gets nothing (paused, stuck, nothing new, an error), queue the rest."""
-    plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=True))
+    plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=not dry_run))
     stuck_by_subscriber: dict[str, list[LedgerMessage]] = {}
     for message in store.stuck_messages():
         stuck_by_subscriber.setdefault(message.subscriber, []).append(message)

@@ -350,12 +350,18 @@ def test_an_unchanged_file_is_skipped_on_its_stat_and_a_changed_one_is_read(
 
     first = tmp_path / "a.txt"
     first.write_text(spaced_digest(("Graph pooling by invented means", abstract_for("graph pooling"))))
-    assert ingest(store, first).new == 1
     reads: list[str] = []
     read_file = digest.ingest.read_file
     monkeypatch.setattr(
         digest.ingest, "read_file", lambda path, limit: reads.append(path.name) or read_file(path, limit)
     )
+    assert ingest(store, first).new == 1
+    assert ingest(store, first).unchanged_files == 1 and reads == ["a.txt", "a.txt"], (
+        "a file changed within RACY_SECONDS is read again: a rewrite in the same clock tick would keep its stat"
+    )
+    monkeypatch.setattr(digest.ingest, "RACY_SECONDS", 0.0)  # from here on, files count as settled at once
+    assert ingest(store, first).unchanged_files == 1
+    reads.clear()
 
     again = ingest(store, first)
     assert reads == [] and again.unchanged_files == 1 and again.duplicates == 1, "not read again"

@@ -210,6 +210,7 @@ def rewrite_header(workspace: Path, **changes: Any) -> None:
         ({"tag": "../../etc/passwd"}, "it is unreadable"),
         ({"fitted_seq": "lots"}, "it is unreadable"),
         ({"unexpected": 1}, "it is unreadable"),
+        ({"fitted_seq": 10**9}, "newer than the database"),
     ],
 )
 def test_a_model_from_another_release_config_or_database_is_rebuilt(
@@ -280,3 +281,67 @@ def test_preview_and_send_rank_the_same_with_and_without_the_cache(workspace: Pa
     ran = digest("send", "grace", "--dry-run", "--json", cwd=workspace)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["sent"][0]["papers"] == with_cache
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "rows of another file"])
+def test_a_row_file_damaged_behind_valid_ids_is_encoded_again_not_misread(
+    workspace: Path, fits: list[int], encoded: list[str], damage: str
+) -> None:
+    """The ids of a row file are read when it is listed, its rows when first needed: rows that no longer load, or
+    do not fit the ids, must never be used (and never stop a preview or send)."""
+    ingest(workspace, DEMO_INBOX)
+    before, _ = preview_ids(workspace)
+    (only,) = row_files(workspace)
+    path = folder(workspace) / only
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    if damage == "flipped byte":
+        arrays["data"] = arrays["data"].copy()
+        with path.open("wb") as out:
+            np.savez(out, **arrays)
+        raw = bytearray(path.read_bytes())
+        at = raw.find(b"data.npy") + 200  # inside the rows' values: the member's CRC no longer matches
+        raw[at] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    else:  # right ids and digests, the rows of fewer papers
+        arrays["indptr"] = arrays["indptr"][:-1]
+        arrays["shape"] = np.array([arrays["shape"][0] - 1, arrays["shape"][1]])
+        with path.open("wb") as out:
+            np.savez(out, **arrays)
+    encoded.clear()
+    after, stderr = preview_ids(workspace)
+    assert after == before and len(fits) == 1
+    assert set(before) <= set(encoded), "the rows were encoded afresh"
+
+
+def test_ingests_racing_in_two_processes_leave_a_usable_cache(workspace: Path) -> None:
+    """Two `digest ingest` processes at once, three times over (some refit, some encode): every write goes through
+    the cache lock, so afterwards the model loads without a notice and no temp file is left."""
+    import os
+    import subprocess
+    import sys
+
+    with_rank(workspace, refit_after=30)
+    ingest(workspace, papers_file(workspace / "base.json", 60, start=1, seed=11))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    for round_ in range(3):
+        files = [
+            papers_file(workspace / f"r{round_}-{side}.json", 12, start=1000 + 100 * round_ + 50 * side, seed=side)
+            for side in (0, 1)
+        ]
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "digest", "ingest", str(path)],
+                cwd=workspace,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for path in files
+        ]
+        for racer in racers:
+            _, err = racer.communicate(timeout=120)
+            assert racer.returncode == 0, err
+    picks, stderr = preview_ids(workspace)
+    assert stderr == "" and not list(folder(workspace).glob("*.tmp"))
+    assert header(workspace)["corpus_size"] >= 60

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +169,17 @@ def _count_unchanged(report: IngestReport, seen: StoredFile) -> None:
     report.entries += seen.entries
 
 
+# A file changed within this many seconds of being read may change again within the same tick of the file
+# system's clock (a few ms on Linux, 2 s on FAT) without its stat showing it: such a file is read again next time.
+RACY_SECONDS = 3.0
+
+
 def _remember_stat(store: Store, label: str, signature: str | None, content_hash: str) -> None:
-    """Remember the file's stat for next time, if it did not change while it was read (a file still being
-    written is read again next time)."""
-    if signature is not None and signature == file_signature(Path(label)):
+    """Remember the file's stat for next time, if it did not change while it was read and is not "racy" (changed
+    so recently that a rewrite in the same clock tick would leave the same stat: git's rule for its index)."""
+    if signature is None or signature != file_signature(Path(label)):
+        return
+    mtime_ns, ctime_ns = (int(part) for part in signature.split(":")[2:4])
+    settled = time.time_ns() - RACY_SECONDS * 1e9  # not the calendar: compared with the file system's own times
+    if max(mtime_ns, ctime_ns) < settled:
         store.remember_file_stat(label, signature, content_hash)

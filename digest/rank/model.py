@@ -112,19 +112,27 @@ def _same(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
 class RowBlock:
     """Stored rows of some papers: ids and text digests up front, the matrix loaded on first use."""
 
-    def __init__(self, ids: Sequence[str], digests: np.ndarray, load: Callable[[], sparse.csr_matrix]) -> None:
+    def __init__(
+        self, ids: Sequence[str], digests: np.ndarray, load: Callable[[], sparse.csr_matrix], width: int
+    ) -> None:
         self.ids = list(ids)
         self.digests = digests
         self._load = load
+        self._width = width
         self._matrix: sparse.csr_matrix | None = None
+        self._failed = False
 
     @property
     def matrix(self) -> sparse.csr_matrix | None:
-        if self._matrix is None:
+        """The rows, or None when they cannot be had: those papers are then encoded afresh."""
+        if self._matrix is None and not self._failed:
             try:
-                self._matrix = self._load()
-            except (OSError, ValueError, KeyError):  # the cache file went away or is damaged: encode afresh
-                return None
+                matrix = sparse.csr_matrix(self._load(), dtype=np.float32)
+                if matrix.shape != (len(self.ids), self._width):
+                    raise ValueError(f"rows of shape {matrix.shape}, expected {(len(self.ids), self._width)}")
+                self._matrix = matrix
+            except Exception:  # a cache file gone, damaged or swapped (any error of any reader): never fatal
+                self._failed = True
         return self._matrix
 
 
@@ -186,7 +194,7 @@ class RankModel:
         """Make rows of papers known (a matrix, or a function that loads it when a row is first needed).
         A later block wins for an id in several blocks."""
         load: Callable[[], sparse.csr_matrix] = rows if callable(rows) else functools.partial(_same, rows)
-        block = RowBlock(ids, np.asarray(digests, dtype=np.uint64), load)
+        block = RowBlock(ids, np.asarray(digests, dtype=np.uint64), load, self._width())
         number = len(self._blocks)
         self._blocks.append(block)
         for row, paper_id in enumerate(block.ids):
