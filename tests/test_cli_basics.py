@@ -208,3 +208,31 @@ def test_console_script_is_installed() -> None:
         pytest.skip(f"no console script beside {sys.executable}")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("digest, version ")
+
+
+def test_the_help_list_matches_every_commands_own_help() -> None:
+    """`digest --help` lists commands from COMMAND_SUMMARIES without importing them: it must say what they say."""
+    import click
+
+    from digest.commands import COMMAND_MODULES, COMMAND_SUMMARIES, load_command
+
+    assert set(COMMAND_SUMMARIES) == set(COMMAND_MODULES)
+    for name in COMMAND_MODULES:
+        command = load_command(name)
+        assert command is not None
+        for limit in (30, 45, 60, 90):
+            listed = click.Command(name, help=COMMAND_SUMMARIES[name]).get_short_help_str(limit)
+            assert listed == command.get_short_help_str(limit), (name, limit)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["papers", "--help"], ["subscribers", "--help"]])
+def test_light_commands_do_not_load_scikit_learn(args: list[str]) -> None:
+    """A fresh interpreter: what `digest --help` or `digest papers` import must not include the ranking stack."""
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom digest.cli import main\n"
+        f"result = CliRunner().invoke(main, {args!r})\nassert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('sklearn', 'scipy', 'numpy') if m in sys.modules)\nprint(heavy)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
