@@ -308,6 +308,9 @@ def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> N
     store.sent_paper_ids("reader")
     store.last_window_seq("reader")
     store.papers_after_seq(0, 10)
+    store.count_papers_after_seq(0, 10)  # the model cache: how far behind the fit is
+    store.recent_papers(5, max_seq=10)  # the model cache: a refit's corpus
+    store.file_hash_by_stat("/inbox/a.json", "1:2:3:4")  # ingest: an unchanged file skipped on its stat
     store.stuck_messages()
     store.stuck_messages("reader")
     store.history("reader", 5)
@@ -328,5 +331,5 @@ def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> N
     assert len(selects) >= 8
     for sql in selects:
         plan = " | ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
-        for table in ("messages", "message_papers", "papers"):
+        for table in ("messages", "message_papers", "papers", "file_stats"):
             assert f"SCAN {table}" not in plan or "INDEX" in plan.split(f"SCAN {table}")[1].split("|")[0], (sql, plan)
