@@ -73,8 +73,9 @@ def _window_papers(store: Store, window: Window, high: int) -> list[Paper]:
 def candidate_papers(store: Store, profile: Profile, now: datetime, high: int | None = None) -> list[Paper]:
     """Papers committed since the last digest (first digest: first seen within lookback_days), never sent before."""
     high = store.max_seq() if high is None else high
-    already = store.sent_paper_ids(profile.id)
-    return [paper for paper in _window_papers(store, _window(store, profile, now), high) if paper.id not in already]
+    papers = _window_papers(store, _window(store, profile, now), high)
+    already = store.sent_among([p.id for p in papers if p.id is not None], profile.id).get(profile.id, set())
+    return [paper for paper in papers if paper.id not in already]
 
 
 def _rated(store: Store, profile: Profile) -> tuple[list[Paper], list[Paper]]:
@@ -135,13 +136,14 @@ def plan_digests(
     plans: dict[str, DigestPlan | RankError] = {}
     groups: dict[Window, list[tuple[Profile, frozenset[str]]]] = {}
     windows: dict[Window, list[Paper]] = {}
+    sent_in: dict[Window, dict[str, set[str]]] = {}  # per window: its papers already sent, by subscriber
     high = store.max_seq()
     for profile in profiles:
         since = _window(store, profile, now)
         if since not in windows:
             windows[since] = _window_papers(store, since, high)
-        ids = {p.id for p in windows[since]}
-        sent = frozenset(store.sent_paper_ids(profile.id) & ids)  # within the window: the rest are candidates
+            sent_in[since] = store.sent_among([p.id for p in windows[since] if p.id is not None])
+        sent = frozenset(sent_in[since].get(profile.id, ()))  # within the window: the rest are candidates
         if len(windows[since]) == len(sent):
             plans[profile.id] = DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
         else:

@@ -129,6 +129,11 @@ _MIGRATIONS: list[str] = [
         content_hash TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 6: who was sent each paper: planning asks it for the window's new papers only, not for every paper a
+    # subscriber was ever sent (a cost that would grow with the history).
+    """
+    CREATE INDEX message_papers_paper ON message_papers(paper_id);
+    """,
 ]
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
 # this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
@@ -739,6 +744,26 @@ class Store:
         """Papers committed after sequence number `low`, up to `high`, oldest first."""
         rows = self._db.execute("SELECT * FROM papers WHERE seq > ? AND seq <= ? ORDER BY seq", (low, high)).fetchall()
         return self._with_sources(rows)
+
+    def sent_among(self, paper_ids: Sequence[str], subscriber: str | None = None) -> dict[str, set[str]]:
+        """Of these papers, those in a `sending` or `sent` message, by subscriber (or to one subscriber). Cost
+        follows the papers asked about, not the ledger's history."""
+        found: dict[str, set[str]] = {}
+        unique = list(dict.fromkeys(paper_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT mp.subscriber, mp.paper_id FROM message_papers mp JOIN messages m ON m.id = mp.message"
+                f" WHERE mp.paper_id IN ({marks}) AND m.state IN ('sending', 'sent')"
+            )
+            arguments: list[str] = list(chunk)
+            if subscriber is not None:
+                sql += " AND mp.subscriber = ?"
+                arguments.append(subscriber)
+            for row in self._db.execute(sql, arguments):
+                found.setdefault(row[0], set()).add(row[1])
+        return found
 
     def sent_paper_ids(self, subscriber: str) -> set[str]:
         """Papers in a `sending` or `sent` message to this subscriber: never candidates again."""

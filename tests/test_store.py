@@ -306,6 +306,8 @@ def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> N
     executed: list[str] = []
     store._db.set_trace_callback(executed.append)
     store.sent_paper_ids("reader")
+    store.sent_among(["2403.00077", "2403.00078"])
+    store.sent_among(["2403.00077"], "reader")
     store.last_window_seq("reader")
     store.papers_after_seq(0, 10)
     store.count_papers_after_seq(0, 10)  # the model cache: how far behind the fit is
@@ -333,3 +335,22 @@ def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> N
         plan = " | ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
         for table in ("messages", "message_papers", "papers", "file_stats"):
             assert f"SCAN {table}" not in plan or "INDEX" in plan.split(f"SCAN {table}")[1].split("|")[0], (sql, plan)
+
+
+def test_sent_among_names_the_papers_each_subscriber_has_in_flight_or_sent(store: Store) -> None:
+    store.add_papers([paper(f"Paper {n}", arxiv=f"2403.0010{n}") for n in range(4)], "s", T0)
+
+    def message(subscriber: str, ids: list[str]) -> int:
+        picks = [PickRecord(i, 0.5, "w") for i in ids]
+        return store.begin_message(
+            subscriber, f"<{subscriber}{ids[0]}@x>", picks, channel="email", subject="s", candidates_until=T0, now=T0
+        )
+
+    store.finish_message(message("ada", ["2403.00100", "2403.00101"]), "sent", T0)
+    message("ada", ["2403.00102"])  # still sending: not a candidate either
+    store.finish_message(message("bob", ["2403.00101"]), "failed", T0)  # failed: a candidate again
+    asked = ["2403.00100", "2403.00101", "2403.00102", "2403.00103"]
+    assert store.sent_among(asked) == {"ada": {"2403.00100", "2403.00101", "2403.00102"}}
+    assert store.sent_among(asked, "bob") == {}
+    assert store.sent_among(["2403.00103"]) == {}
+    assert store.sent_among(asked[:1], "ada") == {"ada": {"2403.00100"}}
