@@ -285,8 +285,8 @@ def _ready_or_settled(
     now = clock()
     if plan.is_empty:
         report.skipped.append({"subscriber": profile.id, "reason": plan.empty_reason or "nothing to send"})
-        if not dry_run:
-            store.record_attempt(profile.id, now)
+        if not dry_run:  # its candidates were weighed: the next digest starts after them
+            store.record_attempt(profile.id, now, empty_window_seq=plan.candidates_until_seq)
         return None
     links = links_for(store, config, profile, create_token=not dry_run)
     job = ComposeJob(plan, links, new_message_id(config.smtp.sender), now)

@@ -134,6 +134,11 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX message_papers_paper ON message_papers(paper_id);
     """,
+    # 7: where the window of a subscriber whose last plan had nothing to send ends: those papers were weighed and
+    # found wanting, so the next digest starts after them (else its window, and its cost, grow every day).
+    """
+    ALTER TABLE subscriber_state ADD COLUMN empty_window_seq INTEGER;
+    """,
 ]
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
 # this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
@@ -733,10 +738,13 @@ class Store:
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM papers").fetchone()[0])
 
     def last_window_seq(self, subscriber: str) -> int | None:
-        """The last paper sequence number the subscriber's last digest could see (None before the first)."""
+        """The last paper sequence number the subscriber's last digest could see, or their last plan that had
+        nothing to send (None before the first)."""
         row = self._db.execute(
-            "SELECT MAX(candidates_until_seq) FROM messages WHERE subscriber = ? AND state IN ('sending', 'sent')",
-            (subscriber,),
+            "SELECT MAX(seq) FROM (SELECT MAX(candidates_until_seq) AS seq FROM messages"
+            " WHERE subscriber = ? AND state IN ('sending', 'sent')"
+            " UNION ALL SELECT empty_window_seq FROM subscriber_state WHERE subscriber = ?)",
+            (subscriber, subscriber),
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
@@ -862,10 +870,18 @@ class Store:
             db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
             return token
 
-    def record_attempt(self, subscriber: str, now: datetime) -> None:
-        """Remember that this subscriber's slot was handled, so a scheduler does not retry it at once."""
+    def record_attempt(self, subscriber: str, now: datetime, *, empty_window_seq: int | None = None) -> None:
+        """Remember that this subscriber's slot was handled, so a scheduler does not retry it at once.
+        `empty_window_seq`: the plan had nothing to send among the papers up to this sequence number; the next
+        digest's candidates start after it."""
         with self.transaction() as db:
             self._record_attempt(db, subscriber, now)
+            if empty_window_seq is not None:
+                db.execute(
+                    "UPDATE subscriber_state SET empty_window_seq = MAX(COALESCE(empty_window_seq, 0), ?)"
+                    " WHERE subscriber = ?",
+                    (empty_window_seq, subscriber),
+                )
 
     @staticmethod
     def _record_attempt(db: sqlite3.Connection, subscriber: str, now: datetime) -> None:

@@ -311,3 +311,19 @@ def test_maildir_fsync_is_off_by_default_and_on_when_configured(
     make_transport(load_config(path)).send(b"Subject: durable\r\n\r\nbody\r\n", "x@example.org")
     assert len(synced) == 1
     assert len(list(config.delivery.maildir.joinpath("new").iterdir())) == 2
+
+
+def test_papers_weighed_and_found_wanting_are_not_candidates_again(tmp_path: Path) -> None:
+    """A digest with nothing above min_score still moves the window: tomorrow's candidates are tomorrow's papers,
+    not every paper since the last email (a window, and a cost, that would grow every day)."""
+    config, ids = workspace(tmp_path, 1, method="maildir")
+    profile_file = tmp_path / "subscribers" / f"{ids[0]}.toml"
+    profile_file.write_text(profile_file.read_text().replace("min_score = 0.01", "min_score = 0.99"))
+    first = send(config, selection="all", clock=clock)
+    assert not first.sent and "scored above min_score 0.99" in str(first.skipped[0]["reason"])
+    profile_file.write_text(profile_file.read_text().replace("min_score = 0.99", "min_score = 0.01"))
+    again = send(config, selection="all", clock=lambda: SEND_AT + timedelta(days=1))
+    assert not again.sent
+    assert again.skipped[0]["reason"] == "no new papers since the last digest"
+    with Store(config.paths.database) as store:
+        assert store.last_window_seq(ids[0]) == store.max_seq()
