@@ -390,6 +390,8 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
     if behind >= policy.stale_after(current.header.corpus_size):
         why = f"{behind} new paper(s) since the last fit"
         loaded = _fit_and_keep(store, policy, save=True, why=why)
+        if loaded.signature is not None:  # saved: rows for the new papers the fit did not read (a big day)
+            _encode_outside_fit(store, loaded, current.covered_seq, high)
         return Refresh("fitted", loaded.header.corpus_size, why)
     if high <= current.covered_seq:
         return Refresh("current", 0)
@@ -405,6 +407,32 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
         _attach_rows(current, folder)
         _merge_row_files(folder, current)
     return Refresh("encoded", len(with_ids))
+
+
+# Papers encoded and written per row file when a big ingest brings more new papers than a fit reads.
+ENCODE_BATCH = 20_000
+
+
+def _encode_outside_fit(store: Store, loaded: _Loaded, low: int, high: int) -> None:
+    """Rows for the papers committed after `low` (what the old rows covered) that the new fit's corpus does not
+    hold: the next send's candidates, encoded now, a batch at a time, rather than in the send."""
+    folder = cache_folder(store.path)
+    known = loaded.model.stored_ids()
+    start = low
+    while start < high:
+        stop = min(high, start + ENCODE_BATCH)
+        papers = [p for p in store.papers_after_seq(start, stop) if p.id is not None and p.id not in known]
+        if papers:
+            rows = loaded.model.encode(papers)
+            digests = np.array([text_digest(p) for p in papers], dtype=np.uint64)
+            with _cache_lock(folder):
+                if _signature(folder / MODEL_FILE) != loaded.signature:
+                    return  # another process saved another model meanwhile
+                _write_rows(folder, loaded.header.tag, stop, [p.id or "" for p in papers], digests, rows)
+        start = stop
+    with _cache_lock(folder):
+        if _signature(folder / MODEL_FILE) == loaded.signature:
+            _attach_rows(loaded, folder)
 
 
 def _merge_row_files(folder: Path, loaded: _Loaded) -> None:

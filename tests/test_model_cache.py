@@ -345,3 +345,20 @@ def test_ingests_racing_in_two_processes_leave_a_usable_cache(workspace: Path) -
     picks, stderr = preview_ids(workspace)
     assert stderr == "" and not list(folder(workspace).glob("*.tmp"))
     assert header(workspace)["corpus_size"] >= 60
+
+
+def test_a_big_ingest_stores_rows_for_the_papers_its_refit_did_not_read(
+    workspace: Path, fits: list[int], encoded: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big day: the refit reads only the newest model_papers papers; the others are the next send's
+    candidates too, so the ingest encodes and stores them (in batches), and a preview encodes none."""
+    monkeypatch.setattr(model_cache, "ENCODE_BATCH", 70)
+    with_rank(workspace, model_papers=100, refit_after=50)
+    ingest(workspace, papers_file(workspace / "a.json", 120, start=1, seed=12))
+    ingest(workspace, papers_file(workspace / "big.json", 300, start=500, seed=13))
+    assert fits == [100, 100]
+    assert len(row_files(workspace)) > 2, "the fit's rows and the others' in batches"
+    encoded.clear()
+    preview_ids(workspace, "ada")
+    big_day = {f"2612.{n:05d}" for n in range(500, 800)}
+    assert not set(encoded) & big_day, sorted(set(encoded) & big_day)[:5]

@@ -40,6 +40,7 @@ CONCEPT_WEIGHT = 0.70
 # LSA needs enough papers to find topics; below this the concept block is left out.
 MIN_PAPERS_FOR_CONCEPTS = 50
 CONCEPTS = 100
+ENCODE_CHUNK = 5000
 # Below this many papers every word counts (min_df 1): in a small store a word seen once may be a reader's keyword.
 MIN_PAPERS_FOR_MIN_DF = 5000
 
@@ -203,13 +204,21 @@ class RankModel:
     def blocks(self) -> list[RowBlock]:
         return list(self._blocks)
 
+    def stored_ids(self) -> set[str]:
+        return set(self._where)
+
     def encode(self, papers: Sequence[Paper]) -> sparse.csr_matrix:
-        """Fresh unit rows for papers (ignoring stored rows)."""
+        """Fresh unit rows for papers (ignoring stored rows), ENCODE_CHUNK papers at a time: the vectorizers'
+        intermediate arrays stay small on a big day."""
         if not papers:
             return sparse.csr_matrix((0, self._width()), dtype=np.float32)
-        return self._join(
-            self.full.transform([full_text(p) for p in papers]), self.title.transform([p.title for p in papers])
-        )
+        parts = [
+            self._join(
+                self.full.transform([full_text(p) for p in chunk]), self.title.transform([p.title for p in chunk])
+            )
+            for chunk in (papers[start : start + ENCODE_CHUNK] for start in range(0, len(papers), ENCODE_CHUNK))
+        ]
+        return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr", dtype=np.float32)
 
     def rows(self, papers: Sequence[Paper]) -> sparse.csr_matrix:
         """Unit rows for papers: stored rows where they still match the paper's text, freshly encoded ones else."""
