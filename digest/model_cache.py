@@ -256,21 +256,21 @@ def _remove_other_files(folder: Path, keep: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _fit(store: Store, policy: ModelPolicy) -> tuple[RankModel, _Header, list[str], int]:
-    """A model fitted on the most recent papers, its header, and the ids of its corpus."""
+def _fit(store: Store, policy: ModelPolicy) -> tuple[RankModel, _Header]:
+    """A model fitted on the most recent papers, and its header."""
     high = store.max_seq()
     corpus = store.recent_papers(policy.fit.papers, max_seq=high)
     model = RankModel.fit(corpus, policy.fit)
     header = _Header.expected(store, policy)
     header.fitted_seq, header.corpus_size, header.tag = high, len(corpus), model.tag
-    return model, header, [p.id for p in corpus if p.id is not None], high
+    return model, header
 
 
 def _fit_and_keep(store: Store, policy: ModelPolicy, *, save: bool, why: str) -> _Loaded:
     folder = cache_folder(store.path)
     version = store.papers_version()  # before the fit: a commit during it makes this model look out of date
-    model, header, _ids, high = _fit(store, policy)
-    loaded = _Loaded(model, header, None, version, covered_seq=high)
+    model, header = _fit(store, policy)
+    loaded = _Loaded(model, header, None, version, covered_seq=header.fitted_seq)
     if save:
         _try_save(loaded, folder)
     log.debug("model cache: fitted on %d paper(s) (%s)", header.corpus_size, why)
