@@ -196,6 +196,17 @@ def _cache_lock(folder: Path) -> Iterator[None]:
 _THREAD_LOCK = threading.RLock()
 
 
+def _read_row_ids(path: Path) -> tuple[bytes, list[str], np.ndarray]:
+    """A row file's ids (as stored, and split) and text digests; ValueError when they do not pair up."""
+    with np.load(path, allow_pickle=False) as data:
+        raw_ids = bytes(data["ids"])
+        digests = np.asarray(data["digests"], dtype=np.uint64)
+    ids = raw_ids.decode("utf-8").split("\n") if raw_ids else []
+    if len(ids) != digests.shape[0]:
+        raise ValueError("ids and digests differ in length")
+    return raw_ids, ids, digests
+
+
 def _attach_rows(loaded: _Loaded, folder: Path) -> None:
     """Make the model aware of row files it has not seen (the ids now; the rows when a paper needs them)."""
     for name, seq in sorted(_row_files(folder, loaded.header.tag).items(), key=lambda item: item[1]):
@@ -203,12 +214,7 @@ def _attach_rows(loaded: _Loaded, folder: Path) -> None:
             continue
         path = folder / name
         try:
-            with np.load(path, allow_pickle=False) as data:
-                raw_ids = bytes(data["ids"])
-                ids = raw_ids.decode("utf-8").split("\n") if raw_ids else []
-                digests = np.asarray(data["digests"], dtype=np.uint64)
-            if len(ids) != digests.shape[0]:
-                raise ValueError("ids and digests differ in length")
+            raw_ids, ids, digests = _read_row_ids(path)
         except _BAD_FILE as exc:
             log.warning("model cache: ignoring the damaged %s (%s); its papers are encoded again", path, exc)
             continue
@@ -447,13 +453,10 @@ def _merge_row_files(folder: Path, loaded: _Loaded) -> None:
     for _seq, name in small:
         path = folder / name
         try:
-            with np.load(path, allow_pickle=False) as data:
-                raw_ids = bytes(data["ids"])
-                part = raw_ids.decode("utf-8").split("\n") if raw_ids else []
-                part_digests = np.asarray(data["digests"], dtype=np.uint64)
+            raw_ids, part, part_digests = _read_row_ids(path)
             matrix = _load_matrix(path, raw_ids)
-            if matrix.shape[0] != len(part) or part_digests.shape[0] != len(part):
-                raise ValueError("ids, digests and rows differ in length")
+            if matrix.shape[0] != len(part):
+                raise ValueError("ids and rows differ in length")
         except _BAD_FILE:
             return  # left as they are; _attach_rows already ignores a damaged one
         ids += part

@@ -3,18 +3,15 @@ against independent computations (per-profile TF-IDF with English stop words, BM
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from benchmark_module import load_benchmark
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-RANKING = Path(__file__).resolve().parent.parent / "benchmarks" / "ranking.py"
 RECORDS = [
     {"title": "Graph neural networks for molecules", "abstract": "We pass messages on molecular graphs."},
     {"title": "Message passing on graphs", "abstract": "Graph networks learn from neighbours and edges."},
@@ -30,12 +27,7 @@ SEEDS, CANDIDATES = [0, 1, 2], [3, 4, 5, 6, 7]
 
 @pytest.fixture(scope="module")
 def ranking() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ranking_benchmark", RANKING)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ranking")
 
 
 def test_tfidf_baseline_is_fitted_per_profile_with_stop_words(ranking: ModuleType) -> None:

@@ -3,24 +3,15 @@ message per subscriber with picks. (Speed is measured by the benchmark itself, n
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-SCALE = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
+from benchmark_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def scale() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("scale_benchmark", SCALE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scale")
 
 
 @pytest.mark.parametrize("smtp", [False, True], ids=["maildir", "smtp"])

@@ -4,19 +4,17 @@ benchmark itself, never asserted in tests.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from datetime import date
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_module import load_benchmark
 from conftest import SHARED
 
 from digest.paper import parse_arxiv_id, title_key
 
-YEAR = Path(__file__).resolve().parent.parent / "benchmarks" / "year.py"
 DATA = SHARED / "eval" / "arxiv-2012-2017.jsonl"
 
 
@@ -24,12 +22,7 @@ DATA = SHARED / "eval" / "arxiv-2012-2017.jsonl"
 def year() -> ModuleType:
     if not DATA.exists():
         pytest.skip(f"real papers not found at {DATA} (../shared/eval/ beside the repository)")
-    spec = importlib.util.spec_from_file_location("year_benchmark", YEAR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("year")
 
 
 def table_rows(output: str, header: str) -> list[list[str]]:
