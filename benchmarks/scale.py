@@ -49,7 +49,7 @@ import digest.compose  # noqa: E402
 import digest.composer  # noqa: E402
 import digest.model_cache  # noqa: E402
 import digest.plan  # noqa: E402
-import digest.rank.batch  # noqa: E402
+import digest.rank.engine  # noqa: E402
 import digest.send  # noqa: E402
 from digest import pipeline  # noqa: E402
 from digest.composer import auto_workers  # noqa: E402
@@ -187,7 +187,7 @@ def instrumented(timers: Timers) -> Iterator[None]:
         (digest.model_cache, "planning_model", "model"),
         (digest.send, "plan_digests", "candidates"),  # minus ranking, below: the store queries of planning
         (digest.plan, "rank_many", "ranking"),
-        (digest.rank.batch, "_explanations", "explanations"),
+        (digest.rank.engine, "_explanations", "explanations"),
         (digest.compose, "render_email", "rendering"),
         (digest.compose, "compose_message", "composing"),
         (digest.send, "new_message_id", "composing"),

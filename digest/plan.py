@@ -11,7 +11,7 @@ from digest.errors import RankError
 from digest.model_cache import model_source
 from digest.paper import Paper
 from digest.rank import RankModel, Scored, rank
-from digest.rank.batch import RankRequest, rank_many
+from digest.rank.engine import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
 

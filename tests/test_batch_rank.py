@@ -1,5 +1,6 @@
-"""rank_many (digest.rank.batch) is rank() for many subscribers at once: for every profile, the same picks in
-the same order, the same scores (to float tolerance) and the same explanations as calling rank() alone.
+"""rank_many (digest.rank.engine) ranks many subscribers at once: for every profile, the same picks in the same
+order, the same scores (to float tolerance) and the same explanations as the per-subscriber formulas of
+tests/rank_oracle.py (the engine without sentence embeddings).
 
 Profiles are drawn reproducibly (random.Random(7)) so that they cover what scoring has branches for: keywords
 only, liked only, both, disliked papers, exclude terms (in titles, in abstracts, nowhere), liked papers among
@@ -14,11 +15,12 @@ from collections.abc import Sequence
 
 import pytest
 from conftest import SHARED_EVAL
+from rank_oracle import oracle_rank
 
 from digest.errors import RankError
 from digest.paper import Paper
-from digest.rank import build_model, rank
-from digest.rank.batch import RankRequest, rank_many
+from digest.rank import build_model
+from digest.rank.engine import RankRequest, rank_many
 from digest.rank.model import RankModel
 from digest.subscribers import Interests
 
@@ -112,7 +114,7 @@ def draw_requests(
 def one_by_one(model: RankModel, candidates: Sequence[Paper], request: RankRequest) -> list | RankError:
     pool = [p for p in candidates if p.id not in request.skip_ids]
     try:
-        return rank(
+        return oracle_rank(
             model,
             pool,
             request.interests,
@@ -177,7 +179,7 @@ def test_nothing_to_rank() -> None:
 
 def test_a_big_candidate_list_is_ranked_in_smaller_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """CHUNK_CELLS bounds a chunk's dense matrices: many candidates mean fewer subscribers at a time."""
-    import digest.rank.batch as batch
+    import digest.rank.engine as batch
 
     rng = random.Random(5)
     history = synthetic_papers(100, rng, "old-")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rank_oracle import compile_profile
 
 from digest.errors import RankError
 from digest.paper import Paper, make_paper
-from digest.rank import Scored, build_model, compile_profile, mmr_order, rank
+from digest.rank import Scored, build_model, mmr_order, rank
 from digest.rank.explain import WHY_LIMIT, sentences
 from digest.rank.model import MIN_PAPERS_FOR_CONCEPTS
 from digest.subscribers import Interests

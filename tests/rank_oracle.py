@@ -1,16 +1,7 @@
-"""A reader's interests compiled into one vector of the model's space, and the scoring that uses it.
-
-Rocchio-style: the profile vector is the normalised mean of the keyword queries, plus the normalised mean of
-the liked papers, minus half the normalised mean of the disliked ones. It is a single row, so a batch scorer can
-stack the vectors of many readers and score every paper for every reader with one sparse product.
-
-Scoring (score_rows) adds three things on top of the dot product, each chosen to keep scores in [0, 1]:
-- pseudo-relevance feedback: the profile is moved towards the centroid of its own top few candidates
-  (the classic query expansion: it learns the words the reader's field uses today);
-- nearest liked paper: a candidate very close to one liked paper scores at least sim**NEAR_POWER, so a reader
-  who liked three different things is not served only papers that sit between them;
-- exclusion: every exclude term multiplies the score by a factor in [0, 1] (0 when the term is in the title),
-  so adding an exclude term can never raise a score.
+"""The per-subscriber ranking that digest.rank.engine replaced, kept as a test oracle: the readable formulas for one
+profile at a time (compile a profile vector, score, PRF, nearest-liked floor, exclusions, MMR, explanations).
+The engine ranks many subscribers with a few matrix products; with no sentence embeddings it must give exactly
+what this gives (tests/test_batch_rank.py).
 """
 
 from __future__ import annotations
@@ -25,17 +16,19 @@ from sklearn.preprocessing import normalize
 
 from digest.errors import RankError
 from digest.paper import Paper, title_key
+from digest.rank import Scored, mmr_order
+from digest.rank.engine import (
+    DISLIKE_WEIGHT,
+    EXCLUDED_IN_ABSTRACT,
+    MMR_POOL,
+    NEAR_POWER,
+    PRF_TOP,
+    PRF_WEIGHT,
+    paper_key,
+)
+from digest.rank.explain import sentences, why_line
 from digest.rank.model import RankModel, dense
-
-DISLIKE_WEIGHT = 0.5
-# Pseudo-relevance feedback: how many top candidates, and how far the profile moves towards them.
-PRF_TOP = 5
-PRF_WEIGHT = 0.5
-# A candidate's similarity to its nearest liked paper, raised to this power, is a floor for its score:
-# near-copies of a liked paper (similarity ~1) come first; loose neighbours (0.5 -> 0.125) barely count.
-NEAR_POWER = 3
-# An exclude term found in the abstract (not the title) keeps this share of the score.
-EXCLUDED_IN_ABSTRACT = 0.3
+from digest.subscribers import Interests
 
 
 @dataclass(frozen=True)
@@ -138,3 +131,91 @@ def score_rows(
         nearest = np.clip(dense(rows @ profile.liked.T).max(axis=1), 0.0, 1.0)
         base = np.maximum(base, nearest**NEAR_POWER)
     return np.clip(base * exclusion_factors(model, profile, papers, rows), 0.0, 1.0)
+
+
+def best_sentences(model: RankModel, profile: CompiledProfile, papers: Sequence[Paper]) -> list[str | None]:
+    """Per paper, the abstract sentence whose words are closest to the profile's (the first on ties), or None
+    when no sentence shares a word with it. All sentences are encoded in one call: this is the costly part."""
+    split = [sentences(p.abstract) for p in papers]
+    flat = [s for parts in split for s in parts]
+    if not flat:
+        return [None] * len(papers)
+    words = model.word_block(profile.vector)
+    matrix = normalize(sparse.csr_matrix(model.full.transform(flat), dtype=np.float32))
+    similarity = np.asarray((matrix @ words.T).todense()).ravel()
+    result: list[str | None] = []
+    start = 0
+    for parts in split:
+        chunk = similarity[start : start + len(parts)]
+        start += len(parts)
+        best = int(np.argmax(chunk)) if parts else -1  # argmax returns the first maximum: deterministic
+        result.append(parts[best] if parts and chunk[best] > 0 else None)
+    return result
+
+
+def explain(
+    model: RankModel,
+    profile: CompiledProfile,
+    paper: Paper,
+    row: sparse.csr_matrix,
+    liked: Sequence[Paper],
+    sentence: str | None,
+) -> str:
+    """e.g. 'title matches "pruning"; abstract matches "sparsity"; closest to liked "X"; best match: "..."'."""
+    title, abstract = title_key(paper.title), title_key(paper.abstract)
+    in_title = [k for k in profile.keywords if phrase_in(k, title, folded=True)]
+    in_abstract = [k for k in profile.keywords if k not in in_title and phrase_in(k, abstract, folded=True)]
+    nearest: Paper | None = None
+    if liked:
+        similarity = np.asarray((profile.liked @ row.T).todense()).ravel()
+        nearest = liked[int(np.argmax(similarity))]
+    return why_line(in_title, in_abstract, nearest, sentence)
+
+
+def explain_all(
+    model: RankModel,
+    profile: CompiledProfile,
+    papers: Sequence[Paper],
+    rows: sparse.csr_matrix,
+    liked: Sequence[Paper],
+) -> list[str]:
+    """The explanation of every pick (rows: the picks' rows, in the same order)."""
+    found = best_sentences(model, profile, papers)
+    return [explain(model, profile, p, rows[i], liked, found[i]) for i, p in enumerate(papers)]
+
+
+def oracle_rank(
+    model: RankModel,
+    candidates: Sequence[Paper],
+    interests: Interests,
+    *,
+    liked: Sequence[Paper] = (),
+    disliked: Sequence[Paper] = (),
+    max_papers: int = 10,
+    min_score: float = 0.0,
+    diversity: float = 0.0,
+    explain_picks: bool = True,
+) -> list[Scored]:
+    """Candidates scored against the profile: at most max_papers, none below min_score (nor at 0), best first
+    (diversified by MMR when diversity > 0). Raises RankError when the profile has neither keywords nor liked
+    papers. Candidates that are themselves liked or disliked are left out: the reader knows them.
+    explain_picks=False skips the explanations (benchmarks)."""
+    profile = compile_profile(model, interests.keywords, liked, disliked, interests.exclude)
+    rated = {paper_key(p) for p in (*liked, *disliked)}
+    pool = [p for p in candidates if paper_key(p) not in rated]
+    if not pool:
+        return []
+    rows = model.rows(pool)
+    scores = score_rows(model, profile, pool, rows)
+    # Best first, ties by id: the same input gives the same order on every machine.
+    order = sorted(range(len(pool)), key=lambda i: (-scores[i], paper_key(pool[i])))
+    order = [i for i in order if scores[i] > 0 and scores[i] >= min_score]
+    if not order:
+        return []
+    # MMR reorders only the head of the list: a paper far down is never worth more than a varied pick.
+    order = order[: max(MMR_POOL, 5 * max_papers)]
+    ranked_rows = rows[order]
+    picks = [order[p] for p in mmr_order(scores[order], ranked_rows, max_papers, diversity)]
+    papers = [pool[i] for i in picks]
+    whys = explain_all(model, profile, papers, rows[picks], liked) if explain_picks else [""] * len(papers)
+    return [Scored(paper, float(scores[i]), why) for paper, i, why in zip(papers, picks, whys, strict=True)]

@@ -33,21 +33,71 @@ from sklearn.preprocessing import normalize
 
 from digest.errors import RankError
 from digest.paper import Paper, title_key
-from digest.rank import MMR_POOL, Scored, _key, mmr_order
 from digest.rank.explain import sentences, why_line
 from digest.rank.model import RankModel, dense
-from digest.rank.profile import (
-    DISLIKE_WEIGHT,
-    EXCLUDED_IN_ABSTRACT,
-    NEAR_POWER,
-    PRF_TOP,
-    PRF_WEIGHT,
-)
 from digest.subscribers import Interests
+
+DISLIKE_WEIGHT = 0.5
+# Pseudo-relevance feedback: how many top candidates, and how far the profile moves towards them.
+PRF_TOP = 5
+PRF_WEIGHT = 0.5
+# A candidate's similarity to its nearest liked paper, raised to this power, is a floor for its score:
+# near-copies of a liked paper (similarity ~1) come first; loose neighbours (0.5 -> 0.125) barely count.
+NEAR_POWER = 3
+# An exclude term found in the abstract (not the title) keeps this share of the score.
+EXCLUDED_IN_ABSTRACT = 0.3
+# MMR reorders only the head of a list: a paper far down is never worth more than a varied pick.
+MMR_POOL = 100
 
 # Subscribers scored together: the dense score matrices are CHUNK x candidates (1,000 x 2,000 float64 = 16 MB).
 CHUNK = 1000
 _EMPTY_PROFILE = "the profile has no keywords and no liked papers; add [interests] keywords or papers"
+
+
+@dataclass(frozen=True)
+class Scored:
+    paper: Paper
+    score: float  # relevance in [0, 1]; the order may differ from it when diversity > 0
+    why: str
+
+
+def paper_key(paper: Paper) -> str:
+    return paper.id or paper.title
+
+
+def mmr_order(
+    scores: np.ndarray,
+    rows: sparse.csr_matrix | None,
+    count: int,
+    diversity: float,
+    *,
+    similarity: np.ndarray | None = None,
+) -> list[int]:
+    """Maximal marginal relevance: greedily take the candidate with the best
+    (1 - diversity) * relevance - diversity * (similarity to the closest pick so far).
+
+    `scores` must already be sorted best first (ties broken by id), so the first maximum wins ties.
+    diversity 0 is plain relevance order. `similarity` (the rows' pairwise cosines, already clipped to [0, 1])
+    may be given instead of `rows` by a caller that has it anyway (the batch ranker slices it from one product).
+    """
+    n = scores.size
+    count = min(count, n)
+    if diversity <= 0 or n == 0:
+        return list(range(count))
+    if similarity is None:
+        assert rows is not None, "mmr_order needs rows or similarity"
+        similarity = np.clip(np.asarray((rows @ rows.T).todense(), dtype=np.float64), 0.0, 1.0)
+    chosen: list[int] = []
+    closest = np.zeros(n)
+    available = np.ones(n, dtype=bool)
+    for _ in range(count):
+        value = (1.0 - diversity) * scores - diversity * closest
+        value[~available] = -np.inf
+        pick = int(np.argmax(value))
+        chosen.append(pick)
+        available[pick] = False
+        closest = np.maximum(closest, similarity[pick])
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -66,7 +116,7 @@ class RankRequest:
 RankResult = list[Scored] | RankError
 
 
-def _paper_key(paper: Paper) -> tuple[str | None, str, str]:
+def _paper_identity(paper: Paper) -> tuple[str | None, str, str]:
     # Two Paper objects for the same stored paper (each subscriber's plan loads its own) share one row.
     return (paper.id, paper.title, paper.abstract)
 
@@ -110,7 +160,7 @@ class _Candidates:
         self.rows = model.rows(self.papers)
         self.rows_t = self.rows.T.tocsr()
         self._words: sparse.csr_matrix | None = None
-        keys = [_key(p) for p in self.papers]
+        keys = [paper_key(p) for p in self.papers]
         # Candidates by key and by id (lists: nothing stops a caller from passing a paper twice).
         self.by_key: dict[str, list[int]] = {}
         self.by_id: dict[str, list[int]] = {}
@@ -240,6 +290,29 @@ def rank_many(
     return results
 
 
+def rank(
+    model: RankModel,
+    candidates: Sequence[Paper],
+    interests: Interests,
+    *,
+    liked: Sequence[Paper] = (),
+    disliked: Sequence[Paper] = (),
+    max_papers: int = 10,
+    min_score: float = 0.0,
+    diversity: float = 0.0,
+    explain_picks: bool = True,
+) -> list[Scored]:
+    """One subscriber's picks: at most max_papers, none below min_score (nor at 0), best first (diversified by MMR
+    when diversity > 0), each with its explanation. Candidates that are themselves liked or disliked are left out:
+    the reader knows them. Raises RankError when the profile has neither keywords nor liked papers.
+    This is rank_many for one request: there is one ranking engine."""
+    request = RankRequest(interests, liked, disliked, max_papers, min_score, diversity)
+    result = rank_many(model, candidates, [request], explain=explain_picks)[0]
+    if isinstance(result, RankError):
+        raise result
+    return result
+
+
 def _rank_chunk(
     model: RankModel, shared: _Candidates | None, requests: Sequence[RankRequest], explain: bool
 ) -> list[RankResult]:
@@ -260,7 +333,7 @@ def _rank_chunk(
     # out what was already sent. Masked to 0 here, which is equivalent (see the module docstring).
     masked = np.zeros((len(requests), n), dtype=bool)
     for s, request in enumerate(requests):
-        for key in {_key(p) for p in (*request.liked, *request.disliked)}:
+        for key in {paper_key(p) for p in (*request.liked, *request.disliked)}:
             masked[s, shared.by_key.get(key, [])] = True
         for paper_id in request.skip_ids:
             masked[s, shared.by_id.get(paper_id, [])] = True
@@ -308,8 +381,8 @@ def _profile_vectors(
     the indexes of its liked papers in them (in its own order, repeats kept: explanations pick the first)."""
     keywords, liked, disliked = _Rows(), _Rows(), _Rows()
     keyword_groups = [[keywords.add(k, k) for k in r.interests.keywords] for r in requests]
-    liked_groups = [[liked.add(_paper_key(p), p) for p in r.liked] for r in requests]
-    disliked_groups = [[disliked.add(_paper_key(p), p) for p in r.disliked] for r in requests]
+    liked_groups = [[liked.add(_paper_identity(p), p) for p in r.liked] for r in requests]
+    disliked_groups = [[disliked.add(_paper_identity(p), p) for p in r.disliked] for r in requests]
     width = model._width()
     vector = sparse.csr_matrix((len(requests), width), dtype=np.float32)
     liked_rows = None
