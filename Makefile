@@ -8,7 +8,7 @@ BIN = $(VENV)/bin
 $(BIN)/digest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
+	$(BIN)/pip install --quiet -e '.[test,lint,semantic]'
 	touch $@
 
 demo: $(BIN)/digest

@@ -27,19 +27,31 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from keyword_profiles import KEYWORDS  # noqa: E402
 
 from digest.paper import Paper  # noqa: E402
 from digest.rank import build_model, rank  # noqa: E402
+from digest.rank.embeddings import (  # noqa: E402
+    EmbeddingSettings,
+    PaperVectors,
+    load_embedder,
+    unavailable_reason,
+    vector_digest,
+)
 from digest.subscribers import Interests  # noqa: E402
 
 K = 10
-Scorer = Callable[[list[int], list[int]], list[int]]  # (seed indexes, candidate indexes) -> candidates, best first
+# (seed indexes, or a keyword profile's keywords; candidate indexes) -> candidates, best first
+Scorer = Callable[[Any, list[int]], list[int]]
 
 
 @dataclass(frozen=True)
@@ -75,11 +87,17 @@ def ndcg_at_k(relevance: Sequence[int], total_relevant: int) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def evaluate(records: Sequence[dict], draws: Sequence[Draw], scorer: Scorer) -> dict[str, float]:
+def evaluate(
+    records: Sequence[dict],
+    draws: Sequence[Draw],
+    scorer: Scorer,
+    keywords: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """Liked-paper profiles (the draw's 3 seeds), or keyword profiles (keywords[category]) on the same pools."""
     ndcgs, precisions, times = [], [], []
     for draw in draws:
         start = time.perf_counter()
-        ranked = scorer(draw.seeds, draw.candidates)
+        ranked = scorer(draw.seeds if keywords is None else keywords[draw.category], draw.candidates)
         times.append((time.perf_counter() - start) * 1000)
         relevance = [int(draw.category in records[i]["categories"]) for i in ranked[:K]]
         total = sum(draw.category in records[i]["categories"] for i in draw.candidates)
@@ -89,6 +107,7 @@ def evaluate(records: Sequence[dict], draws: Sequence[Draw], scorer: Scorer) -> 
         "ndcg@10": round(statistics.fmean(ndcgs), 4),
         "p@10": round(statistics.fmean(precisions), 4),
         "ms_per_profile": round(statistics.median(times), 2),
+        "per_profile": ndcgs,
     }
 
 
@@ -99,18 +118,57 @@ def by_score(candidates: list[int], scores: np.ndarray) -> list[int]:
 
 # ---- ours: the production code path ------------------------------------------------------------------------
 
+CACHE = Path(__file__).resolve().parent / ".cache"
 
-def ours(records: Sequence[dict], diversity: float) -> Scorer:
+
+def paper_vectors(papers: Sequence[Paper], data: Path, setting: str) -> PaperVectors | None:
+    """The production embedder ([rank] embeddings = setting) with every paper's vector, cached per data file and
+    model in benchmarks/.cache/ (embedding 20,000 papers takes minutes; the cache is keyed by the model's bytes
+    and each paper's text digest, so a changed file or model is embedded again)."""
+    embedder = load_embedder(EmbeddingSettings(setting))
+    if embedder is None:
+        reason = unavailable_reason(EmbeddingSettings(setting))
+        if reason:
+            print(f"note: ranking without sentence embeddings: {reason}", file=sys.stderr)
+        return None
+    vectors = PaperVectors(embedder)
+    path = CACHE / f"{data.stem}-{embedder.key}.npz"
+    ids = [p.id or "" for p in papers]
+    digests = np.array([vector_digest(p) for p in papers], dtype=np.uint64)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            if list(cached["ids"]) == ids and np.array_equal(cached["digests"], digests):
+                vectors.add(ids, digests, np.asarray(cached["vectors"], dtype=np.float32))
+                return vectors
+    print(f"embedding {len(papers)} papers of {data.name} (cached in {path})...", file=sys.stderr)
+    matrix = vectors.papers(papers)
+    CACHE.mkdir(exist_ok=True)
+    np.savez(path, ids=np.array(ids), digests=digests, vectors=matrix.astype(np.float32))
+    return vectors
+
+
+def ours(
+    records: Sequence[dict],
+    diversity: float,
+    *,
+    vectors: PaperVectors | None,
+    keywords: bool = False,
+) -> Scorer:
+    """Our production rank(): liked-paper profiles, or keyword-only profiles (`keywords`). The model is fitted
+    once on the whole file, as production fits on the store's recent papers."""
     papers = [Paper(title=r["title"], abstract=r["abstract"], id=r["id"]) for r in records]
-    model = build_model(papers)  # fitted on the whole file, as production fits on the whole store
-    interests = Interests()  # no keywords: the 3 seeds are the profile's liked papers
+    model = build_model(papers, vectors=vectors)
 
-    def scorer(seeds: list[int], candidates: list[int]) -> list[int]:
+    def scorer(profile: Any, candidates: list[int]) -> list[int]:
+        if not keywords:
+            interests, liked = Interests(), [papers[i] for i in profile]
+        else:
+            interests, liked = Interests(keywords=tuple(profile)), []
         picks = rank(
             model,
             [papers[i] for i in candidates],
             interests,
-            liked=[papers[i] for i in seeds],
+            liked=liked,
             max_papers=K,
             min_score=0.0,
             diversity=diversity,
@@ -144,6 +202,28 @@ def tfidf_baseline(records: Sequence[dict]) -> Scorer:
         centre = np.asarray(matrix[: len(seeds)].mean(axis=0)).ravel()
         norm = np.linalg.norm(centre)
         return by_score(candidates, (matrix[len(seeds) :] @ centre) / (norm or 1.0))
+
+    return scorer
+
+
+def tfidf_keyword_baseline(records: Sequence[dict]) -> Scorer:
+    """Keyword profiles: the keywords as one query document in the same per-profile TF-IDF, cosine to it."""
+
+    def scorer(keywords: Sequence[str], candidates: list[int]) -> list[int]:
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, stop_words="english", dtype=np.float64)
+        matrix = vectorizer.fit_transform([" ".join(keywords), *(text(records[i]) for i in candidates)]).tocsr()
+        return by_score(candidates, (matrix[1:] @ matrix[0].T).toarray().ravel())
+
+    return scorer
+
+
+def bm25_keyword_baseline(records: Sequence[dict]) -> Scorer:
+    """Keyword profiles: the keywords' words as the query (each once), over the pool."""
+
+    def scorer(keywords: Sequence[str], candidates: list[int]) -> list[int]:
+        index = BM25([text(records[c]) for c in candidates])
+        query = list(dict.fromkeys(t for k in keywords for t in tokens(k)))
+        return by_score(candidates, np.array([index.score(query, c) for c in range(len(candidates))]))
 
     return scorer
 
@@ -204,42 +284,88 @@ def bm25_baseline(records: Sequence[dict]) -> Scorer:
 def random_baseline() -> Scorer:
     rng = np.random.default_rng(1)  # its own generator: the draws' Random(0) is not disturbed
 
-    def scorer(seeds: list[int], candidates: list[int]) -> list[int]:
+    def scorer(_profile: Any, candidates: list[int]) -> list[int]:
         return by_score(candidates, rng.random(len(candidates)))
 
     return scorer
 
 
-def run(data: Path) -> dict[str, dict[str, float]]:
+DEFAULT_DIVERSITY = 0.3  # a profile's default (digest.subscribers)
+BOOTSTRAP = 10_000
+
+
+def paired(ours: Sequence[float], baseline: Sequence[float]) -> dict[str, float]:
+    """Mean paired difference of per-profile nDCG@10 and its 95 % bootstrap interval (profiles resampled)."""
+    differences = np.asarray(ours) - np.asarray(baseline)
+    rng = np.random.default_rng(0)
+    means = differences[rng.integers(0, differences.size, (BOOTSTRAP, differences.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": round(float(differences.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4)}
+
+
+def run(data: Path, embeddings: str = "auto") -> dict[str, Any]:
+    """Every method on liked-paper profiles and on keyword profiles, with our default against the best baseline."""
     records = load(data)
     draws = make_draws(records)
-    methods: dict[str, Scorer] = {
-        "ours": ours(records, diversity=0.0),
-        "ours_diversity_0.3": ours(records, diversity=0.3),
+    papers = [Paper(title=r["title"], abstract=r["abstract"], id=r["id"]) for r in records]
+    vectors = paper_vectors(papers, data, embeddings)
+    liked_methods: dict[str, Scorer] = {
+        "ours": ours(records, DEFAULT_DIVERSITY, vectors=vectors),
+        "ours_diversity_0": ours(records, 0.0, vectors=vectors),
         "tfidf": tfidf_baseline(records),
         "svm": svm_baseline(records),
         "bm25": bm25_baseline(records),
         "random": random_baseline(),
     }
-    return {name: evaluate(records, draws, scorer) for name, scorer in methods.items()}
+    keyword_methods: dict[str, Scorer] = {
+        "ours": ours(records, DEFAULT_DIVERSITY, vectors=vectors, keywords=True),
+        "ours_diversity_0": ours(records, 0.0, vectors=vectors, keywords=True),
+        "tfidf": tfidf_keyword_baseline(records),
+        "bm25": bm25_keyword_baseline(records),
+        "random": random_baseline(),
+    }
+    result: dict[str, Any] = {"data": data.name, "embeddings": vectors is not None}
+    for kind, methods, keywords in (
+        ("liked", liked_methods, None),
+        ("keywords", keyword_methods, KEYWORDS),
+    ):
+        rows = {name: evaluate(records, draws, scorer, keywords) for name, scorer in methods.items()}
+        baselines = [n for n in rows if n not in ("ours", "ours_diversity_0", "random")]
+        best = max(baselines, key=lambda n: rows[n]["ndcg@10"])
+        result[kind] = {
+            "methods": {n: {k: v for k, v in r.items() if k != "per_profile"} for n, r in rows.items()},
+            "best_baseline": best,
+            "ours_minus_best": paired(rows["ours"]["per_profile"], rows[best]["per_profile"]),
+            "diversity_cost": paired(rows["ours"]["per_profile"], rows["ours_diversity_0"]["per_profile"]),
+        }
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="the evaluation set (papers.jsonl)")
+    parser.add_argument("--data", type=Path, required=True, help="an evaluation set (papers.jsonl, ...)")
+    parser.add_argument("--embeddings", choices=("auto", "on", "off"), default="auto", help="as [rank] embeddings")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    results = run(args.data)
+    results = run(args.data, args.embeddings)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{'method':<20} {'nDCG@10':>8} {'P@10':>6} {'ms/profile':>11}")
-    for name, row in results.items():
-        print(f"{name:<20} {row['ndcg@10']:>8.3f} {row['p@10']:>6.3f} {row['ms_per_profile']:>11.2f}")
+    print(f"{results['data']}, sentence embeddings {'on' if results['embeddings'] else 'off'}")
+    for kind in ("liked", "keywords"):
+        part = results[kind]
+        print(f"\n{kind} profiles          nDCG@10   P@10  ms/profile")
+        for name, row in part["methods"].items():
+            print(f"  {name:<20} {row['ndcg@10']:>8.3f} {row['p@10']:>6.3f} {row['ms_per_profile']:>11.2f}")
+        gain, cost = part["ours_minus_best"], part["diversity_cost"]
+        print(
+            f"  ours - {part['best_baseline']}: {gain['mean']:+.3f}"
+            f" (95 % CI {gain['low']:+.3f} .. {gain['high']:+.3f});"
+            f" diversity {DEFAULT_DIVERSITY} - 0: {cost['mean']:+.3f} ({cost['low']:+.3f} .. {cost['high']:+.3f})"
+        )
     print(
-        "ours: diversity 0 (pure relevance); ours_diversity_0.3: MMR at the profile default (diversity = 0.3);"
-        " ms = median per profile to rank 500 candidates (with explanations); our model is built once, the"
-        " baselines fit their TF-IDF per profile"
+        "\nours: production rank() at the profile default diversity (0.3); ms = median per profile to rank 500"
+        " candidates (with explanations); our model is built once, the baselines fit their TF-IDF per profile"
     )
     return 0
 

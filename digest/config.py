@@ -128,13 +128,24 @@ class Rank(_Section):
     refit_after: int = Field(default=5_000, ge=1, description="new papers after which an ingest refits it")
     min_df: int = Field(default=3, ge=1, description="a term must occur in this many papers (from 5,000 papers)")
     max_features: int = Field(default=400_000, ge=1000, description="the full-text vocabulary's size limit")
+    embeddings: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description='sentence embeddings: "auto" (when installed), "on" (required), "off"; DIGEST_EMBEDDINGS overrides',
+    )
+    embedding_model: Path | None = Field(default=None, description="an ONNX encoder to use instead of the packaged one")
+    embedding_tokenizer: Path | None = Field(default=None, description="the tokenizer.json of embedding_model")
 
     def policy(self) -> ModelPolicy:
         from digest.model_cache import ModelPolicy  # here: loading the config must not load scikit-learn
+        from digest.rank.embeddings import MODE_ENV, EmbeddingSettings
         from digest.rank.model import FitSettings
 
         fit = FitSettings(papers=self.model_papers, min_df=self.min_df, max_features=self.max_features)
-        return ModelPolicy(fit, refit_after=self.refit_after)
+        override = os.environ.get(MODE_ENV, "").strip().lower()
+        if override and override not in ("auto", "on", "off"):
+            raise ConfigError(f'{MODE_ENV}={override!r}: must be "auto", "on" or "off"')
+        embeddings = EmbeddingSettings(self.embeddings, self.embedding_model, self.embedding_tokenizer)
+        return ModelPolicy(fit, refit_after=self.refit_after, embeddings=embeddings)
 
 
 class Config(_Section):
@@ -193,8 +204,15 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     smtp = config.smtp
     if smtp.ca_file is not None:
         smtp = smtp.model_copy(update={"ca_file": _resolve(base, smtp.ca_file)})
+    rank = config.rank.model_copy(
+        update={
+            key: _resolve(base, value)
+            for key in ("embedding_model", "embedding_tokenizer")
+            if (value := getattr(config.rank, key)) is not None
+        }
+    )
     return config.model_copy(
-        update={"paths": resolved, "delivery": delivery, "smtp": smtp, "source_file": path.resolve()}
+        update={"paths": resolved, "delivery": delivery, "smtp": smtp, "rank": rank, "source_file": path.resolve()}
     )
 
 

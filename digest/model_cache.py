@@ -40,7 +40,16 @@ import numpy as np
 import sklearn
 from scipy import sparse
 
+from digest.errors import DigestError
 from digest.files import write_atomically
+from digest.rank.embeddings import (
+    EmbeddingSettings,
+    EmbeddingsUnavailable,
+    PaperVectors,
+    load_embedder,
+    unavailable_reason,
+    vector_digest,
+)
 from digest.rank.model import FitSettings, RankModel, model_from_state, model_state, text_digest
 from digest.store import Store
 
@@ -50,6 +59,13 @@ FORMAT = 1  # bump when the files' layout or the model's maths change: older fil
 MODEL_FILE = "model.npz"
 ROW_FILES_KEPT = 12  # more row files than this for one model are merged into one at the next refresh
 _ROW_FILE = re.compile(r"rows-([0-9a-f]{16})-(\d{12})-[0-9a-f]{8}\.npz")
+# Sentence-embedding vectors (digest.rank.embeddings) of the papers up to <seq>, for the embedder <key>. They do
+# not depend on the TF-IDF fit, so they outlive refits.
+_VECTOR_FILE = re.compile(r"vectors-([0-9a-f]{16}-\d{1,5})-(\d{12})-[0-9a-f]{8}\.npz")
+# When sentence embeddings are first turned on for a store, the most recent papers this many are embedded (older
+# ones only if a reader liked them, when ranking needs them); from then on each ingest embeds its new papers.
+EMBED_BACKLOG = 5000
+EMBED_BATCH = 2000
 LOCK_FILE = "lock"
 _BAD_FILE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError)
 
@@ -61,6 +77,7 @@ class ModelPolicy:
 
     fit: FitSettings = field(default_factory=FitSettings)
     refit_after: int = 5000
+    embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
 
     def stale_after(self, corpus_size: int) -> int:
         return max(1, min(self.refit_after, -(-corpus_size // 4)))
@@ -118,6 +135,8 @@ class _Loaded:
     papers_version: tuple[int, int]
     row_files: set[str] = field(default_factory=set)
     covered_seq: int = 0  # rows are stored for the papers up to this sequence number
+    vector_files: set[str] = field(default_factory=set)
+    vectors_seq: int = 0  # sentence vectors are stored for the papers up to this sequence number
 
 
 # The model of each database this process has used: a process that plans many times (the daemon, the demo, a
@@ -350,38 +369,195 @@ def _current(store: Store, policy: ModelPolicy) -> _Loaded | str:
 
 def planning_model(store: Store, policy: ModelPolicy | None = None, *, save: bool = False) -> RankModel:
     """The model to rank with: the saved one (never refitted here), else one fitted on the most recent papers,
-    saved when `save` (a send may write the cache; a preview writes nothing)."""
+    saved when `save` (a send may write the cache; a preview writes nothing). With sentence embeddings on, it
+    carries them (stored vectors attached; a paper without one is embedded in memory)."""
     policy = policy or ModelPolicy()
     current = _current(store, policy)
     if isinstance(current, _Loaded):
         if save and current.signature is None:  # fitted in memory by an earlier preview in this process
             _try_save(current, cache_folder(store.path))
-        return current.model
-    if current != "there is none yet" or store.count_papers():
-        log.warning(
-            "model cache %s: %s; fitting the model on up to %d recent papers%s",
-            cache_folder(store.path),
-            current,
-            policy.fit.papers,
-            "" if save else " for this run (an ingest or send saves it)",
-        )
-    return _fit_and_keep(store, policy, save=save, why=current).model
+        loaded = current
+    else:
+        if current != "there is none yet" or store.count_papers():
+            log.warning(
+                "model cache %s: %s; fitting the model on up to %d recent papers%s",
+                cache_folder(store.path),
+                current,
+                policy.fit.papers,
+                "" if save else " for this run (an ingest or send saves it)",
+            )
+        loaded = _fit_and_keep(store, policy, save=save, why=current)
+    _with_vectors(loaded, cache_folder(store.path), policy.embeddings)
+    return loaded.model
+
+
+_NOTICES: set[str] = set()
+
+
+def _with_vectors(loaded: _Loaded, folder: Path, settings: EmbeddingSettings) -> None:
+    """Give the model its sentence embeddings (or take them away when they are off or unavailable): the embedder,
+    and the stored vector files it has not seen. "on" without a working embedder is an error; "auto" says once
+    per process why it goes on without."""
+    try:
+        embedder = load_embedder(settings)
+    except EmbeddingsUnavailable as error:
+        raise DigestError(f'[rank] embeddings = "on", but {error}') from None
+    if embedder is None:
+        loaded.model.vectors = None
+        reason = unavailable_reason(settings)
+        if reason and reason not in _NOTICES:
+            _NOTICES.add(reason)
+            log.warning("ranking without sentence embeddings: %s", reason)
+        return
+    if loaded.model.vectors is None or loaded.model.vectors.key != embedder.key:
+        loaded.model.vectors = PaperVectors(embedder)
+        loaded.vector_files, loaded.vectors_seq = set(), 0
+    _attach_vectors(loaded, folder)
+
+
+def _vector_files(folder: Path, key: str) -> dict[str, int]:
+    """Vector files of one embedder: name -> the last paper sequence number they cover."""
+    try:
+        names = [entry.name for entry in folder.iterdir()]
+    except OSError:
+        return {}
+    return {
+        name: int(match.group(2))
+        for name in names
+        if (match := _VECTOR_FILE.fullmatch(name)) is not None and match.group(1) == key
+    }
+
+
+def _load_vectors(path: Path, ids: bytes) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as data:
+        if bytes(data["ids"]) != ids:
+            raise ValueError(f"{path.name} changed since it was listed")
+        return np.asarray(data["vectors"], dtype=np.float32)
+
+
+def _attach_vectors(loaded: _Loaded, folder: Path) -> None:
+    vectors = loaded.model.vectors
+    if vectors is None:
+        return
+    for name, seq in sorted(_vector_files(folder, vectors.key).items(), key=lambda item: item[1]):
+        if name in loaded.vector_files:
+            continue
+        path = folder / name
+        try:
+            raw_ids, ids, digests = _read_row_ids(path)
+        except _BAD_FILE as exc:
+            log.warning("model cache: ignoring the damaged %s (%s); its papers are embedded again", path, exc)
+            continue
+        vectors.add(ids, digests, functools.partial(_load_vectors, path, raw_ids))
+        loaded.vector_files.add(name)
+        loaded.vectors_seq = max(loaded.vectors_seq, seq)
+
+
+def _write_vectors(folder: Path, key: str, seq: int, ids: list[str], digests: np.ndarray, matrix: np.ndarray) -> str:
+    """A new vector file (call under _cache_lock); float16 halves the size and moves a cosine by < 0.001."""
+    name = f"vectors-{key}-{seq:012d}-{secrets.token_hex(4)}.npz"
+    arrays: dict[str, Any] = {
+        "vectors": np.asarray(matrix, dtype=np.float16),
+        "ids": np.frombuffer("\n".join(ids).encode("utf-8"), dtype=np.uint8),
+        "digests": np.asarray(digests, dtype=np.uint64),
+    }
+    write_atomically(folder / name, lambda out: np.savez(out, **arrays))
+    return name
+
+
+def _store_vectors(store: Store, loaded: _Loaded, folder: Path, settings: EmbeddingSettings) -> int:
+    """After an ingest: embed the papers committed since the last vector file (at most EMBED_BACKLOG of the most
+    recent when there is none) and store them, EMBED_BATCH at a time; returns how many were embedded."""
+    _with_vectors(loaded, folder, settings)
+    vectors = loaded.model.vectors
+    if vectors is None:
+        return 0
+    high = store.max_seq()
+    low = max(loaded.vectors_seq, high - EMBED_BACKLOG)
+    done = 0
+    for start in range(low, high, EMBED_BATCH):
+        stop = min(high, start + EMBED_BATCH)
+        papers = [p for p in store.papers_after_seq(start, stop) if p.id is not None]
+        matrix = vectors.papers(papers)  # stored ones are reused: a paper is embedded once
+        digests = np.array([vector_digest(p) for p in papers], dtype=np.uint64)
+        with _cache_lock(folder):
+            _write_vectors(folder, vectors.key, stop, [p.id or "" for p in papers], digests, matrix)
+            _attach_vectors(loaded, folder)
+        done += len(papers)
+    with _cache_lock(folder):
+        _remove_other_vectors(folder, vectors.key)
+        _merge_vector_files(folder, loaded)
+    return done
+
+
+def _remove_other_vectors(folder: Path, key: str) -> None:
+    """Vector files of another embedder (the model file or max_tokens changed): never read again."""
+    for entry in list(folder.iterdir()):
+        match = _VECTOR_FILE.fullmatch(entry.name)
+        if match is not None and match.group(1) != key:
+            entry.unlink(missing_ok=True)
+
+
+def _merge_vector_files(folder: Path, loaded: _Loaded) -> None:
+    """One vector file per ingest would pile up for years: while there are more than ROW_FILES_KEPT, the two
+    neighbours (in sequence order) with the fewest bytes together become one, so that a paper's vector is rewritten
+    about log(papers) times over its life, not at every merge (under _cache_lock)."""
+    vectors = loaded.model.vectors
+    if vectors is None:
+        return
+    while True:
+        files = sorted((seq, name) for name, seq in _vector_files(folder, vectors.key).items())
+        if len(files) <= ROW_FILES_KEPT:
+            return
+        sizes = [(folder / name).stat().st_size for _seq, name in files]
+        pair = min(range(len(files) - 1), key=lambda i: sizes[i] + sizes[i + 1])
+        ids: list[str] = []
+        digests: list[np.ndarray] = []
+        matrices: list[np.ndarray] = []
+        for _seq, name in files[pair : pair + 2]:
+            try:
+                raw_ids, part, part_digests = _read_row_ids(folder / name)
+                matrix = _load_vectors(folder / name, raw_ids)
+                if matrix.shape[0] != len(part):
+                    raise ValueError("ids and vectors differ in length")
+            except _BAD_FILE:
+                (folder / name).unlink(missing_ok=True)  # its papers are embedded again when needed
+                break
+            ids += part
+            digests.append(part_digests)
+            matrices.append(matrix)
+        else:
+            _write_vectors(folder, vectors.key, files[pair + 1][0], ids, np.concatenate(digests), np.vstack(matrices))
+            for _seq, name in files[pair : pair + 2]:
+                (folder / name).unlink(missing_ok=True)
+        loaded.vector_files.clear()
+        vectors.forget_stored()
+        _attach_vectors(loaded, folder)
 
 
 @dataclass(frozen=True)
 class Refresh:
-    """What refresh_model did: "fitted" (with why), "encoded" (rows for new papers), or "current"."""
+    """What refresh_model did: "fitted" (with why), "encoded" (rows for new papers), or "current"; and how many
+    papers it embedded (sentence vectors)."""
 
     action: str
     papers: int
     why: str = ""
+    embedded: int = 0
 
 
 def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
     """After an ingest: bring the saved model up to the store. Refits when there is no usable model or it is
     `stale_after` papers behind; otherwise encodes the papers committed since the last row file (a new row file),
-    merging row files when they pile up. Cost: the new papers, or one bounded fit."""
+    merging row files when they pile up. Then stores the sentence vectors of the new papers (when embeddings are
+    on). Cost: the new papers, or one bounded fit."""
     policy = policy or ModelPolicy()
+    loaded, refresh = _refresh_rows(store, policy)
+    embedded = _store_vectors(store, loaded, cache_folder(store.path), policy.embeddings)
+    return Refresh(refresh.action, refresh.papers, refresh.why, embedded)
+
+
+def _refresh_rows(store: Store, policy: ModelPolicy) -> tuple[_Loaded, Refresh]:
     folder = cache_folder(store.path)
     current = _current(store, policy)
     if isinstance(current, _Loaded) and current.signature is None:
@@ -390,7 +566,7 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
         if current != "there is none yet":
             log.warning("model cache %s: %s; fitting it again", folder, current)
         loaded = _fit_and_keep(store, policy, save=True, why=current)
-        return Refresh("fitted", loaded.header.corpus_size, current)
+        return loaded, Refresh("fitted", loaded.header.corpus_size, current)
     high = store.max_seq()
     behind = store.count_papers_after_seq(current.header.fitted_seq, high)
     if behind >= policy.stale_after(current.header.corpus_size):
@@ -398,9 +574,9 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
         loaded = _fit_and_keep(store, policy, save=True, why=why)
         if loaded.signature is not None:  # saved: rows for the new papers the fit did not read (a big day)
             _encode_outside_fit(store, loaded, current.covered_seq, high)
-        return Refresh("fitted", loaded.header.corpus_size, why)
+        return loaded, Refresh("fitted", loaded.header.corpus_size, why)
     if high <= current.covered_seq:
-        return Refresh("current", 0)
+        return current, Refresh("current", 0)
     new = store.papers_after_seq(current.covered_seq, high)
     with_ids = [p for p in new if p.id is not None]
     rows = current.model.encode(with_ids)
@@ -408,11 +584,11 @@ def refresh_model(store: Store, policy: ModelPolicy | None = None) -> Refresh:
     ids = [p.id or "" for p in with_ids]
     with _cache_lock(folder):
         if _signature(folder / MODEL_FILE) != current.signature:
-            return Refresh("current", 0)  # another process refitted meanwhile: its model covers these papers
+            return current, Refresh("current", 0)  # another process refitted meanwhile: its model covers these
         _write_rows(folder, current.header.tag, high, ids, digests, rows)
         _attach_rows(current, folder)
         _merge_row_files(folder, current)
-    return Refresh("encoded", len(with_ids))
+    return current, Refresh("encoded", len(with_ids))
 
 
 # Papers encoded and written per row file when a big ingest brings more new papers than a fit reads.

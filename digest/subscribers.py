@@ -59,14 +59,21 @@ def _no_line_breaks(value: str) -> str:
     return value
 
 
+_CATEGORY = re.compile(r"[A-Za-z][A-Za-z-]*(\.[A-Za-z][A-Za-z-]*)?")
+
+
 class Interests(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     keywords: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     papers: tuple[str, ...] = ()
+    # People whose papers the reader wants ("Ada Lovelace"; initials and accents are matched, digest.rank.people)
+    authors: tuple[str, ...] = ()
+    # arXiv categories ("cs.LG") or whole archives ("math"); sources that carry categories (arXiv) can match them
+    categories: tuple[str, ...] = ()
 
-    @field_validator("keywords", "exclude", "papers")
+    @field_validator("keywords", "exclude", "papers", "authors", "categories")
     @classmethod
     def _clean(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         cleaned = tuple(v.strip() for v in values)
@@ -74,9 +81,21 @@ class Interests(BaseModel):
             raise ValueError("must not contain empty strings")
         return cleaned
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.keywords and not self.papers
+    @field_validator("authors")
+    @classmethod
+    def _names(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not any(c.isalpha() for c in value):
+                raise ValueError(f'{value!r} is not a name; write it as on a paper, e.g. "Ada Lovelace"')
+        return values
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not _CATEGORY.fullmatch(value):
+                raise ValueError(f'{value!r} is not an arXiv category; write e.g. "cs.LG", "hep-th" or "math"')
+        return values
 
 
 class Profile(BaseModel):

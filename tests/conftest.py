@@ -30,6 +30,13 @@ def fixed_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
     return NOW
 
 
+@pytest.fixture(autouse=True)
+def embeddings_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sentence embeddings are off unless a test turns them on (tests/test_semantic.py): the other tests' picks and
+    golden files must not depend on whether the [semantic] extra is installed, and embedding costs time."""
+    monkeypatch.setenv("DIGEST_EMBEDDINGS", "off")
+
+
 def shared_digests() -> list[Path]:
     """The five real digest files; skips the calling test when ../shared/ is absent."""
     files = sorted(SHARED_DIGESTS.glob("*.txt")) if SHARED_DIGESTS.is_dir() else []

@@ -18,6 +18,9 @@ from digest.errors import RankError
 from digest.paper import Paper, title_key
 from digest.rank import Scored, mmr_order
 from digest.rank.engine import (
+    _EMPTY_PROFILE as engine_empty_profile,
+)
+from digest.rank.engine import (
     DISLIKE_WEIGHT,
     EXCLUDED_IN_ABSTRACT,
     MMR_POOL,
@@ -26,7 +29,7 @@ from digest.rank.engine import (
     PRF_WEIGHT,
     paper_key,
 )
-from digest.rank.explain import sentences, why_line
+from digest.rank.explain import _shorten, sentences
 from digest.rank.model import RankModel, dense
 from digest.subscribers import Interests
 
@@ -55,7 +58,7 @@ def compile_profile(
 ) -> CompiledProfile:
     """Keywords, liked and disliked papers and exclude terms as one profile vector (raises RankError if empty)."""
     if not keywords and not liked:
-        raise RankError("the profile has no keywords and no liked papers; add [interests] keywords or papers")
+        raise RankError(engine_empty_profile)
     parts: list[sparse.csr_matrix] = []
     if keywords:
         parts.append(_mean_direction(sparse.vstack([model.query(k) for k in keywords], format="csr")))
@@ -170,6 +173,24 @@ def explain(
         similarity = np.asarray((profile.liked @ row.T).todense()).ravel()
         nearest = liked[int(np.argmax(similarity))]
     return why_line(in_title, in_abstract, nearest, sentence)
+
+
+def why_line(in_title: Sequence[str], in_abstract: Sequence[str], nearest: Paper | None, sentence: str | None) -> str:
+    WHY_LIMIT = 200
+    facts: list[str] = []
+    if in_title:
+        facts.append("title matches " + ", ".join(f'"{k}"' for k in in_title))
+    if in_abstract:
+        facts.append("abstract matches " + ", ".join(f'"{k}"' for k in in_abstract))
+    if nearest is not None:
+        facts.append(f'closest to liked "{_shorten(nearest.title, 60)}"')
+    if not facts:
+        facts.append("related to your interests")
+    head = _shorten("; ".join(facts), WHY_LIMIT)
+    room = WHY_LIMIT - len(head) - len('; best match: ""')
+    if sentence and room >= 30:
+        head += f'; best match: "{_shorten(sentence, room)}"'
+    return head
 
 
 def explain_all(

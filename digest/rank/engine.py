@@ -33,8 +33,10 @@ from sklearn.preprocessing import normalize
 
 from digest.errors import RankError
 from digest.paper import Paper, title_key
-from digest.rank.explain import sentences, why_line
+from digest.rank.embeddings import PaperVectors
+from digest.rank.explain import Facts, quotable, sentences, why_lines
 from digest.rank.model import RankModel, dense
+from digest.rank.people import matching_authors, matching_categories, name_key
 from digest.subscribers import Interests
 
 DISLIKE_WEIGHT = 0.5
@@ -48,10 +50,33 @@ NEAR_POWER = 3
 EXCLUDED_IN_ABSTRACT = 0.3
 # MMR reorders only the head of a list: a paper far down is never worth more than a varied pick.
 MMR_POOL = 100
+# With sentence embeddings (digest.rank.embeddings): a score is this share of the embedding cosine to the profile
+# plus the rest of the TF-IDF+LSA score; then each candidate's score is averaged with the mean score of its
+# NEIGHBOURS nearest candidates (by embedding) at NEIGHBOUR_WEIGHT: a paper whose close neighbours all match is a
+# safer pick than a lone match. Chosen on the evaluation protocol as a whole (benchmarks/ranking.py, README).
+SEMANTIC_WEIGHT = 0.8
+NEIGHBOURS = 10
+NEIGHBOUR_WEIGHT = 1.0
+# A paper by an author the reader follows gains this share of what its score lacks to 1; one in a category the
+# reader asked for, CATEGORY_BOOST. So a followed author's paper comes near the top whatever its words; a category
+# lifts its papers above the rest while keywords and liked papers still order them.
+AUTHOR_BOOST = 0.6
+CATEGORY_BOOST = 0.25
+# With embeddings MMR compares picks by meaning, counting only what two papers share beyond MMR_FLOOR (papers of
+# one field are all somewhat alike by meaning; only near-repeats should push each other down). 1.0: by words.
+MMR_FLOOR = 0.0
+# "About <keyword> (in other words)" is said of a pick only when the keyword is at least this close to it: by
+# meaning (embedding cosine: unrelated texts score about 0 to 0.15) or, without embeddings, in the TF-IDF space.
+CONCEPT_MEANING = 0.3
+CONCEPT_WORDS = 0.05
+# The neighbour graph costs candidates^2 x dimension: above this many candidates (a big day) it is left out.
+NEIGHBOUR_LIMIT = 10_000
 
 # Subscribers scored together: the dense score matrices are CHUNK x candidates (1,000 x 2,000 float64 = 16 MB).
 CHUNK = 1000
-_EMPTY_PROFILE = "the profile has no keywords and no liked papers; add [interests] keywords or papers"
+_EMPTY_PROFILE = (
+    "the profile has no keywords and no liked papers (nor authors or categories); add [interests] keywords or papers"
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,36 @@ class _Candidates:
         self._matchers: dict[str, tuple[str, re.Pattern[str] | None]] = {}
         self._factors: dict[str, np.ndarray] = {}
         self._sentences: dict[int, tuple[list[str], sparse.csr_matrix]] = {}
+        # (candidates x dimension) unit rows when the model has sentence embeddings, else None.
+        self.meaning = model.vectors.papers(self.papers) if model.vectors is not None and self.papers else None
+        self._neighbours: sparse.csr_matrix | None = None
+        self._boosts: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
+
+    def boost(self, authors: Sequence[str], categories: Sequence[str]) -> np.ndarray | None:
+        """Per candidate, the share of the missing score an author or category match adds (None: no such interest)."""
+        if not authors and not categories:
+            return None
+        key = (tuple(authors), tuple(categories))
+        found = self._boosts.get(key)
+        if found is None:
+            wanted = [k for k in (name_key(a) for a in authors) if k is not None]
+            by_author = np.array([bool(matching_authors(wanted, p.authors)) for p in self.papers]) if wanted else 0
+            by_category = (
+                np.array([bool(matching_categories(categories, p.categories)) for p in self.papers])
+                if categories
+                else 0
+            )
+            kept = 1.0 - (1.0 - AUTHOR_BOOST * by_author) * (1.0 - CATEGORY_BOOST * by_category)
+            found = self._boosts[key] = np.broadcast_to(np.asarray(kept, dtype=np.float64), (len(self.papers),))
+        return found
+
+    def smoothed(self, scores: np.ndarray) -> np.ndarray:
+        """(scores + w * mean score of each candidate's nearest neighbours) / (1 + w), row by row."""
+        if self.meaning is None or len(self.papers) <= NEIGHBOURS or len(self.papers) > NEIGHBOUR_LIMIT:
+            return scores
+        if self._neighbours is None:
+            self._neighbours = _neighbour_graph(self.meaning, NEIGHBOURS)
+        return (scores + NEIGHBOUR_WEIGHT * (self._neighbours @ scores.T).T) / (1.0 + NEIGHBOUR_WEIGHT)
 
     @property
     def words(self) -> sparse.csr_matrix:
@@ -184,8 +239,12 @@ class _Candidates:
         return self._words
 
     def similarity(self, order: np.ndarray) -> np.ndarray:
-        """Pairwise cosines (clipped to [0, 1]) among the candidates `order`: MMR only ever compares a subscriber's
-        short head, so no candidates x candidates matrix is made (a big day has hundreds of thousands)."""
+        """Pairwise cosines (clipped to [0, 1]) among the candidates `order` (by meaning when there are embeddings):
+        MMR only ever compares a subscriber's short head, so no candidates x candidates matrix is made."""
+        if self.meaning is not None and MMR_FLOOR < 1.0:
+            head_meaning = self.meaning[order]
+            cosine = (head_meaning @ head_meaning.T).astype(np.float64)
+            return np.clip((cosine - MMR_FLOOR) / (1.0 - MMR_FLOOR), 0.0, 1.0)
         head = self.rows[order]
         return np.clip(dense(head @ head.T), 0.0, 1.0)
 
@@ -319,7 +378,8 @@ def _rank_chunk(
     results: list[RankResult] = [[] for _ in requests]
     live: list[int] = []
     for s, request in enumerate(requests):
-        if not request.interests.keywords and not request.liked:
+        interests = request.interests
+        if not interests.keywords and not request.liked and not interests.authors and not interests.categories:
             results[s] = RankError(_EMPTY_PROFILE)
         else:
             live.append(s)
@@ -353,6 +413,21 @@ def _rank_chunk(
     else:
         liked_similarity = None
 
+    liked_meaning = None
+    if shared.meaning is not None and model.vectors is not None:
+        meaning, liked_meaning = _semantic_profiles(model.vectors, requests)
+        semantic = np.clip(meaning @ shared.meaning.T, 0.0, 1.0)
+        base = (1.0 - SEMANTIC_WEIGHT) * base + SEMANTIC_WEIGHT * semantic
+        base[masked] = 0.0
+        base = shared.smoothed(base)
+        if liked_meaning is not None:  # which liked paper a pick is closest to: by meaning, for the explanation
+            liked_similarity = liked_meaning @ shared.meaning.T
+
+    for s, request in enumerate(requests):
+        boost = shared.boost(request.interests.authors, request.interests.categories)
+        if boost is not None:
+            base[s] = base[s] + (1.0 - base[s]) * boost
+
     shared.exclusions([t for r in requests for t in r.interests.exclude])
     for s, request in enumerate(requests):
         factors = np.ones(n)
@@ -372,6 +447,54 @@ def _rank_chunk(
     for s, chosen, why in zip(range(len(requests)), picks, whys, strict=True):
         results[live[s]] = [Scored(shared.papers[i], float(scores[s, i]), w) for i, w in zip(chosen, why, strict=True)]
     return results
+
+
+def _neighbour_graph(meaning: np.ndarray, count: int) -> sparse.csr_matrix:
+    """(n x n) matrix whose row i averages candidate i's `count` nearest other candidates (by cosine, ties by index),
+    built a block of rows at a time."""
+    n = meaning.shape[0]
+    block = max(1, 4_000_000 // n)
+    columns = np.zeros((n, count), dtype=np.int64)
+    for start in range(0, n, block):
+        similarity = meaning[start : start + block] @ meaning.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, rows + start] = -np.inf  # not its own neighbour
+        part = np.argpartition(-similarity, count - 1, axis=1)[:, :count]
+        columns[start : start + block] = part
+    data = np.full(n * count, 1.0 / count, dtype=np.float64)
+    return sparse.csr_matrix((data, columns.ravel(), np.arange(0, n * count + 1, count)), shape=(n, n))
+
+
+def _semantic_profiles(vectors: PaperVectors, requests: Sequence[RankRequest]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each request's profile in embedding space (the same Rocchio mix as its TF-IDF vector: keywords, liked, minus
+    half the disliked, each part a normalised mean), and the distinct liked papers' vectors (in _profile_vectors'
+    order of first appearance) or None when nobody liked anything."""
+    keywords = list(dict.fromkeys(k for r in requests for k in r.interests.keywords))
+    liked = _Rows()
+    liked_groups = [[liked.add(_paper_identity(p), p) for p in r.liked] for r in requests]
+    disliked = _Rows()
+    disliked_groups = [[disliked.add(_paper_identity(p), p) for p in r.disliked] for r in requests]
+    keyword_vectors = vectors.queries(keywords)
+    where = {k: i for i, k in enumerate(keywords)}
+    liked_vectors = vectors.papers([p for p in liked.items if isinstance(p, Paper)]) if liked.items else None
+    disliked_vectors = vectors.papers([p for p in disliked.items if isinstance(p, Paper)]) if disliked.items else None
+    out = np.zeros((len(requests), vectors.width), dtype=np.float32)
+    for s, request in enumerate(requests):
+        parts = []
+        if request.interests.keywords:
+            parts.append(_unit(keyword_vectors[[where[k] for k in request.interests.keywords]].mean(axis=0)))
+        if liked_groups[s] and liked_vectors is not None:
+            parts.append(_unit(liked_vectors[liked_groups[s]].mean(axis=0)))
+        if disliked_groups[s] and disliked_vectors is not None:
+            parts.append(-DISLIKE_WEIGHT * _unit(disliked_vectors[disliked_groups[s]].mean(axis=0)))
+        if parts:
+            out[s] = _unit(np.sum(parts, axis=0))
+    return out, liked_vectors
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
 
 
 def _profile_vectors(
@@ -474,7 +597,9 @@ def _explanations(
     liked_similarity: np.ndarray | None,
     liked_groups: Sequence[Sequence[int]],
 ) -> list[list[str]]:
-    """explain_all() for every request's picks: the best sentence of each pick from one product per chunk."""
+    """Every request's explanations: the facts of each pick (authors, keywords found, the keyword closest in meaning,
+    the nearest liked paper, categories, the best sentence the teaser does not show) turned into lines by
+    why_lines, which varies them across one digest. The best sentences come from one product per chunk."""
     picked = sorted({i for chosen in picks for i in chosen})
     # The sentences of every paper someone in the chunk gets, against every profile's word block.
     encoded = shared.sentence_rows(picked)
@@ -490,20 +615,58 @@ def _explanations(
     similarity = (matrix @ words.T).toarray() if offset else np.zeros((0, len(requests)), dtype=np.float32)
     result: list[list[str]] = []
     for s, request in enumerate(requests):
-        keywords = request.interests.keywords
-        lines: list[str] = []
-        for i in picks[s]:
+        interests = request.interests
+        keywords = interests.keywords
+        wanted = [k for k in (name_key(a) for a in interests.authors) if k is not None]
+        closeness = _keyword_closeness(model, shared, keywords, picks[s])
+        facts: list[Facts] = []
+        for n, i in enumerate(picks[s]):
+            paper = shared.papers[i]
             parts = split[i]
             sentence = None
             if parts:
                 column = similarity[where[i] : where[i] + len(parts), s]
-                best = int(np.argmax(column))  # the first maximum, as best_sentences()
-                sentence = parts[best] if column[best] > 0 else None
-            in_title = [k for k in keywords if shared.phrase(k, i)[0]]
-            in_abstract = [k for k in keywords if k not in in_title and shared.phrase(k, i)[1]]
+                allowed = quotable(paper.abstract, parts)
+                scores = np.where(allowed, column, -1.0)
+                best = int(np.argmax(scores))  # the first maximum: deterministic
+                sentence = parts[best] if scores[best] > 0 else None
+            in_title = tuple(k for k in keywords if shared.phrase(k, i)[0])
+            in_abstract = tuple(k for k in keywords if k not in in_title and shared.phrase(k, i)[1])
+            concept = None
+            if keywords and not in_title and not in_abstract and closeness is not None:
+                closest = int(np.argmax(closeness[:, n]))
+                if closeness[closest, n] >= (CONCEPT_MEANING if shared.meaning is not None else CONCEPT_WORDS):
+                    concept = keywords[closest]
             nearest = None
-            if request.liked and liked_similarity is not None:
-                nearest = request.liked[int(np.argmax(liked_similarity[liked_groups[s], i]))]
-            lines.append(why_line(in_title, in_abstract, nearest, sentence))
-        result.append(lines)
+            if request.liked and liked_similarity is not None and liked_groups[s]:
+                column = liked_similarity[liked_groups[s], i]
+                nearest = request.liked[int(np.argmax(column))].title
+            facts.append(
+                Facts(
+                    authors=tuple(matching_authors(wanted, paper.authors)) if wanted else (),
+                    in_title=in_title,
+                    in_abstract=in_abstract,
+                    concept=concept,
+                    liked=nearest,
+                    categories=tuple(matching_categories(interests.categories, paper.categories))
+                    if interests.categories
+                    else (),
+                    sentence=sentence,
+                )
+            )
+        result.append(why_lines(facts))
     return result
+
+
+def _keyword_closeness(
+    model: RankModel, shared: _Candidates, keywords: Sequence[str], picked: Sequence[int]
+) -> np.ndarray | None:
+    """(keywords x picks) how close each keyword is to each pick: by meaning with embeddings, else in the TF-IDF
+    model's space (words and concepts). None without keywords or picks."""
+    if not keywords or not picked:
+        return None
+    if shared.meaning is not None and model.vectors is not None:
+        return model.vectors.queries(list(keywords)) @ shared.meaning[list(picked)].T
+    texts = list(keywords)
+    queries = model._join(model.full.transform(texts), model.title.transform(texts))
+    return dense(queries @ shared.rows[list(picked)].T)

@@ -31,6 +31,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from digest.paper import Paper
+from digest.rank.embeddings import PaperVectors
 
 # Block weights (before squaring). Chosen on the evaluation protocol as a whole (benchmarks/ranking.py):
 # the concept block carries as much as words; the title block is small, a tie-breaker for keyword matches.
@@ -160,6 +161,8 @@ class RankModel:
         self.weights = weights / np.linalg.norm(weights)
         self._blocks: list[RowBlock] = []
         self._where: dict[str, tuple[int, int]] = {}
+        # Sentence embeddings beside the TF-IDF rows (digest.rank.embeddings), when they are installed and on.
+        self.vectors: PaperVectors | None = None
 
     @classmethod
     def fit(cls, corpus: Sequence[Paper], settings: FitSettings | None = None) -> RankModel:
@@ -333,6 +336,11 @@ def dense(matrix: Any) -> np.ndarray:
     return np.asarray(matrix.toarray() if sparse.issparse(matrix) else matrix, dtype=np.float64)
 
 
-def build_model(corpus: Sequence[Paper], settings: FitSettings | None = None) -> RankModel:
-    """Fit the model on a corpus (production: the store's most recent papers, see digest.model_cache)."""
-    return RankModel.fit(corpus, settings)
+def build_model(
+    corpus: Sequence[Paper], settings: FitSettings | None = None, *, vectors: PaperVectors | None = None
+) -> RankModel:
+    """Fit the model on a corpus (production: the store's most recent papers, see digest.model_cache), with
+    sentence embeddings beside it when `vectors` is given."""
+    model = RankModel.fit(corpus, settings)
+    model.vectors = vectors
+    return model
