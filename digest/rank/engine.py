@@ -50,13 +50,16 @@ NEAR_POWER = 3
 EXCLUDED_IN_ABSTRACT = 0.3
 # MMR reorders only the head of a list: a paper far down is never worth more than a varied pick.
 MMR_POOL = 100
-# With sentence embeddings (digest.rank.embeddings): a score is this share of the embedding cosine to the profile
-# plus the rest of the TF-IDF+LSA score; then each candidate's score is averaged with the mean score of its
-# NEIGHBOURS nearest candidates (by embedding) at NEIGHBOUR_WEIGHT: a paper whose close neighbours all match is a
-# safer pick than a lone match. Chosen on the evaluation protocol as a whole (benchmarks/ranking.py, README).
-SEMANTIC_WEIGHT = 0.8
-NEIGHBOURS = 10
+# With sentence embeddings (digest.rank.embeddings): a score is SEMANTIC_WEIGHT times the embedding cosine to the
+# profile, rescaled so that SEMANTIC_FLOOR (what unrelated papers of one broad field reach) counts as 0, plus the
+# rest times the TF-IDF+LSA score (so scores keep meaning "how relevant" and min_score keeps cutting noise); then
+# each candidate's score is averaged with the mean score of its NEIGHBOURS nearest candidates (by embedding) at
+# NEIGHBOUR_WEIGHT: a paper whose close neighbours all match is a safer pick than a lone match. Chosen on the
+# evaluation protocol as a whole, both shared files (benchmarks/ranking.py, README).
+SEMANTIC_WEIGHT = 0.75
+NEIGHBOURS = 7
 NEIGHBOUR_WEIGHT = 1.0
+SEMANTIC_FLOOR = 0.25
 # A paper by an author the reader follows gains this share of what its score lacks to 1; one in a category the
 # reader asked for, CATEGORY_BOOST. So a followed author's paper comes near the top whatever its words; a category
 # lifts its papers above the rest while keywords and liked papers still order them.
@@ -64,13 +67,19 @@ AUTHOR_BOOST = 0.6
 CATEGORY_BOOST = 0.25
 # With embeddings MMR compares picks by meaning, counting only what two papers share beyond MMR_FLOOR (papers of
 # one field are all somewhat alike by meaning; only near-repeats should push each other down). 1.0: by words.
-MMR_FLOOR = 0.0
+MMR_FLOOR = 0.6
+# "Close to <liked paper>" is said only when the pick is at least this close to it (embedding cosine, or the
+# TF-IDF+LSA rows' cosine without embeddings): a loose neighbour is no reason.
+LIKED_MEANING = 0.45
+LIKED_WORDS = 0.03  # word overlap is sparse: two papers on one topic often share only a few terms
 # "About <keyword> (in other words)" is said of a pick only when the keyword is at least this close to it: by
 # meaning (embedding cosine: unrelated texts score about 0 to 0.15) or, without embeddings, in the TF-IDF space.
-CONCEPT_MEANING = 0.3
+CONCEPT_MEANING = 0.4
 CONCEPT_WORDS = 0.05
-# The neighbour graph costs candidates^2 x dimension: above this many candidates (a big day) it is left out.
+# The neighbour graph costs candidates^2 x dimension: above this many candidates (a big day) it is left out; below
+# NEIGHBOUR_MIN_POOL there are too few papers for a paper's nearest to be close (in 14 papers, 7 are half the day).
 NEIGHBOUR_LIMIT = 10_000
+NEIGHBOUR_MIN_POOL = 100
 
 # Subscribers scored together: the dense score matrices are CHUNK x candidates (1,000 x 2,000 float64 = 16 MB).
 CHUNK = 1000
@@ -225,7 +234,7 @@ class _Candidates:
 
     def smoothed(self, scores: np.ndarray) -> np.ndarray:
         """(scores + w * mean score of each candidate's nearest neighbours) / (1 + w), row by row."""
-        if self.meaning is None or len(self.papers) <= NEIGHBOURS or len(self.papers) > NEIGHBOUR_LIMIT:
+        if self.meaning is None or not NEIGHBOUR_MIN_POOL <= len(self.papers) <= NEIGHBOUR_LIMIT:
             return scores
         if self._neighbours is None:
             self._neighbours = _neighbour_graph(self.meaning, NEIGHBOURS)
@@ -416,7 +425,7 @@ def _rank_chunk(
     liked_meaning = None
     if shared.meaning is not None and model.vectors is not None:
         meaning, liked_meaning = _semantic_profiles(model.vectors, requests)
-        semantic = np.clip(meaning @ shared.meaning.T, 0.0, 1.0)
+        semantic = np.clip((meaning @ shared.meaning.T - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR), 0.0, 1.0)
         base = (1.0 - SEMANTIC_WEIGHT) * base + SEMANTIC_WEIGHT * semantic
         base[masked] = 0.0
         base = shared.smoothed(base)
@@ -640,7 +649,9 @@ def _explanations(
             nearest = None
             if request.liked and liked_similarity is not None and liked_groups[s]:
                 column = liked_similarity[liked_groups[s], i]
-                nearest = request.liked[int(np.argmax(column))].title
+                closest = int(np.argmax(column))
+                if column[closest] >= (LIKED_MEANING if shared.meaning is not None else LIKED_WORDS):
+                    nearest = request.liked[closest].title
             facts.append(
                 Facts(
                     authors=tuple(matching_authors(wanted, paper.authors)) if wanted else (),
