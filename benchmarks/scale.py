@@ -311,6 +311,9 @@ def run(
             config = load_config(write_config(Path(folder), port, workers))
             with Store(config.paths.database) as store:
                 history, new, source = fill_store(store, papers, now, rng)
+                # What `digest ingest` does after storing papers (not timed: the send is measured): the model is
+                # fitted and saved, and with sentence embeddings on, every new paper's vector is stored.
+                digest.model_cache.refresh_model(store, config.rank.policy())
             profiles = make_profiles(subscribers, history, rng)
             timers = Timers()
             sends: list[float] = []

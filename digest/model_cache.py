@@ -65,6 +65,8 @@ _VECTOR_FILE = re.compile(r"vectors-([0-9a-f]{16}-\d{1,5})-(\d{12})-[0-9a-f]{8}\
 # When sentence embeddings are first turned on for a store, the most recent papers this many are embedded (older
 # ones only if a reader liked them, when ranking needs them); from then on each ingest embeds its new papers.
 EMBED_BACKLOG = 5000
+# Keywords embedded by a send (texts as a JSON list, vectors), for the embedder <key>.
+_QUERY_FILE = re.compile(r"queries-([0-9a-f]{16}-\d{1,5})-[0-9a-f]{8}\.npz")
 EMBED_BATCH = 2000
 LOCK_FILE = "lock"
 _BAD_FILE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError)
@@ -148,6 +150,7 @@ _LOADED_KEPT = 2
 def forget_loaded_models() -> None:
     """Drop this process's loaded models (the next use reads the files again, as a new process would)."""
     _LOADED.clear()
+    _SAVED_QUERIES.clear()
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -388,6 +391,7 @@ def planning_model(store: Store, policy: ModelPolicy | None = None, *, save: boo
             )
         loaded = _fit_and_keep(store, policy, save=save, why=current)
     _with_vectors(loaded, cache_folder(store.path), policy.embeddings)
+    _keep_new_queries(loaded.model, store.path, save)
     return loaded.model
 
 
@@ -412,7 +416,84 @@ def _with_vectors(loaded: _Loaded, folder: Path, settings: EmbeddingSettings) ->
     if loaded.model.vectors is None or loaded.model.vectors.key != embedder.key:
         loaded.model.vectors = PaperVectors(embedder)
         loaded.vector_files, loaded.vectors_seq = set(), 0
+        _read_queries(loaded.model.vectors, folder)
     _attach_vectors(loaded, folder)
+
+
+# Per embedder, the keywords this process read from or wrote to the cache folder.
+_SAVED_QUERIES: dict[str, set[str]] = {}
+
+
+def _query_files(folder: Path, key: str) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if (m := _QUERY_FILE.fullmatch(p.name)) and m.group(1) == key)
+    except OSError:
+        return []
+
+
+def _read_queries(vectors: PaperVectors, folder: Path) -> None:
+    """Keywords embedded by earlier runs: a send of ten thousand readers embeds only the keywords that are new."""
+    for path in _query_files(folder, vectors.key):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                texts = json.loads(bytes(data["texts"]).decode("utf-8"))
+                if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                    raise ValueError("texts is not a list of strings")
+                matrix = np.asarray(data["vectors"], dtype=np.float32)
+            if matrix.shape != (len(texts), vectors.width):
+                raise ValueError("texts and vectors differ in length")
+        except _BAD_FILE as exc:
+            log.warning("model cache: ignoring the damaged %s (%s); its keywords are embedded again", path, exc)
+            continue
+        vectors.add_queries(texts, matrix)
+        _SAVED_QUERIES.setdefault(vectors.key, set()).update(texts)
+
+
+def _keep_new_queries(model: RankModel, database: Path, save: bool) -> None:
+    """With `save` (a send), keywords this model embeds from now on are saved beside the database; without (a
+    preview), nothing is written. Query files are merged into one when there are more than ROW_FILES_KEPT."""
+    vectors = model.vectors
+    if vectors is None:
+        return
+    if not save:
+        vectors.on_new_queries = None
+        return
+    folder = cache_folder(database)
+
+    saved = _SAVED_QUERIES.setdefault(vectors.key, set())
+
+    def keep(texts: list[str], matrix: np.ndarray) -> None:
+        try:
+            with _cache_lock(folder):
+                _write_queries(folder, vectors.key, texts, matrix)
+                saved.update(texts)
+                files = _query_files(folder, vectors.key)
+                if len(files) > ROW_FILES_KEPT:
+                    _merge_query_files(folder, vectors, files)
+        except OSError as exc:  # a cache: the keywords are embedded again next time
+            log.warning("model cache: could not save embedded keywords in %s (%s)", folder, exc)
+
+    vectors.on_new_queries = keep
+    unsaved = [t for t in vectors.known_queries() if t not in saved]  # embedded by a preview in this process
+    if unsaved:
+        keep(unsaved, vectors.queries(unsaved))
+
+
+def _write_queries(folder: Path, key: str, texts: list[str], matrix: np.ndarray) -> None:
+    name = f"queries-{key}-{secrets.token_hex(4)}.npz"
+    arrays: dict[str, Any] = {
+        "texts": np.frombuffer(json.dumps(texts).encode("utf-8"), dtype=np.uint8),
+        "vectors": np.asarray(matrix, dtype=np.float16),
+    }
+    write_atomically(folder / name, lambda out: np.savez(out, **arrays))
+
+
+def _merge_query_files(folder: Path, vectors: PaperVectors, files: list[Path]) -> None:
+    texts = vectors.known_queries()
+    if texts:
+        _write_queries(folder, vectors.key, texts, vectors.queries(texts))
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def _vector_files(folder: Path, key: str) -> dict[str, int]:

@@ -100,7 +100,7 @@ def test_reasons_vary_across_a_digest_and_there_is_no_filler() -> None:
         ]
     )
     assert lines[0] == f'close to "{liked}", which you liked'
-    assert lines[1] == 'about "graph neural networks" (in other words)'  # the liked paper was said already
+    assert lines[1] == 'closest in meaning to "graph neural networks"'  # the liked paper was said already
     assert lines[2] == 'mentions "message passing"'
     assert lines[3] == lines[0]  # nothing else to say: the strongest reason once more
     assert lines[4] == ""  # never "related to your interests"
@@ -133,3 +133,18 @@ def test_the_teaser_length_agrees_with_the_email() -> None:
     text = "word " * 200
     assert len(teaser(text)) <= TEASER_CHARS
     assert len(teaser(text)) > TEASER_CHARS - 20
+
+
+def test_a_keyword_in_the_text_is_always_said_and_a_new_reason_joins_it() -> None:
+    lines = why_lines(
+        [
+            Facts(in_title=("message passing",)),
+            Facts(in_title=("message passing",), liked="Residual gates"),
+            Facts(in_title=("message passing",), liked="Residual gates", categories=("cs.LG",)),
+        ]
+    )
+    assert lines == [
+        'title matches "message passing"',
+        'title matches "message passing"; close to "Residual gates", which you liked',
+        'title matches "message passing"; in cs.LG',
+    ]

@@ -96,7 +96,7 @@ def test_a_keyword_finds_a_paper_that_shares_no_word_with_it_and_says_so() -> No
     model = build_model(candidates, vectors=PaperVectors(EMBEDDER))
     picks = rank(model, candidates, interests, max_papers=3)
     assert picks[0].paper.id == "v1"
-    assert picks[0].why == 'about "text-to-video" (in other words)'
+    assert picks[0].why == 'closest in meaning to "text-to-video"'
 
 
 @needs_extra
@@ -212,3 +212,27 @@ def test_the_override_variable_is_checked(workspace: Path, monkeypatch: pytest.M
     monkeypatch.setenv("DIGEST_EMBEDDINGS", "sometimes")
     with pytest.raises(DigestError, match='DIGEST_EMBEDDINGS=.sometimes.: must be "auto", "on" or "off"'):
         load_config(workspace / "config.toml").rank.policy()
+
+
+@needs_extra
+def test_a_send_keeps_the_keywords_it_embedded_and_a_preview_writes_nothing(workspace: Path) -> None:
+    ingest(workspace, DEMO_INBOX)
+    ran = digest("preview", "ada", cwd=workspace)
+    assert ran.returncode == 0, ran.stderr
+    assert not list(folder(workspace).glob("queries-*.npz"))
+    ran = digest("send", "--all", cwd=workspace)
+    assert ran.returncode == 0, ran.stderr
+    texts: list[str] = []
+    for kept in folder(workspace).glob("queries-*.npz"):
+        with np.load(kept) as data:
+            texts += json.loads(bytes(data["texts"]))
+    # Every subscriber's keywords once (ada's were embedded by the preview in this process: saved all the same).
+    assert sorted(texts) == sorted(set(texts)) and {"graph neural networks", "sparsity"} <= set(texts)
+    embeddings.forget_embedders()
+    model_cache.forget_loaded_models()
+    policy = load_config(workspace / "config.toml").rank.policy()
+    from digest.store import Store
+
+    with Store(workspace / "var" / "digest.db") as store:
+        model = model_cache.planning_model(store, policy)
+    assert model.vectors is not None and "graph neural networks" in model.vectors.known_queries()

@@ -138,7 +138,7 @@ def test_feed_with_the_right_token_and_404_for_anything_else(server: Server) -> 
     assert [r.status_code for r in refused] == [404] * len(refused)
     assert all(mine not in r.text for r in refused)
     shared = httpx.get(f"{server.url}/feeds/all.xml", params={"token": server.tokens["grace"]})
-    assert shared.status_code == 200 and len(feedparser.parse(shared.content).entries) == 17
+    assert shared.status_code == 200 and len(feedparser.parse(shared.content).entries) == 19
 
 
 def test_unsubscribe_page_then_one_click_post_then_replay(server: Server) -> None:
@@ -217,7 +217,7 @@ def test_a_dislike_link_moves_the_paper_and_its_neighbours_down(server: Server) 
         after = {s.paper.id: s.score for s in plan_digest(store, profile, NOW).picks}
     assert "2611.00104" not in after, "a disliked paper is never picked"
     # Its graph-learning neighbours score lower than before.
-    for neighbour in ("2611.00101", "2611.00201"):
+    for neighbour in ("2611.00204", "2611.00205"):
         assert after[neighbour] < before[neighbour], neighbour
 
 

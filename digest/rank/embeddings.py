@@ -293,6 +293,7 @@ class PaperVectors:
         self._where: dict[str, tuple[int, int]] = {}
         self._queries: dict[str, np.ndarray] = {}
         self._width: int | None = None
+        self.on_new_queries: Callable[[list[str], np.ndarray], None] | None = None
 
     @property
     def key(self) -> str:
@@ -345,14 +346,26 @@ class PaperVectors:
                 self.add([p.id or "" for p in chosen], digests, fresh[[row for _, row in with_ids]])
         return out
 
+    def known_queries(self) -> list[str]:
+        return list(self._queries)
+
+    def add_queries(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Vectors of query texts embedded earlier (the cache's queries file)."""
+        for text, vector in zip(texts, vectors, strict=True):
+            self._queries[text] = np.asarray(vector, dtype=np.float32)
+
     def queries(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), width) unit vectors of short texts (keywords), each embedded once per process."""
+        """(len(texts), width) unit vectors of short texts (keywords), each embedded once; the ones embedded here
+        are handed to `on_new_queries` (the model cache keeps them for the next process)."""
         new = [t for t in dict.fromkeys(texts) if t not in self._queries]
         if new:
             if len(self._queries) + len(new) > QUERIES_KEPT:
                 self._queries.clear()
-            for text, vector in zip(new, self.embedder.embed(new), strict=True):
+            fresh = self.embedder.embed(new)
+            for text, vector in zip(new, fresh, strict=True):
                 self._queries[text] = vector
+            if self.on_new_queries is not None:
+                self.on_new_queries(new, fresh)
         if not texts:
             return np.zeros((0, self.width), dtype=np.float32)
         return np.vstack([self._queries[t] for t in texts])

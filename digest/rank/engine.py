@@ -541,7 +541,7 @@ def _expanded_relevance(
     profile matrix: with c the mean of the top rows, p' = (p + w c) / |p + w c| and
     p'.r = (p.r + w mean_top(G[top, r])) / sqrt(|p|^2 + 2w p.c + w^2 |c|^2), where every term is already known."""
     rows, n = base.shape
-    if n <= PRF_TOP:  # rank() only expands when the pool has more than PRF_TOP papers
+    if n <= PRF_TOP:  # the expansion needs more candidates than it takes
         return base
     top = np.argpartition(-base, PRF_TOP - 1, axis=1)[:, :PRF_TOP]
     values = np.take_along_axis(base, top, axis=1)

@@ -90,7 +90,7 @@ def _reasons(facts: Facts) -> list[tuple[str, str]]:
     if facts.liked:
         reasons.append(("liked:" + facts.liked, f'close to "{_shorten(facts.liked, 70)}", which you liked'))
     if facts.concept:
-        reasons.append(("concept:" + facts.concept, f'about "{facts.concept}" (in other words)'))
+        reasons.append(("concept:" + facts.concept, f'closest in meaning to "{facts.concept}"'))
     if facts.categories:
         reasons.append(("category:" + "|".join(facts.categories), "in " + ", ".join(facts.categories)))
     return reasons
@@ -102,9 +102,14 @@ def why_lines(picks: Sequence[Facts]) -> list[str]:
     lines = []
     for facts in picks:
         reasons = _reasons(facts)
-        fresh = [r for r in reasons if not r[0] or r[0] not in given]
-        # The strongest new reason; when every reason was given already, the strongest one (said once more, briefly).
-        chosen = fresh[:2] if fresh else reasons[:1]
+        # The strongest reason when it is a fact the reader can check on the page (an author, a keyword in the
+        # text), and the strongest reason not given for an earlier pick; else the strongest, once more.
+        checkable = bool(reasons) and (reasons[0][0] == "" or reasons[0][0].startswith(("title:", "abstract:")))
+        chosen = reasons[:1] if checkable else []
+        fresh = next((r for r in reasons if r not in chosen and (not r[0] or r[0] not in given)), None)
+        if fresh is not None:
+            chosen.append(fresh)
+        chosen = sorted(chosen, key=reasons.index) or reasons[:1]
         given.update(kind for kind, _ in chosen)
         head = _shorten("; ".join(text for _, text in chosen), WHY_LIMIT)
         if facts.sentence:
