@@ -66,7 +66,8 @@ SEMANTIC_FLOOR = 0.25
 AUTHOR_BOOST = 0.6
 CATEGORY_BOOST = 0.25
 # With embeddings MMR compares picks by meaning, counting only what two papers share beyond MMR_FLOOR (papers of
-# one field are all somewhat alike by meaning; only near-repeats should push each other down). 1.0: by words.
+# one field are all somewhat alike by meaning; only near-repeats should push each other down). Without embeddings
+# it compares the TF-IDF+LSA rows as they are: their cosines are low unless papers share much wording.
 MMR_FLOOR = 0.6
 # "Close to <liked paper>" is said only when the pick is at least this close to it (embedding cosine, or the
 # TF-IDF+LSA rows' cosine without embeddings): a loose neighbour is no reason.
@@ -93,6 +94,11 @@ class Scored:
     paper: Paper
     score: float  # relevance in [0, 1]; the order may differ from it when diversity > 0
     why: str
+
+
+def _beyond(cosine: np.ndarray, floor: float) -> np.ndarray:
+    """Cosines rescaled so that `floor` counts as 0 and 1 stays 1, clipped to [0, 1]."""
+    return np.clip((cosine - floor) / (1.0 - floor), 0.0, 1.0)
 
 
 def paper_key(paper: Paper) -> str:
@@ -250,10 +256,9 @@ class _Candidates:
     def similarity(self, order: np.ndarray) -> np.ndarray:
         """Pairwise cosines (clipped to [0, 1]) among the candidates `order` (by meaning when there are embeddings):
         MMR only ever compares a subscriber's short head, so no candidates x candidates matrix is made."""
-        if self.meaning is not None and MMR_FLOOR < 1.0:
+        if self.meaning is not None:
             head_meaning = self.meaning[order]
-            cosine = (head_meaning @ head_meaning.T).astype(np.float64)
-            return np.clip((cosine - MMR_FLOOR) / (1.0 - MMR_FLOOR), 0.0, 1.0)
+            return _beyond((head_meaning @ head_meaning.T).astype(np.float64), MMR_FLOOR)
         head = self.rows[order]
         return np.clip(dense(head @ head.T), 0.0, 1.0)
 
