@@ -1,6 +1,7 @@
 """Scale: the whole send pipeline for many subscribers on one machine, stage by stage.
 
     python benchmarks/scale.py --subscribers 10000 --papers 500 [--json] [--smtp] [--runs 3] [--workers N]
+                               [--first-send]
     python benchmarks/scale.py --table          # N = 1k, 5k, 10k x M = 100, 500, 2,000: is the cost linear?
 
 In a temporary folder: a store with M new papers (first seen yesterday) and a few hundred older ones (what
@@ -302,7 +303,14 @@ def peak_rss_mb() -> float:
 
 
 def run(
-    subscribers: int, papers: int, *, smtp: bool, seed: int, baseline_sample: int, workers: int | None = None
+    subscribers: int,
+    papers: int,
+    *,
+    smtp: bool,
+    seed: int,
+    baseline_sample: int,
+    workers: int | None = None,
+    first_send: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="digest-scale-") as folder:
@@ -315,6 +323,14 @@ def run(
                 # fitted and saved, and with sentence embeddings on, every new paper's vector is stored.
                 digest.model_cache.refresh_model(store, config.rank.policy())
             profiles = make_profiles(subscribers, history, rng)
+            if not first_send:
+                # Yesterday's send embedded these readers' keywords and kept them (a daily send only embeds the
+                # keywords of readers who changed their profile); then the send runs as a new process would.
+                with Store(config.paths.database) as store:
+                    model = digest.model_cache.planning_model(store, config.rank.policy(), save=True)
+                    if model.vectors is not None:
+                        model.vectors.queries(sorted({k for p in profiles for k in p.interests.keywords}))
+            digest.model_cache.forget_loaded_models()
             timers = Timers()
             sends: list[float] = []
 
@@ -452,6 +468,11 @@ def main() -> None:
         "--workers", type=int, default=None, help="[delivery] compose_workers (default: one per core; 0: none)"
     )
     parser.add_argument("--baseline-sample", type=int, default=20, help="subscribers timed with the SVM baseline")
+    parser.add_argument(
+        "--first-send",
+        action="store_true",
+        help="with sentence embeddings: no keyword embedded yet (default: a daily send, yesterday's keywords kept)",
+    )
     parser.add_argument("--table", action="store_true", help="the N x M grid (about 5 minutes)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -466,6 +487,7 @@ def main() -> None:
             seed=args.seed,
             baseline_sample=args.baseline_sample,
             workers=args.workers,
+            first_send=args.first_send,
         )
         for _ in range(args.runs)
     ]

@@ -201,3 +201,15 @@ def test_a_big_candidate_list_is_ranked_in_smaller_chunks_with_the_same_result(m
         assert [(s.paper.id, s.why) for s in got] == [(s.paper.id, s.why) for s in expected]
         assert [s.score for s in got] == pytest.approx([s.score for s in expected], abs=1e-6)
     assert set(chunks) <= {1, 2, 3} and max(chunks) == 3 and sum(chunks) == len(requests)
+
+
+def test_mmr_similarities_without_the_all_pairs_product_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond GRAM_LIMIT candidates (a big day) each head is multiplied on its own, over the columns in use."""
+    import digest.rank.engine as engine
+
+    monkeypatch.setattr(engine, "GRAM_LIMIT", 0)
+    rng = random.Random(9)
+    history = synthetic_papers(100, rng, "old-")
+    candidates = synthetic_papers(80, rng, "new-")
+    model = build_model([*history, *candidates])
+    assert_same(model, candidates, draw_requests(rng, history, candidates, 24), 10)

@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,10 @@ TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 # all-MiniLM-L6-v2 was trained on 128 tokens and is used with 256 (sentence-transformers' setting); a title and
 # the start of its abstract carry the topic, and the cost grows with the square of the length.
 MAX_TOKENS = 256
-BATCH = 32
+# Texts run through the encoder together while their count x the longest one's tokens stays within this: short
+# keywords go many at a time (2.5x faster than one by one), abstracts two at a time (memory grows with the batch
+# and the square of its length; one by one embeds papers as fast: 900 abstracts peak at 390 MB, 32 at once 1.7 GB).
+TOKENS_PER_BATCH = 512
 MEMO_KEPT = 20_000
 EXTRA_HINT = "pip install 'paper-digest[semantic]'"
 
@@ -137,8 +140,7 @@ class Embedder:
         out: np.ndarray | None = None
         # Similar lengths together: each batch is padded only to its own longest text.
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
+        for batch in _batches(order, [len(e.ids) for e in encodings]):
             longest = max(len(encodings[i].ids) for i in batch)
             ids = np.zeros((len(batch), longest), dtype=np.int64)
             mask = np.zeros((len(batch), longest), dtype=np.int64)
@@ -181,6 +183,18 @@ class Embedder:
         for i, d in enumerate(digests):
             out[i] = known[d]
         return out
+
+
+def _batches(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+    """`order` (shortest first) cut into runs whose size x longest length stays within TOKENS_PER_BATCH."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * lengths[i] > TOKENS_PER_BATCH:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 _LOADED: dict[tuple[str | None, str | None], Embedder | EmbeddingsUnavailable] = {}

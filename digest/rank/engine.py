@@ -219,6 +219,9 @@ class _Candidates:
         self.meaning = model.vectors.papers(self.papers) if model.vectors is not None and self.papers else None
         self._neighbours: sparse.csr_matrix | None = None
         self._boosts: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
+        self._quotable: dict[int, list[bool]] = {}
+        self._gram: np.ndarray | None = None
+        self._compact: sparse.csr_matrix | None = None
 
     def boost(self, authors: Sequence[str], categories: Sequence[str]) -> np.ndarray | None:
         """Per candidate, the share of the missing score an author or category match adds (None: no such interest)."""
@@ -259,7 +262,13 @@ class _Candidates:
         if self.meaning is not None:
             head_meaning = self.meaning[order]
             return _beyond((head_meaning @ head_meaning.T).astype(np.float64), MMR_FLOOR)
-        head = self.rows[order]
+        if len(self.papers) <= GRAM_LIMIT:
+            if self._gram is None:  # every pair once: cheaper than one product per subscriber's head
+                self._gram = np.clip(dense(self.rows @ self.rows_t), 0.0, 1.0).astype(np.float32)
+            return self._gram[np.ix_(order, order)].astype(np.float64)
+        if self._compact is None:  # only the columns some candidate uses: a product's cost follows its width
+            self._compact = self.rows[:, np.unique(self.rows.indices)]
+        head = self._compact[order]
         return np.clip(dense(head @ head.T), 0.0, 1.0)
 
     def folded(self, i: int) -> tuple[str, str]:
@@ -316,6 +325,13 @@ class _Candidates:
         self.exclusions([term])
         return self._factors[term]
 
+    def quotable(self, i: int) -> list[bool]:
+        """explain.quotable() of candidate i's sentences, worked out once per paper."""
+        found = self._quotable.get(i)
+        if found is None:
+            found = self._quotable[i] = quotable(self.papers[i].abstract, self._sentences[i][0])
+        return found
+
     def sentence_rows(self, picked: Sequence[int]) -> list[tuple[list[str], sparse.csr_matrix]]:
         """The abstract sentences of candidates `picked` and their word vectors, each paper encoded once, when it is
         first picked: only picks are explained, and a big day has hundreds of thousands of candidates."""
@@ -335,6 +351,10 @@ class _Candidates:
                 start += len(parts)
         return [self._sentences[i] for i in picked]
 
+
+# Up to this many candidates, MMR's similarities come from one candidates x candidates product (float32: 36 MB at
+# the limit); beyond, each subscriber's head is multiplied on its own.
+GRAM_LIMIT = 3000
 
 # A chunk's dense score matrices hold about this many cells (subscribers x candidates; a few float64 matrices
 # of it): a big day of 200,000 candidates is ranked 20 subscribers at a time, within a few hundred MB.
@@ -627,30 +647,31 @@ def _explanations(
     matrix = sparse.vstack([rows for _, rows in encoded], format="csr") if encoded else sparse.csr_matrix((0, width))
     words = model.word_block(vectors)
     similarity = (matrix @ words.T).toarray() if offset else np.zeros((0, len(requests)), dtype=np.float32)
+    closeness = _KeywordCloseness(model, shared, requests, picked)
+    threshold = CONCEPT_MEANING if shared.meaning is not None else CONCEPT_WORDS
     result: list[list[str]] = []
     for s, request in enumerate(requests):
         interests = request.interests
         keywords = interests.keywords
         wanted = [k for k in (name_key(a) for a in interests.authors) if k is not None]
-        closeness = _keyword_closeness(model, shared, keywords, picks[s])
         facts: list[Facts] = []
-        for n, i in enumerate(picks[s]):
+        for i in picks[s]:
             paper = shared.papers[i]
             parts = split[i]
             sentence = None
             if parts:
                 column = similarity[where[i] : where[i] + len(parts), s]
-                allowed = quotable(paper.abstract, parts)
+                allowed = shared.quotable(i)
                 scores = np.where(allowed, column, -1.0)
                 best = int(np.argmax(scores))  # the first maximum: deterministic
                 sentence = parts[best] if scores[best] > 0 else None
             in_title = tuple(k for k in keywords if shared.phrase(k, i)[0])
             in_abstract = tuple(k for k in keywords if k not in in_title and shared.phrase(k, i)[1])
             concept = None
-            if keywords and not in_title and not in_abstract and closeness is not None:
-                closest = int(np.argmax(closeness[:, n]))
-                if closeness[closest, n] >= (CONCEPT_MEANING if shared.meaning is not None else CONCEPT_WORDS):
-                    concept = keywords[closest]
+            if keywords and not in_title and not in_abstract:
+                keyword, how_close = closeness.closest(keywords, i)
+                if how_close >= threshold:
+                    concept = keyword
             nearest = None
             if request.liked and liked_similarity is not None and liked_groups[s]:
                 column = liked_similarity[liked_groups[s], i]
@@ -674,15 +695,23 @@ def _explanations(
     return result
 
 
-def _keyword_closeness(
-    model: RankModel, shared: _Candidates, keywords: Sequence[str], picked: Sequence[int]
-) -> np.ndarray | None:
-    """(keywords x picks) how close each keyword is to each pick: by meaning with embeddings, else in the TF-IDF
-    model's space (words and concepts). None without keywords or picks."""
-    if not keywords or not picked:
-        return None
-    if shared.meaning is not None and model.vectors is not None:
-        return model.vectors.queries(list(keywords)) @ shared.meaning[list(picked)].T
-    texts = list(keywords)
-    queries = model._join(model.full.transform(texts), model.title.transform(texts))
-    return dense(queries @ shared.rows[list(picked)].T)
+class _KeywordCloseness:
+    """How close each keyword of a chunk is to each paper picked in it (keywords x picks, one product per chunk):
+    by meaning with embeddings, else in the TF-IDF model's space (words and concepts)."""
+
+    def __init__(self, model: RankModel, shared: _Candidates, requests: Sequence[RankRequest], picked: list[int]):
+        self.keywords = {k: n for n, k in enumerate(dict.fromkeys(k for r in requests for k in r.interests.keywords))}
+        self.picks = {i: n for n, i in enumerate(picked)}
+        texts = list(self.keywords)
+        if not texts or not picked:
+            self.matrix = np.zeros((len(texts), len(picked)))
+        elif shared.meaning is not None and model.vectors is not None:
+            self.matrix = model.vectors.queries(texts) @ shared.meaning[picked].T
+        else:
+            queries = model._join(model.full.transform(texts), model.title.transform(texts))
+            self.matrix = dense(queries @ shared.rows[picked].T)
+
+    def closest(self, keywords: Sequence[str], pick: int) -> tuple[str, float]:
+        column = self.matrix[[self.keywords[k] for k in keywords], self.picks[pick]]
+        best = int(np.argmax(column))
+        return keywords[best], float(column[best])
