@@ -13,8 +13,9 @@ import argparse
 import statistics
 import time
 
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
+
 from digest.render import make_environment, render_email
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 
 def median_ms(renders: int, papers: int, format: str) -> float:

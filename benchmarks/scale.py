@@ -51,6 +51,7 @@ import digest.composer  # noqa: E402
 import digest.model_cache  # noqa: E402
 import digest.plan  # noqa: E402
 import digest.rank.engine  # noqa: E402
+import digest.render.email  # noqa: E402
 import digest.send  # noqa: E402
 from digest import pipeline  # noqa: E402
 from digest.composer import auto_workers  # noqa: E402
@@ -189,8 +190,8 @@ def instrumented(timers: Timers) -> Iterator[None]:
         (digest.send, "plan_digests", "candidates"),  # minus ranking, below: the store queries of planning
         (digest.plan, "rank_many", "ranking"),
         (digest.rank.engine, "_explanations", "explanations"),
-        (digest.compose, "render_email", "rendering"),
-        (digest.compose, "compose_message", "composing"),
+        (digest.render.email, "render_email", "rendering"),
+        (digest.render.email, "compose_message", "composing"),
         (digest.send, "new_message_id", "composing"),
         (digest.composer, "message_bytes", "composing"),
         (Store, "begin_message", "ledger+delivery"),

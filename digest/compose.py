@@ -13,11 +13,11 @@ from jinja2 import Environment
 
 from digest.config import Config
 from digest.links import Links
-from digest.message import RenderedEmail, compose_message, new_message_id
+from digest.message import RenderedEmail, new_message_id
 from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digest
 from digest.rank import RankModel
-from digest.render import render_email
+from digest.render.email import render_and_compose
 from digest.store import Store
 from digest.subscribers import Profile
 
@@ -69,31 +69,3 @@ def compose_digest(
         env, plan, links, sender=config.smtp.sender, list_id=config.delivery.list_id, message_id=message_id, now=now
     )
     return ComposedDigest(plan, links, rendered, message, message_id)
-
-
-def render_and_compose(
-    env: Environment,
-    plan: DigestPlan,
-    links: Links,
-    *,
-    sender: str,
-    list_id: str,
-    message_id: str,
-    now: datetime,
-) -> tuple[RenderedEmail, Message]:
-    """A planned digest as the rendered email and its MIME message: the one way both are made, in a preview,
-    in a send, and in the worker processes of digest.composer."""
-    rendered = render_email(env, plan, now=now, links=links)
-    profile = plan.subscriber
-    message = compose_message(
-        rendered,
-        to_name=profile.name,
-        to_email=profile.email,
-        sender=sender,
-        message_id=message_id,
-        list_id=list_id,
-        now=now,
-        links=links,
-        paper_ids=tuple(s.paper.id or "" for s in plan.picks),
-    )
-    return rendered, message

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from digest.compose import render_and_compose
 from digest.errors import DigestError, RenderError
 from digest.links import Links
 from digest.message import message_bytes
-from digest.plan import DigestPlan
+from digest.picks import DigestPlan
 from digest.render import make_environment
+from digest.render.email import render_and_compose
 
 log = logging.getLogger(__name__)
 

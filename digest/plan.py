@@ -4,13 +4,13 @@ send and feeds, so that a preview is exactly what the next send would produce.""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.errors import RankError
 from digest.model_cache import model_source
 from digest.paper import Paper
-from digest.rank import RankModel, Scored, rank
+from digest.picks import DigestPlan
+from digest.rank import RankModel, rank
 from digest.rank.engine import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
@@ -19,26 +19,13 @@ from digest.subscribers import Profile
 # (digest.model_cache.model_source: the saved model); by default the saved model, writing nothing.
 ModelSource = Callable[[Store], RankModel]
 
+__all__ = ["DigestPlan", "ModelSource", "plan_digest", "plan_digests", "resolve_liked"]
+
 
 def _model(store: Store, model: RankModel | ModelSource | None) -> RankModel:
     if isinstance(model, RankModel):
         return model
     return (model or model_source(save=False))(store)
-
-
-@dataclass(frozen=True)
-class DigestPlan:
-    subscriber: Profile
-    picks: tuple[Scored, ...]
-    candidates: int
-    candidates_until: datetime
-    empty_reason: str | None = None
-    # The newest paper (by commit order) the plan could see: the next digest's candidates come after it.
-    candidates_until_seq: int | None = None
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.picks
 
 
 def resolve_liked(store: Store, references: Sequence[str]) -> list[Paper]:

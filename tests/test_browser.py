@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 from digest.plan import DigestPlan
 from digest.render import make_environment, render_email
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from delivery_helpers import INGESTED_AT, workspace
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 from smtp_server import SmtpServer
 
 from digest.composer import MIN_JOBS_FOR_WORKERS, ComposedBytes, ComposeJob, Composer, ComposeSettings
@@ -20,7 +21,6 @@ from digest.config import load_config
 from digest.errors import DigestError
 from digest.pipeline import send
 from digest.render import make_environment
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 from digest.store import Store
 
 SETTINGS = ComposeSettings(None, "Paper Digest <digest@lab.example>", "paper-digest")

@@ -11,11 +11,11 @@ import html5lib
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 from digest.errors import ConfigError, RenderError
 from digest.links import Links
 from digest.render import PACKAGED_TEMPLATES, TEMPLATE_NAMES, build_context, make_environment, render_email
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 from digest.render.text import markdown_escape, one_line, safe_url, short_authors, teaser
 
 REPO = Path(__file__).resolve().parent.parent

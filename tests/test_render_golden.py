@@ -1,4 +1,4 @@
-"""Golden files: the sample digest (digest.render.sample, a fixed clock and invented papers) rendered in every
+"""Golden files: the sample digest (tests/sample_digest.py, a fixed clock and invented papers) rendered in every
 format must match tests/golden/ byte for byte. After a deliberate template change, regenerate with
 
     DIGEST_REGEN=1 .venv/bin/python -m pytest tests/test_render_golden.py
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 from digest.message import RenderedEmail, compose_message, message_bytes
 from digest.render import build_context, make_environment, render_email, render_markdown
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGENERATE = os.environ.get("DIGEST_REGEN") == "1"

@@ -11,13 +11,13 @@ from typing import Literal
 
 import html5lib
 import pytest
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 from digest.links import Links
 from digest.message import compose_message
 from digest.plan import DigestPlan
 from digest.rank import Scored
 from digest.render import make_environment, render_email
-from digest.render.sample import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 HOSTILE_TITLES = [
     "<img src=x onerror=alert(1)>",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
@@ -33,11 +34,14 @@ from sklearn.preprocessing import normalize
 
 from digest.errors import RankError
 from digest.paper import Paper, title_key
+from digest.picks import Scored
 from digest.rank.embeddings import PaperVectors
 from digest.rank.explain import Facts, quotable, sentences, why_lines
 from digest.rank.model import RankModel, dense
 from digest.rank.people import matching_authors, matching_categories, name_key
-from digest.subscribers import Interests
+
+if TYPE_CHECKING:  # a pydantic model: the engine reads its fields, it need not load pydantic
+    from digest.subscribers import Interests
 
 DISLIKE_WEIGHT = 0.5
 # Pseudo-relevance feedback: how many top candidates, and how far the profile moves towards them.
@@ -87,13 +91,6 @@ CHUNK = 1000
 _EMPTY_PROFILE = (
     "the profile has no keywords and no liked papers (nor authors or categories); add [interests] keywords or papers"
 )
-
-
-@dataclass(frozen=True)
-class Scored:
-    paper: Paper
-    score: float  # relevance in [0, 1]; the order may differ from it when diversity > 0
-    why: str
 
 
 def _beyond(cosine: np.ndarray, floor: float) -> np.ndarray:

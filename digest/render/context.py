@@ -9,8 +9,7 @@ from typing import Any
 
 from digest.links import Links
 from digest.paper import Paper
-from digest.plan import DigestPlan
-from digest.rank import Scored
+from digest.picks import DigestPlan, Scored
 from digest.render.text import code_label, one_line, safe_url, short_authors, teaser
 
 # English names, not the process locale's: the same digest must render the same way on every machine.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from email.message import Message
 from typing import Any
 
 import css_inline
@@ -12,8 +13,8 @@ from markupsafe import Markup
 
 from digest.errors import RenderError
 from digest.links import Links
-from digest.message import RenderedEmail
-from digest.plan import DigestPlan
+from digest.message import RenderedEmail, compose_message
+from digest.picks import DigestPlan
 from digest.render.context import build_context
 from digest.render.environment import (
     HTML,
@@ -100,3 +101,31 @@ def render_email(env: Environment, plan: DigestPlan, *, now: datetime, links: Li
     text = render_template(env, TEXT, context)
     html = render_template(env, HTML, context)
     return RenderedEmail(subject, text, inline_css(env, html, HTML))
+
+
+def render_and_compose(
+    env: Environment,
+    plan: DigestPlan,
+    links: Links,
+    *,
+    sender: str,
+    list_id: str,
+    message_id: str,
+    now: datetime,
+) -> tuple[RenderedEmail, Message]:
+    """A planned digest as the rendered email and its MIME message: the one way both are made, in a preview,
+    in a send, and in the worker processes of digest.composer."""
+    rendered = render_email(env, plan, now=now, links=links)
+    profile = plan.subscriber
+    message = compose_message(
+        rendered,
+        to_name=profile.name,
+        to_email=profile.email,
+        sender=sender,
+        message_id=message_id,
+        list_id=list_id,
+        now=now,
+        links=links,
+        paper_ids=tuple(s.paper.id or "" for s in plan.picks),
+    )
+    return rendered, message

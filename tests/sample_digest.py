@@ -10,8 +10,7 @@ from typing import Literal
 
 from digest.links import Links
 from digest.paper import Paper, find_links
-from digest.plan import DigestPlan
-from digest.rank import Scored
+from digest.picks import DigestPlan, Scored
 from digest.subscribers import Interests, Profile
 
 SAMPLE_NOW = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
