@@ -159,10 +159,6 @@ class Config(_Section):
     rank: Rank = Field(default_factory=Rank)
     source_file: Path | None = Field(default=None, exclude=True)
 
-    @property
-    def base_dir(self) -> Path:
-        return self.source_file.parent if self.source_file else Path.cwd()
-
 
 def _resolve(base: Path, path: Path) -> Path:
     path = path.expanduser()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
 
@@ -21,6 +21,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.paper import Paper
+from digest.render.text import safe_url
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
 
@@ -62,14 +63,9 @@ def entry_id(subscriber: str | None, paper_id: str) -> str:
 
 
 def _http_url(url: str | None) -> str | None:
-    """Only http(s) links reach a feed: a source could carry javascript: or data: URLs."""
-    if not url:
-        return None
-    url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme.lower() in ("http", "https") and parts.netloc and not _NOT_XML_TEXT.search(url):
-        return url
-    return None
+    """Only http(s) links reach a feed (a source could carry javascript: or data: URLs), and only XML-safe ones."""
+    checked = safe_url(url)
+    return checked if checked and not _NOT_XML_TEXT.search(checked) else None
 
 
 def _moment(text: str | None, fallback: datetime) -> datetime:

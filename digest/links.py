@@ -34,6 +34,3 @@ class Links:
         if not self.enabled or not self.subscriber:
             return None
         return f"{self.base_url}/feeds/{quote(self.subscriber, safe='')}.xml?{urlencode({'token': self.token})}"
-
-
-NO_LINKS = Links()

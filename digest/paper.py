@@ -8,7 +8,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 # New-style ids (0704.0001, 2403.01234) and old-style (hep-th/9901001, math.AG/0601001), optional version.
 # The subject class of an old-style id (".AG") is not part of the identifier: math.AG/0601001 is math/0601001.
@@ -279,7 +279,3 @@ def _candidates(value: str | Iterable[str] | None) -> list[str]:
     if isinstance(value, str):
         return [value]
     return [v for v in value if v]
-
-
-def with_store_fields(paper: Paper, *, id: str, first_seen: str, sources: tuple[str, ...]) -> Paper:
-    return replace(paper, id=id, first_seen=first_seen, sources=sources)

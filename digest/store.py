@@ -547,9 +547,6 @@ class Store:
     def count_papers(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
 
-    def count_sources(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0])
-
     # ---- ingested files -----------------------------------------------------------------------
 
     def file_hash_by_stat(self, path: str, signature: str) -> str | None:
@@ -908,10 +905,6 @@ class Store:
                     (state, utc_iso(now), note, row["id"]),
                 )
         return [row["message_id"] for row in rows]
-
-    def subscriber_for_token(self, token: str) -> str | None:
-        row = self._db.execute("SELECT subscriber FROM subscriber_state WHERE token = ?", (token,)).fetchone()
-        return row[0] if row else None
 
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from digest.clock import utc_now
 from digest.errors import ConfigError, DigestError
+from digest.schedule import next_slot
 from digest.store import Store
 from digest.validation import format_validation_error, read_toml
 
@@ -172,10 +173,6 @@ class Profile(BaseModel):
     def wants_email(self) -> bool:
         return self.delivery in ("email", "both")
 
-    @property
-    def wants_feed(self) -> bool:
-        return self.delivery in ("feed", "both")
-
 
 def load_profile(path: Path, now: datetime | None = None) -> Profile:
     """Load one profile; its id is the file name without .toml. `now` is when its schedule must fire after."""
@@ -267,9 +264,9 @@ class SubscriberStatus:
 
 
 def next_due(profile: Profile, now: datetime) -> datetime:
-    """When the subscriber's crontab next fires after `now`, in their time zone (as APScheduler would run it)."""
-    trigger = CronTrigger.from_crontab(profile.schedule, timezone=profile.zone)
-    fire = trigger.get_next_fire_time(None, now.astimezone(profile.zone))
+    """When the subscriber's crontab next fires after `now`, in their time zone: the daemon's own next slot
+    (digest.schedule, which knows the nights clocks change)."""
+    fire = next_slot(profile, now)
     if fire is None:  # a crontab always fires again; this guards against a trigger with an end date
         raise ConfigError(f"{profile.id}.toml: schedule {profile.schedule!r} never fires again")
     return fire

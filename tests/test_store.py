@@ -244,7 +244,8 @@ def test_add_papers_is_all_or_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError):
         store.add_papers(_papers_then_failure(5), "broken", T0)
     assert [p.title for p in store.list_papers()] == ["Already There"]
-    assert store.count_sources() == 1
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0] == 1
     # The connection is usable afterwards: no transaction left open.
     assert store.add_papers([paper("After")], "after", T0)["new"] == 1
 

@@ -93,6 +93,11 @@ _EMPTY_PROFILE = (
 )
 
 
+def _whole_words(needle: str) -> re.Pattern[str]:
+    """A folded phrase as whole words: "gnn" is in "gnn-based", not in "gnns"."""
+    return re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
+
+
 def _beyond(cosine: np.ndarray, floor: float) -> np.ndarray:
     """Cosines rescaled so that `floor` counts as 0 and 1 stays 1, clipped to [0, 1]."""
     return np.clip((cosine - floor) / (1.0 - floor), 0.0, 1.0)
@@ -286,7 +291,7 @@ class _Candidates:
             matcher = self._matchers.get(term)
             if matcher is None:
                 needle = title_key(term)
-                pattern = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)") if needle else None
+                pattern = _whole_words(needle) if needle else None
                 matcher = self._matchers[term] = (needle, pattern)
             needle, pattern = matcher
             title, abstract = self.folded(i)
@@ -309,7 +314,7 @@ class _Candidates:
             factor = 1.0 - similarity[:, j]  # related wording without the phrase itself: pushed down
             needle = title_key(term)
             if needle:
-                pattern = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
+                pattern = _whole_words(needle)
                 for i, (title, abstract) in enumerate(folded):
                     # A substring test first: a whole-word match implies it, and it rules out most papers.
                     if needle in title and pattern.search(title):
