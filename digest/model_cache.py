@@ -229,18 +229,28 @@ def _read_row_ids(path: Path) -> tuple[bytes, list[str], np.ndarray]:
     return raw_ids, ids, digests
 
 
-def _attach_rows(loaded: _Loaded, folder: Path) -> None:
-    """Make the model aware of row files it has not seen (the ids now; the rows when a paper needs them)."""
-    for name, seq in sorted(_row_files(folder, loaded.header.tag).items(), key=lambda item: item[1]):
-        if name in loaded.row_files:
+def _unseen_files(
+    folder: Path, files: dict[str, int], seen: set[str], papers: str
+) -> Iterator[tuple[str, int, bytes, list[str], np.ndarray]]:
+    """Row or vector files not attached yet, oldest first, with their ids and digests; a damaged one is skipped
+    with a warning (its `papers` are encoded again when needed)."""
+    for name, seq in sorted(files.items(), key=lambda item: item[1]):
+        if name in seen:
             continue
         path = folder / name
         try:
             raw_ids, ids, digests = _read_row_ids(path)
         except _BAD_FILE as exc:
-            log.warning("model cache: ignoring the damaged %s (%s); its papers are encoded again", path, exc)
+            log.warning("model cache: ignoring the damaged %s (%s); its %s", path, exc, papers)
             continue
-        loaded.model.add_rows(ids, digests, functools.partial(_load_matrix, path, raw_ids))
+        yield name, seq, raw_ids, ids, digests
+
+
+def _attach_rows(loaded: _Loaded, folder: Path) -> None:
+    """Make the model aware of row files it has not seen (the ids now; the rows when a paper needs them)."""
+    files = _row_files(folder, loaded.header.tag)
+    for name, seq, raw_ids, ids, digests in _unseen_files(folder, files, loaded.row_files, "papers are encoded again"):
+        loaded.model.add_rows(ids, digests, functools.partial(_load_matrix, folder / name, raw_ids))
         loaded.row_files.add(name)
         loaded.covered_seq = max(loaded.covered_seq, seq)
 
@@ -520,16 +530,11 @@ def _attach_vectors(loaded: _Loaded, folder: Path) -> None:
     vectors = loaded.model.vectors
     if vectors is None:
         return
-    for name, seq in sorted(_vector_files(folder, vectors.key).items(), key=lambda item: item[1]):
-        if name in loaded.vector_files:
-            continue
-        path = folder / name
-        try:
-            raw_ids, ids, digests = _read_row_ids(path)
-        except _BAD_FILE as exc:
-            log.warning("model cache: ignoring the damaged %s (%s); its papers are embedded again", path, exc)
-            continue
-        vectors.add(ids, digests, functools.partial(_load_vectors, path, raw_ids))
+    files = _vector_files(folder, vectors.key)
+    for name, seq, raw_ids, ids, digests in _unseen_files(
+        folder, files, loaded.vector_files, "papers are embedded again"
+    ):
+        vectors.add(ids, digests, functools.partial(_load_vectors, folder / name, raw_ids))
         loaded.vector_files.add(name)
         loaded.vectors_seq = max(loaded.vectors_seq, seq)
 

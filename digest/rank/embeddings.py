@@ -28,6 +28,7 @@ import numpy as np
 
 from digest.errors import DigestError
 from digest.paper import Paper
+from digest.rank.stored import StoredBlock
 
 TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 # all-MiniLM-L6-v2 was trained on 128 tokens and is used with 256 (sentence-transformers' setting); a title and
@@ -263,34 +264,14 @@ def forget_embedders() -> None:
         _LOADED.clear()
 
 
+def _float32(loaded: object) -> np.ndarray:
+    return np.asarray(loaded, dtype=np.float32)
+
+
 def vector_digest(paper: Paper) -> int:
     """A 63-bit digest of the text a paper's vector is made from: a stored vector is used only while it matches."""
     digest = hashlib.blake2b(paper_text(paper).encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
-
-
-class _VectorBlock:
-    """Stored vectors of some papers: ids and digests up front, the matrix loaded on first use."""
-
-    def __init__(self, ids: Sequence[str], digests: np.ndarray, load: Callable[[], np.ndarray], width: int) -> None:
-        self.ids = list(ids)
-        self.digests = np.asarray(digests, dtype=np.uint64)
-        self._load = load
-        self._width = width
-        self._matrix: np.ndarray | None = None
-        self._failed = False
-
-    @property
-    def matrix(self) -> np.ndarray | None:
-        if self._matrix is None and not self._failed:
-            try:
-                matrix = np.asarray(self._load(), dtype=np.float32)
-                if matrix.shape != (len(self.ids), self._width):
-                    raise ValueError(f"vectors of shape {matrix.shape}, expected {(len(self.ids), self._width)}")
-                self._matrix = matrix
-            except Exception:  # a cache file gone or damaged (any reader's error): those papers are embedded again
-                self._failed = True
-        return self._matrix
 
 
 # Query texts (keywords) remembered per process: a daemon or a send of many readers embeds each keyword once.
@@ -303,7 +284,7 @@ class PaperVectors:
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
-        self._blocks: list[_VectorBlock] = []
+        self._blocks: list[StoredBlock[np.ndarray]] = []
         self._where: dict[str, tuple[int, int]] = {}
         self._queries: dict[str, np.ndarray] = {}
         self._width: int | None = None
@@ -322,7 +303,7 @@ class PaperVectors:
     def add(self, ids: Sequence[str], digests: np.ndarray, vectors: np.ndarray | Callable[[], np.ndarray]) -> None:
         """Make vectors of papers known (a later call wins for an id given twice)."""
         load: Callable[[], np.ndarray] = vectors if callable(vectors) else (lambda: vectors)
-        block = _VectorBlock(ids, digests, load, self.width)
+        block = StoredBlock(ids, digests, load, self.width, _float32)
         number = len(self._blocks)
         self._blocks.append(block)
         for row, paper_id in enumerate(block.ids):

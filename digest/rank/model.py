@@ -32,6 +32,7 @@ from sklearn.preprocessing import normalize
 
 from digest.paper import Paper
 from digest.rank.embeddings import PaperVectors
+from digest.rank.stored import StoredBlock
 
 # Block weights (before squaring). Chosen on the evaluation protocol as a whole (benchmarks/ranking.py):
 # the concept block carries as much as words; the title block is small, a tie-breaker for keyword matches.
@@ -111,31 +112,11 @@ def _same(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
     return matrix
 
 
-class RowBlock:
-    """Stored rows of some papers: ids and text digests up front, the matrix loaded on first use."""
+def _csr(loaded: object) -> sparse.csr_matrix:
+    return sparse.csr_matrix(loaded, dtype=np.float32)
 
-    def __init__(
-        self, ids: Sequence[str], digests: np.ndarray, load: Callable[[], sparse.csr_matrix], width: int
-    ) -> None:
-        self.ids = list(ids)
-        self.digests = digests
-        self._load = load
-        self._width = width
-        self._matrix: sparse.csr_matrix | None = None
-        self._failed = False
 
-    @property
-    def matrix(self) -> sparse.csr_matrix | None:
-        """The rows, or None when they cannot be had: those papers are then encoded afresh."""
-        if self._matrix is None and not self._failed:
-            try:
-                matrix = sparse.csr_matrix(self._load(), dtype=np.float32)
-                if matrix.shape != (len(self.ids), self._width):
-                    raise ValueError(f"rows of shape {matrix.shape}, expected {(len(self.ids), self._width)}")
-                self._matrix = matrix
-            except Exception:  # a cache file gone, damaged or swapped (any error of any reader): never fatal
-                self._failed = True
-        return self._matrix
+RowBlock = StoredBlock[sparse.csr_matrix]
 
 
 class RankModel:
@@ -198,7 +179,7 @@ class RankModel:
         """Make rows of papers known (a matrix, or a function that loads it when a row is first needed).
         A later block wins for an id in several blocks."""
         load: Callable[[], sparse.csr_matrix] = rows if callable(rows) else functools.partial(_same, rows)
-        block = RowBlock(ids, np.asarray(digests, dtype=np.uint64), load, self._width())
+        block: RowBlock = StoredBlock(ids, np.asarray(digests, dtype=np.uint64), load, self._width(), _csr)
         number = len(self._blocks)
         self._blocks.append(block)
         for row, paper_id in enumerate(block.ids):
