@@ -387,23 +387,7 @@ class Store:
                 "INSERT INTO papers (id, arxiv_id, arxiv_version, doi, title_key, title, abstract, authors, url,"
                 " links, categories, published, first_seen, updated_at, seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    paper_id,
-                    paper.arxiv_id,
-                    paper.arxiv_version,
-                    paper.doi,
-                    paper.key,
-                    paper.title,
-                    paper.abstract,
-                    json.dumps(list(paper.authors)),
-                    paper.url,
-                    json.dumps(list(paper.links)),
-                    json.dumps(list(paper.categories)),
-                    paper.published,
-                    stamp,
-                    stamp,
-                    seq,
-                ),
+                (paper_id, *_paper_columns(paper), stamp, stamp, seq),
             )
             db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (paper_id, source))
             return "new"
@@ -420,21 +404,7 @@ class Store:
         db.execute(
             "UPDATE papers SET arxiv_id = ?, arxiv_version = ?, doi = ?, title_key = ?, title = ?, abstract = ?,"
             " authors = ?, url = ?, links = ?, categories = ?, published = ?, updated_at = ? WHERE id = ?",
-            (
-                merged.arxiv_id,
-                merged.arxiv_version,
-                merged.doi,
-                merged.key,
-                merged.title,
-                merged.abstract,
-                json.dumps(list(merged.authors)),
-                merged.url,
-                json.dumps(list(merged.links)),
-                json.dumps(list(merged.categories)),
-                merged.published,
-                stamp,
-                stored.id,
-            ),
+            (*_paper_columns(merged), stamp, stored.id),
         )
         return "updated"
 
@@ -923,6 +893,23 @@ def _best_url(one: str | None, other: str | None) -> str | None:
     if not urls:
         return None
     return min(urls, key=lambda u: ("arxiv.org/" not in u, not u.startswith("https:"), len(u), u))
+
+
+def _paper_columns(paper: Paper) -> tuple[object, ...]:
+    """A paper's stored fields, in the order of the papers table's columns arxiv_id ... published."""
+    return (
+        paper.arxiv_id,
+        paper.arxiv_version,
+        paper.doi,
+        paper.key,
+        paper.title,
+        paper.abstract,
+        json.dumps(list(paper.authors)),
+        paper.url,
+        json.dumps(list(paper.links)),
+        json.dumps(list(paper.categories)),
+        paper.published,
+    )
 
 
 def _merge(stored: Paper, incoming: Paper) -> Paper:

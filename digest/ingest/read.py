@@ -76,42 +76,31 @@ class _Deadline:
         return left
 
 
-class _DeadlineSocket(socket.socket):
-    """A TCP socket whose every read and write waits at most until the deadline."""
+class _DeadlineIO:
+    """Every read and write of a socket waits at most until the deadline (mixed into a TCP and a TLS socket)."""
 
     deadline: _Deadline | None = None
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, buffer: Any, *args: Any, **kwargs: Any) -> int:
         if self.deadline is not None:
-            self.settimeout(self.deadline.left())
-        count = super().recv_into(buffer, nbytes, flags)
+            self.settimeout(self.deadline.left())  # type: ignore[attr-defined]
+        count = int(super().recv_into(buffer, *args, **kwargs))  # type: ignore[misc]
         if self.deadline is not None:
             self.deadline.received += count
         return count
 
-    def sendall(self, data: Any, flags: int = 0) -> None:
+    def sendall(self, data: Any, *args: Any, **kwargs: Any) -> None:
         if self.deadline is not None:
-            self.settimeout(self.deadline.left())
-        super().sendall(data, flags)
+            self.settimeout(self.deadline.left())  # type: ignore[attr-defined]
+        super().sendall(data, *args, **kwargs)  # type: ignore[misc]
 
 
-class _DeadlineSSLSocket(ssl.SSLSocket):
-    """The same for a TLS socket (SSLContext.sslsocket_class)."""
+class _DeadlineSocket(_DeadlineIO, socket.socket):
+    """A TCP socket under a deadline."""
 
-    deadline: _Deadline | None = None
 
-    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
-        if self.deadline is not None:
-            self.settimeout(self.deadline.left())
-        count = super().recv_into(buffer, nbytes, flags)
-        if self.deadline is not None:
-            self.deadline.received += count
-        return count
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        if self.deadline is not None:
-            self.settimeout(self.deadline.left())
-        super().sendall(data, flags)
+class _DeadlineSSLSocket(_DeadlineIO, ssl.SSLSocket):
+    """A TLS socket under a deadline (SSLContext.sslsocket_class)."""
 
 
 def _connect(
