@@ -10,7 +10,7 @@ from digest.errors import RankError
 from digest.model_cache import model_source
 from digest.paper import Paper
 from digest.picks import DigestPlan
-from digest.rank import RankModel, rank
+from digest.rank import RankModel
 from digest.rank.engine import RankRequest, rank_many
 from digest.store import Store
 from digest.subscribers import Profile
@@ -87,34 +87,18 @@ def _no_picks(candidates: int, profile: Profile) -> str:
 def plan_digest(
     store: Store, profile: Profile, now: datetime, model: RankModel | ModelSource | None = None
 ) -> DigestPlan:
-    high = store.max_seq()
-    candidates = candidate_papers(store, profile, now, high)
-    if not candidates:
-        return DigestPlan(profile, (), 0, now, "no new papers since the last digest", high)
-    ranker = _model(store, model)
-    liked, disliked = _rated(store, profile)
-    try:
-        picks = rank(
-            ranker,
-            candidates,
-            profile.interests,
-            liked=liked,
-            disliked=disliked,
-            max_papers=profile.max_papers,
-            min_score=profile.min_score,
-            diversity=profile.diversity,
-        )
-    except RankError as exc:
-        raise _rank_error(profile, exc) from None
-    reason = None if picks else _no_picks(len(candidates), profile)
-    return DigestPlan(profile, tuple(picks), len(candidates), now, reason, high)
+    """One subscriber's next digest: plan_digests for one (raises the RankError of an empty profile)."""
+    plan = plan_digests(store, [profile], now, model)[profile.id]
+    if isinstance(plan, RankError):
+        raise plan
+    return plan
 
 
 def plan_digests(
     store: Store, profiles: Sequence[Profile], now: datetime, model: RankModel | ModelSource | None = None
 ) -> dict[str, DigestPlan | RankError]:
-    """plan_digest() for many subscribers at once, with the same result for each (a RankError is returned in
-    its place, not raised, so one empty profile does not stop the others).
+    """The next digest of each subscriber (a RankError in its place, not raised, so that one empty profile does
+    not stop the others): the one planning function, which preview, send and feeds all use.
 
     Subscribers are grouped by candidate window (where their last digest ended; most share one), and each group
     is ranked with one rank_many call: a subscriber's candidates are the window's papers minus those already sent

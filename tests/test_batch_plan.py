@@ -1,5 +1,6 @@
-"""plan_digests (what send uses) gives every subscriber exactly the plan that plan_digest (what preview and
-`digest rank` use) gives them alone: same candidates, picks, scores, explanations and empty reasons, and the
+"""plan_digests (the one planning function: send plans many subscribers at once, preview and `digest rank` one)
+gives every subscriber exactly the plan that planning them alone from first principles gives (their candidates
+from candidate_papers, ranked by rank()): same candidates, picks, scores, explanations and empty reasons, and the
 same RankError for an empty profile, without stopping the others."""
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from test_batch_rank import TOPICS, synthetic_papers
 
 from digest.errors import RankError
 from digest.paper import make_paper
-from digest.plan import DigestPlan, plan_digest, plan_digests
-from digest.rank import build_model
+from digest.plan import DigestPlan, _rank_error, _rated, candidate_papers, plan_digest, plan_digests
+from digest.rank import RankModel, build_model, rank
 from digest.store import PickRecord, Store
 from digest.subscribers import Profile
 
@@ -91,7 +92,31 @@ def assert_same_plan(got: DigestPlan, expected: DigestPlan) -> None:
     assert [s.why for s in got.picks] == [s.why for s in expected.picks]
 
 
-def test_plan_digests_equals_plan_digest_for_every_subscriber(filled: Store) -> None:
+def planned_alone(store: Store, reader: Profile, model: RankModel) -> DigestPlan:
+    """One subscriber's plan the direct way: the window's unsent papers, ranked for them alone."""
+    high = store.max_seq()
+    candidates = candidate_papers(store, reader, NOW, high)
+    if not candidates:
+        return DigestPlan(reader, (), 0, NOW, "no new papers since the last digest", high)
+    liked, disliked = _rated(store, reader)
+    try:
+        picks = rank(
+            model,
+            candidates,
+            reader.interests,
+            liked=liked,
+            disliked=disliked,
+            max_papers=reader.max_papers,
+            min_score=reader.min_score,
+            diversity=reader.diversity,
+        )
+    except RankError as exc:
+        raise _rank_error(reader, exc) from None
+    reason = None if picks else f"none of {len(candidates)} new paper(s) scored above min_score {reader.min_score:g}"
+    return DigestPlan(reader, tuple(picks), len(candidates), NOW, reason, high)
+
+
+def test_plan_digests_equals_planning_each_subscriber_alone(filled: Store) -> None:
     history(filled)
     profiles = reader_profiles(filled)
     model = build_model(filled.all_papers())
@@ -100,7 +125,7 @@ def test_plan_digests_equals_plan_digest_for_every_subscriber(filled: Store) -> 
     picked = 0
     for reader in profiles:
         try:
-            expected = plan_digest(filled, reader, NOW, model)
+            expected = planned_alone(filled, reader, model)
         except RankError as exc:
             assert isinstance(plans[reader.id], RankError) and str(plans[reader.id]) == str(exc)
             continue
