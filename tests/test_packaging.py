@@ -16,7 +16,10 @@ def test_the_wheel_holds_every_template_and_the_demo_data(tmp_path: Path) -> Non
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    shutil.copytree(REPO / "digest", source / "digest", ignore=shutil.ignore_patterns("__pycache__"))
+    # As in a clone: digest/templates is a link to the top-level templates/, which the wheel must hold as files.
+    shutil.copytree(REPO / "digest", source / "digest", ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+    shutil.copytree(REPO / "templates", source / "templates")
+    assert (source / "digest" / "templates").is_symlink()
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
         cwd=source,

@@ -40,13 +40,25 @@ def visible_text(document: str) -> str:
 # --- templates: packaged, mirrored, overridable ---------------------------------------------------------------
 
 
-def test_top_level_templates_mirror_the_packaged_ones_byte_for_byte() -> None:
-    packaged = {p.name: p.read_bytes() for p in PACKAGED_TEMPLATES.glob("*.j2")}
-    mirrored = {p.name: p.read_bytes() for p in MIRROR.glob("*.j2")}
-    assert set(TEMPLATE_NAMES) <= set(packaged), "a template the renderer loads is not packaged"
-    assert sorted(mirrored) == sorted(packaged), "templates/ and digest/templates/ hold different files"
-    drifted = [name for name in packaged if packaged[name] != mirrored[name]]
-    assert not drifted, f"templates/ drifted from digest/templates/: {drifted}; copy digest/templates/* over"
+def test_there_is_one_copy_of_the_default_templates() -> None:
+    """digest/templates links to the top-level templates/ (what users copy and edit): nothing can drift."""
+    assert (REPO / "digest" / "templates").resolve() == MIRROR.resolve() == PACKAGED_TEMPLATES.resolve()
+    assert set(TEMPLATE_NAMES) <= {p.name for p in MIRROR.glob("*.j2")}, "a template the renderer loads is missing"
+
+
+def test_an_override_can_extend_the_default_and_change_one_block(tmp_path: Path) -> None:
+    (tmp_path / "subject.txt.j2").write_text(
+        '{% extends "!default/subject.txt.j2" %}', encoding="utf-8"
+    )  # a whole override that is the default
+    (tmp_path / "email.txt.j2").write_text(
+        '{% extends "!default/email.txt.j2" %}{% block footer %}Sent by the lab.\n{% endblock %}', encoding="utf-8"
+    )
+    env = make_environment(tmp_path)
+    plain = render_email(make_environment(None), sample_plan(), now=SAMPLE_NOW, links=SAMPLE_LINKS)
+    rendered = render_email(env, sample_plan(), now=SAMPLE_NOW, links=SAMPLE_LINKS)
+    assert rendered.subject == plain.subject
+    assert rendered.text.endswith("Sent by the lab.\n") and "Sent by the lab." not in plain.text
+    assert rendered.text.split("Sent by the lab.")[0].startswith(plain.text[:200])
 
 
 def test_an_override_wins_and_the_packaged_defaults_fill_the_rest(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
     PackageLoader,
+    PrefixLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -31,6 +32,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from digest.errors import ConfigError, RenderError
 from digest.render.text import markdown_escape, markdown_url, one_line
 
+# The default templates: the top-level templates/ folder, which digest/templates links to (the wheel holds a copy).
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 SUBJECT = "subject.txt.j2"
@@ -91,7 +93,10 @@ def make_environment(user_templates: Path | None) -> DigestEnvironment:
         if user_templates.is_dir():
             loaders.append(FileSystemLoader(user_templates))
             search.append(user_templates.resolve())
-    loaders.append(PackageLoader("digest", "templates"))
+    defaults = PackageLoader("digest", "templates")
+    # "!default/email.html.j2" is always the packaged template, so an override can extend it and change one block
+    # instead of copying the whole file (as pelican's "!simple/").
+    loaders += [PrefixLoader({"!default": defaults}), defaults]
     search.append(PACKAGED_TEMPLATES)
     env = DigestEnvironment(
         loader=ChoiceLoader(loaders),
