@@ -15,7 +15,7 @@ Each simulated day, at the times below:
   skipped on their stat. The ingest brings the saved ranking model up to date (digest.model_cache): it encodes
   the new papers, or refits on the 20,000 most recent papers once 5,000 have arrived since the last fit.
 - 06:30 a preview of one subscriber's next email, as `digest preview` does it (load the profiles, the templates,
-  `digest.render.preview.preview_digest`), twice: the first as a new process would (the models this process has
+  `digest.preview.preview_digest`), twice: the first as a new process would (the models this process has
   loaded are forgotten, so it reads the saved model from disk: "cold"), the second in the same process ("warm").
 - 07:00 `digest.pipeline.send(config, selection="due")`: everybody is due (`0 7 * * *`). Loaded models are
   forgotten first, so the send reads the saved model as a `digest send` or `digest run` process does. Delivery
@@ -91,8 +91,8 @@ from digest import pipeline  # noqa: E402
 from digest.config import Config, load_config  # noqa: E402
 from digest.feeds import refresh_after_send  # noqa: E402
 from digest.paper import title_key  # noqa: E402
+from digest.preview import preview_digest  # noqa: E402
 from digest.render import make_environment  # noqa: E402
-from digest.render.preview import preview_digest  # noqa: E402
 from digest.store import Store  # noqa: E402
 from digest.subscribers import load_subscribers  # noqa: E402
 

@@ -1,6 +1,7 @@
-"""From a subscriber to a finished message: plan (candidates + ranking), render, compose.
+"""From a subscriber to a finished message, for a preview: plan (candidates + ranking), links, render, compose.
 
-Preview and send both go through `compose_digest`, so a preview is exactly what the next send produces.
+A send composes many at once (digest.send, digest.composer) from the same plan function and the same
+digest.render.email.render_and_compose, so a preview is exactly what the next send produces.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from digest.links import Links
 from digest.message import RenderedEmail, new_message_id
 from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digest
-from digest.rank import RankModel
 from digest.render.email import render_and_compose
 from digest.store import Store
 from digest.subscribers import Profile
@@ -43,28 +43,15 @@ def links_for(store: Store, config: Config, profile: Profile, *, create_token: b
     return Links(config.web.base_url, token or "preview-token-made-on-first-send", profile.id)
 
 
-def compose_digest(
-    store: Store,
-    config: Config,
-    env: Environment,
-    profile: Profile,
-    now: datetime,
-    *,
-    model: RankModel | None = None,
-    create_token: bool = False,
-    message_id: str | None = None,
-    plan: DigestPlan | None = None,
-) -> ComposedDigest:
-    """The next digest of one subscriber; an empty plan (nothing to send) is returned without rendering.
-
-    `plan`: this subscriber's plan when the caller already made it (send plans many at once with plan_digests,
-    which gives what plan_digest would)."""
-    if plan is None:  # a preview: the saved model, or one fitted for this preview alone (it writes nothing)
-        plan = plan_digest(store, profile, now, model or model_source(config.rank.policy(), save=False))
-    links = links_for(store, config, profile, create_token=create_token)
+def compose_digest(store: Store, config: Config, env: Environment, profile: Profile, now: datetime) -> ComposedDigest:
+    """The next digest of one subscriber as a send would make it, writing nothing (a preview): the same plan
+    (digest.plan), the same links (without creating a token) and the same render_and_compose as the send's
+    composer. An empty plan (nothing to send) is returned without rendering."""
+    plan = plan_digest(store, profile, now, model_source(config.rank.policy(), save=False))
+    links = links_for(store, config, profile, create_token=False)
     if plan.is_empty:
         return ComposedDigest(plan, links)
-    message_id = message_id or new_message_id(config.smtp.sender)
+    message_id = new_message_id(config.smtp.sender)
     rendered, message = render_and_compose(
         env, plan, links, sender=config.smtp.sender, list_id=config.delivery.list_id, message_id=message_id, now=now
     )

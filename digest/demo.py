@@ -68,8 +68,8 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     from digest.feeds import write_feeds
     from digest.files import write_atomically
     from digest.pipeline import send
+    from digest.preview import preview_digest
     from digest.render import make_environment
-    from digest.render.preview import preview_digest
     from digest.subscribers import load_subscribers
 
     now = now or utc_now()

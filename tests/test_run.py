@@ -24,8 +24,8 @@ from smtp_server import Behaviour, SmtpServer
 from digest.config import load_config
 from digest.ingest import ingest_sources
 from digest.pipeline import send
+from digest.preview import preview_digest
 from digest.render import make_environment
-from digest.render.preview import preview_digest
 from digest.store import Store
 from digest.subscribers import load_subscribers
 

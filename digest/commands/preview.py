@@ -12,8 +12,8 @@ from digest.cli import App
 from digest.clock import utc_now
 from digest.errors import DigestError
 from digest.files import write_atomically
+from digest.preview import PREVIEW_FORMATS, preview_digest
 from digest.render import make_environment
-from digest.render.preview import PREVIEW_FORMATS, preview_digest
 
 
 def _open_in_browser(html: str) -> Path:

@@ -1,7 +1,7 @@
 """`digest preview`: the email the next send would produce for one subscriber, in the format asked for.
 
-It goes through the same `compose_digest` as `digest send` (same candidates, ranking, templates and headers),
-with create_token=False, so it writes nothing to the store.
+It composes through digest.compose.compose_digest: the same candidates, ranking, templates and headers as
+`digest send` (one plan function, one render_and_compose), and it writes nothing to the store.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def preview_digest(
     """Compose the next digest without recording anything and return it in `format` (default: the
     subscriber's own format)."""
     chosen: PreviewFormat = format or profile.format
-    composed = compose_digest(store, config, env, profile, now, create_token=False)
+    composed = compose_digest(store, config, env, profile, now)
     if composed.is_empty or composed.rendered is None or composed.message is None:
         reason = composed.plan.empty_reason or "nothing to send"
         return Preview(chosen, _json(composed, profile, reason) if chosen == "json" else None, None, reason, composed)
