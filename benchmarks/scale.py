@@ -8,7 +8,7 @@ In a temporary folder: a store with M new papers (first seen yesterday) and a fe
 subscribers have liked), and N synthetic subscribers drawn from one random.Random(seed): keywords taken from
 real titles, liked papers, some exclude terms, some Markdown readers. Papers come from
 ../shared/eval/papers.jsonl when it is present (read here, never copied), topped up with synthetic papers from a
-seeded vocabulary when it has too few. Then the real `digest.pipeline.send(config, selection="all")` runs for
+seeded vocabulary when it has too few. Then the real `digest.service.send(config, selection="all")` runs for
 everyone: model, candidates, ranking, explanations, rendering (HTML + text), the MIME message, the send ledger,
 delivery into a Maildir (or, with --smtp, to an aiosmtpd server in its own process, over one connection).
 
@@ -47,16 +47,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 import digest.compose  # noqa: E402
-import digest.composer  # noqa: E402
+import digest.mail.composer  # noqa: E402
 import digest.model_cache  # noqa: E402
 import digest.plan  # noqa: E402
 import digest.rank.engine  # noqa: E402
 import digest.render.email  # noqa: E402
 import digest.send  # noqa: E402
-from digest import pipeline  # noqa: E402
-from digest.composer import auto_workers  # noqa: E402
+from digest import service  # noqa: E402
 from digest.config import load_config  # noqa: E402
-from digest.deliver import make_transport  # noqa: E402
+from digest.mail.composer import auto_workers  # noqa: E402
+from digest.mail.transport import make_transport  # noqa: E402
 from digest.paper import Paper, make_paper  # noqa: E402
 from digest.plan import resolve_liked  # noqa: E402
 from digest.store import Store  # noqa: E402
@@ -193,7 +193,7 @@ def instrumented(timers: Timers) -> Iterator[None]:
         (digest.render.email, "render_email", "rendering"),
         (digest.render.email, "compose_message", "composing"),
         (digest.send, "new_message_id", "composing"),
-        (digest.composer, "message_bytes", "composing"),
+        (digest.mail.composer, "message_bytes", "composing"),
         (Store, "begin_message", "ledger+delivery"),
         (Store, "finish_message", "ledger+delivery"),
         (Store, "record_attempt", "ledger+delivery"),
@@ -204,8 +204,8 @@ def instrumented(timers: Timers) -> Iterator[None]:
         setattr(owner, name, timers.wrap(stage, getattr(owner, name)))
     # With worker processes, rendering and composing happen out of sight: what the sender loses to them is the
     # time it waits for the next finished message.
-    collect = digest.composer.Composer._collect
-    saved.append((digest.composer.Composer, "_collect", collect))
+    collect = digest.mail.composer.Composer._collect
+    saved.append((digest.mail.composer.Composer, "_collect", collect))
 
     def timed_collect(self: Any, *args: Any) -> Iterator[Any]:
         results = collect(self, *args)
@@ -216,7 +216,7 @@ def instrumented(timers: Timers) -> Iterator[None]:
                 return
             yield result
 
-    digest.composer.Composer._collect = timed_collect  # type: ignore[method-assign]
+    digest.mail.composer.Composer._collect = timed_collect  # type: ignore[method-assign]
     try:
         yield
     finally:
@@ -351,7 +351,7 @@ def run(
 
             with instrumented(timers):
                 start = time.perf_counter()
-                report = pipeline.send(
+                report = service.send(
                     config,
                     selection="all",
                     subscribers=SubscriberSet(tuple(profiles), ()),

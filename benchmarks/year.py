@@ -10,17 +10,17 @@ subscriber. The clock starts at 2027-01-01 and moves one day at a time through t
 Each simulated day, at the times below:
 
 - 06:00 the day's papers are written into the inbox as JSON paper lists (our simple shape, at most 10,000 papers
-  a file, so that no file reaches `[ingest] max_file_mb`), then `digest.pipeline.ingest_configured` runs: the
+  a file, so that no file reaches `[ingest] max_file_mb`), then `digest.service.ingest_configured` runs: the
   production ingest of the whole inbox. Files stay in the inbox, as they would: the files of earlier days are
   skipped on their stat. The ingest brings the saved ranking model up to date (digest.model_cache): it encodes
   the new papers, or refits on the 20,000 most recent papers once 5,000 have arrived since the last fit.
 - 06:30 a preview of one subscriber's next email, as `digest preview` does it (load the profiles, the templates,
   `digest.preview.preview_digest`), twice: the first as a new process would (the models this process has
   loaded are forgotten, so it reads the saved model from disk: "cold"), the second in the same process ("warm").
-- 07:00 `digest.pipeline.send(config, selection="due")`: everybody is due (`0 7 * * *`). Loaded models are
+- 07:00 `digest.service.send(config, selection="due")`: everybody is due (`0 7 * * *`). Loaded models are
   forgotten first, so the send reads the saved model as a `digest send` or `digest run` process does. Delivery
   goes into a Maildir, whose messages are counted, then deleted.
-- 07:05 `digest run --once` (`digest.pipeline.run_cycle` with the feeds refresh `digest run` uses): an ingest with
+- 07:05 `digest run --once` (`digest.service.run_cycle` with the feeds refresh `digest run` uses): an ingest with
   nothing new, and nobody due.
 
 Papers: ../shared/eval/arxiv-2012-2017.jsonl (19,902 real arXiv papers, CC0 metadata) is read here and never
@@ -87,9 +87,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # noqa: E402
 
 import digest.model_cache  # noqa: E402
-from digest import pipeline  # noqa: E402
+from digest import service  # noqa: E402
+from digest.atom import refresh_after_send  # noqa: E402
 from digest.config import Config, load_config  # noqa: E402
-from digest.feeds import refresh_after_send  # noqa: E402
 from digest.paper import title_key  # noqa: E402
 from digest.preview import preview_digest  # noqa: E402
 from digest.render import make_environment  # noqa: E402
@@ -438,7 +438,7 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
 def ingest(config: Config, moment: datetime) -> float:
     def run() -> Any:
         with Store(config.paths.database) as store:
-            return pipeline.ingest_configured(store, config, clock)
+            return service.ingest_configured(store, config, clock)
 
     with digest_now(moment) as clock:
         seconds, report = timed(run)
@@ -468,7 +468,7 @@ def send(config: Config, moment: datetime) -> tuple[float, int]:
     """Seconds of the due send, and the messages found in the Maildir (which is then deleted)."""
     forget_models()
     with digest_now(moment) as clock:
-        seconds, report = timed(lambda: pipeline.send(config, selection="due", clock=clock))
+        seconds, report = timed(lambda: service.send(config, selection="due", clock=clock))
     if report.failed or report.stuck:
         raise RuntimeError(f"send failed: {report.failed[:3]}, stuck: {report.stuck[:3]}")
     new = config.delivery.maildir / "new"
@@ -483,7 +483,7 @@ def run_once(config: Config, moment: datetime) -> float:
     """`digest run --once` when nobody is due: an ingest of the unchanged inbox, no send, the feeds refresh."""
     with digest_now(moment) as clock:
         seconds, report = timed(
-            lambda: pipeline.run_cycle(
+            lambda: service.run_cycle(
                 config, clock=clock, after_send=lambda c, r: refresh_after_send(c, r, clock=clock)
             )
         )

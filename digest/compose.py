@@ -1,6 +1,6 @@
 """From a subscriber to a finished message, for a preview: plan (candidates + ranking), links, render, compose.
 
-A send composes many at once (digest.send, digest.composer) from the same plan function and the same
+A send composes many at once (digest.send, digest.mail.composer) from the same plan function and the same
 digest.render.email.render_and_compose, so a preview is exactly what the next send produces.
 """
 
@@ -14,7 +14,7 @@ from jinja2 import Environment
 
 from digest.config import Config
 from digest.links import Links
-from digest.message import RenderedEmail, new_message_id
+from digest.mail.message import RenderedEmail, new_message_id
 from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digest
 from digest.render.email import render_and_compose

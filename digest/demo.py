@@ -12,7 +12,7 @@ from pathlib import Path
 from digest.clock import utc_now
 from digest.config import Config, load_config
 from digest.ingest import IngestReport
-from digest.pipeline import ingest
+from digest.service import ingest
 from digest.store import Store
 
 DEMO_CONFIG = """\
@@ -65,11 +65,11 @@ def prepare_workspace(workdir: Path) -> Config:
 def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str], None] = print) -> DemoResult:
     """Ingest the sample data, preview each subscriber's digest, deliver them into a Maildir and write the
     feeds; returns where every output went."""
-    from digest.feeds import write_feeds
+    from digest.atom import write_feeds
     from digest.files import write_atomically
-    from digest.pipeline import send
     from digest.preview import preview_digest
     from digest.render import make_environment
+    from digest.service import send
     from digest.subscribers import load_subscribers
 
     now = now or utc_now()

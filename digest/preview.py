@@ -15,7 +15,7 @@ from jinja2 import Environment
 
 from digest.compose import ComposedDigest, compose_digest
 from digest.config import Config
-from digest.message import message_bytes
+from digest.mail.message import message_bytes
 from digest.render.context import build_context
 from digest.render.email import render_markdown
 from digest.render.environment import DigestEnvironment

@@ -11,10 +11,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from digest.atom import refresh_after_send
 from digest.config import Config
-from digest.feeds import refresh_after_send
-from digest.pipeline import CycleReport, ingest_configured, run_cycle, send, step_error
 from digest.schedule import Daemon
+from digest.service import CycleReport, ingest_configured, run_cycle, send, step_error
 from digest.store import Store
 from digest.subscribers import SubscriberSet, load_subscribers
 

@@ -23,11 +23,11 @@ from jinja2 import Environment
 
 from digest.clock import Clock
 from digest.compose import links_for
-from digest.composer import ComposeJob, Composer, ComposeResult, ComposeSettings
 from digest.config import Config
-from digest.deliver import Transport, UnknownOutcomeError, UnreachableError
 from digest.errors import DeliveryError, DigestError, LedgerConflictError, LockedError, StoreError
-from digest.message import new_message_id
+from digest.mail.composer import ComposeJob, Composer, ComposeResult, ComposeSettings
+from digest.mail.message import new_message_id
+from digest.mail.transport import Transport, UnknownOutcomeError, UnreachableError
 from digest.model_cache import model_source
 from digest.plan import DigestPlan, plan_digests
 from digest.rank import RankModel

@@ -23,7 +23,7 @@ from digest.validation import format_validation_error, read_toml
 
 _SUBSCRIBER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Ids that cannot name a subscriber, compared case-insensitively: "all" is the shared feed (all.xml, and
-# /feeds/all.xml on the web; digest.feeds.ALL_FEED), so a subscriber "all" would overwrite it or be served it.
+# /feeds/all.xml on the web; digest.atom.ALL_FEED), so a subscriber "all" would overwrite it or be served it.
 RESERVED_IDS = frozenset({"all"})
 # Device names Windows refuses as a file name, with any extension (CON.xml, nul.backup.xml): the feed file
 # <id>.xml could not be written where the feeds folder is on such a file system.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.config import Config, load_config
-from digest.pipeline import ingest
+from digest.service import ingest
 from digest.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

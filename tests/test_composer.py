@@ -16,11 +16,11 @@ from delivery_helpers import INGESTED_AT, workspace
 from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 from smtp_server import SmtpServer
 
-from digest.composer import MIN_JOBS_FOR_WORKERS, ComposedBytes, ComposeJob, Composer, ComposeSettings
 from digest.config import load_config
 from digest.errors import DigestError
-from digest.pipeline import send
+from digest.mail.composer import MIN_JOBS_FOR_WORKERS, ComposedBytes, ComposeJob, Composer, ComposeSettings
 from digest.render import make_environment
+from digest.service import send
 from digest.store import Store
 
 SETTINGS = ComposeSettings(None, "Paper Digest <digest@lab.example>", "paper-digest")
@@ -147,16 +147,16 @@ def test_compose_workers_out_of_range_is_a_config_error(tmp_path: Path, workers:
 
 def test_an_unexpected_error_fails_only_that_message(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not only our own errors: whatever goes wrong for one subscriber is that subscriber's failure."""
-    import digest.composer
+    import digest.mail.composer
 
-    original = digest.composer.render_and_compose
+    original = digest.mail.composer.render_and_compose
 
     def flaky(env, plan, links, **kwargs):  # type: ignore[no-untyped-def]
         if plan.subscriber.id == "s2":
             raise ValueError("something nobody foresaw")
         return original(env, plan, links, **kwargs)
 
-    monkeypatch.setattr(digest.composer, "render_and_compose", flaky)
+    monkeypatch.setattr(digest.mail.composer, "render_and_compose", flaky)
     with Composer(make_environment(None), SETTINGS, workers=0) as composer:
         results = list(composer.compose(jobs(4)))
     assert [type(r).__name__ for r in results] == ["ComposedBytes", "ComposedBytes", "RenderError", "ComposedBytes"]

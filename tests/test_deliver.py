@@ -11,7 +11,7 @@ import pytest
 from delivery_helpers import INGESTED_AT, workspace
 from smtp_server import Behaviour, SmtpServer, make_certificate
 
-from digest.pipeline import send
+from digest.service import send
 from digest.store import Store
 
 SEND_AT = INGESTED_AT + timedelta(hours=2)
@@ -237,7 +237,7 @@ def test_a_utf8_address_without_smtputf8_fails_alone_and_clearly(tmp_path: Path)
 
 
 def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: Path) -> None:
-    from digest.deliver import MaildirTransport
+    from digest.mail.transport import MaildirTransport
     from digest.render import make_environment
     from digest.send import send_digests
     from digest.subscribers import load_subscribers
@@ -271,10 +271,10 @@ def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: 
 def test_two_maildir_transports_at_the_same_instant_never_overwrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.deliver
-    from digest.deliver import MaildirTransport
+    import digest.mail.transport
+    from digest.mail.transport import MaildirTransport
 
-    monkeypatch.setattr(digest.deliver.time, "time", lambda: 1_800_000_000.5)
+    monkeypatch.setattr(digest.mail.transport.time, "time", lambda: 1_800_000_000.5)
     first, second = MaildirTransport(tmp_path / "box"), MaildirTransport(tmp_path / "box")
     for number in range(3):
         first.send(f"Subject: a{number}\r\n\r\nbody\r\n".encode(), "x@example.org")
@@ -297,13 +297,13 @@ def test_maildir_fsync_is_off_by_default_and_on_when_configured(
 ) -> None:
     import os
 
-    import digest.deliver
+    import digest.mail.transport
     from digest.config import load_config
-    from digest.deliver import make_transport
+    from digest.mail.transport import make_transport
 
     config, _ = workspace(tmp_path, 1, method="maildir")
     synced: list[int] = []
-    monkeypatch.setattr(digest.deliver.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
+    monkeypatch.setattr(digest.mail.transport.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
     make_transport(config).send(b"Subject: fast\r\n\r\nbody\r\n", "x@example.org")
     assert synced == []
     path = tmp_path / "config.toml"

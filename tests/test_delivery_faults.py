@@ -25,7 +25,7 @@ from smtp_server import Behaviour, SmtpServer
 from digest.config import load_config
 from digest.errors import LedgerConflictError, StoreError
 from digest.paper import make_paper
-from digest.pipeline import send
+from digest.service import send
 from digest.store import PickRecord, Store
 
 SEND_AT = INGESTED_AT + timedelta(hours=3)
@@ -195,9 +195,9 @@ def test_two_senders_without_the_lock_still_send_each_paper_once(
 ) -> None:
     import contextlib
 
-    import digest.pipeline
+    import digest.service
 
-    monkeypatch.setattr(digest.pipeline, "send_lock", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(digest.service, "send_lock", lambda *a, **k: contextlib.nullcontext())
     with SmtpServer() as server:
         config, ids = delivery_workspace(tmp_path, 12, port=server.port)
         barrier = threading.Barrier(2)

@@ -14,9 +14,7 @@ import feedparser
 import pytest
 from cli import Ran, digest
 
-from digest.config import Config, load_config
-from digest.errors import DigestError
-from digest.feeds import (
+from digest.atom import (
     ALL_FEED,
     TEASER_CHARS,
     all_papers_feed,
@@ -25,6 +23,8 @@ from digest.feeds import (
     subscriber_feed,
     write_feeds,
 )
+from digest.config import Config, load_config
+from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.ingest import ingest_sources
 from digest.paper import Paper, make_paper
@@ -316,7 +316,7 @@ def test_feeds_command_writes_and_prints_paths(ws: Workspace) -> None:
 
 def test_a_feed_only_subscriber_never_gets_a_paper_twice_across_two_sends(ws: Workspace) -> None:
     # digest send needs the rendering module, which is still being written: skip until it imports.
-    send = pytest.importorskip("digest.pipeline", exc_type=ImportError).send
+    send = pytest.importorskip("digest.service", exc_type=ImportError).send
 
     first = send(ws.config, selection="named", names=["fiona"], clock=lambda: INGESTED_AT + timedelta(hours=2))
     assert [s["subscriber"] for s in first.sent] == ["fiona"]

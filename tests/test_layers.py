@@ -25,7 +25,7 @@ def loaded_by(module: str) -> set[str]:
     [
         ("digest.rank", {"sqlite3", "apscheduler", "pydantic", "digest.store", "digest.subscribers", "digest.plan"}),
         ("digest.render", set(HEAVY)),
-        ("digest.composer", set(HEAVY)),  # what every compose worker process imports
+        ("digest.mail.composer", set(HEAVY)),  # what every compose worker process imports
         ("digest.picks", set(HEAVY)),
     ],
 )

@@ -10,7 +10,7 @@ import pytest
 
 from digest.errors import DeliveryError
 from digest.links import Links
-from digest.message import RenderedEmail, compose_message, message_bytes, new_message_id
+from digest.mail.message import RenderedEmail, compose_message, message_bytes, new_message_id
 
 NOW = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
 
@@ -136,7 +136,7 @@ def test_fast_wire_form_reads_back_as_the_stdlib_generators(subject: str) -> Non
 def test_encoded_words_are_short_whole_characters_and_decode_back(text: str) -> None:
     from email.header import decode_header, make_header
 
-    from digest.message import encoded_words
+    from digest.mail.message import encoded_words
 
     encoded = encoded_words(text)
     assert encoded.isascii()

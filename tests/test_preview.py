@@ -17,7 +17,7 @@ from conftest import NOW
 
 from digest.cli import main
 from digest.config import Config
-from digest.pipeline import ingest, send
+from digest.service import ingest, send
 from digest.store import Store
 
 DEMO_INBOX = Path(__file__).resolve().parent.parent / "digest" / "demo_data" / "inbox"

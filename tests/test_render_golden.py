@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
-from digest.message import RenderedEmail, compose_message, message_bytes
+from digest.mail.message import RenderedEmail, compose_message, message_bytes
 from digest.render import build_context, make_environment, render_email, render_markdown
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -14,7 +14,7 @@ import pytest
 from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
 
 from digest.links import Links
-from digest.message import compose_message
+from digest.mail.message import compose_message
 from digest.plan import DigestPlan
 from digest.rank import Scored
 from digest.render import make_environment, render_email

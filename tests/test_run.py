@@ -23,9 +23,9 @@ from smtp_server import Behaviour, SmtpServer
 
 from digest.config import load_config
 from digest.ingest import ingest_sources
-from digest.pipeline import send
 from digest.preview import preview_digest
 from digest.render import make_environment
+from digest.service import send
 from digest.store import Store
 from digest.subscribers import load_subscribers
 
@@ -155,8 +155,8 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
 ) -> None:
     """Whatever one step raises (here a bug of ours, simulated in the ingest step), the cycle reports it on one
     line and the send still runs: the daemon keeps going."""
-    import digest.pipeline
-    from digest.pipeline import run_cycle
+    import digest.service
+    from digest.service import run_cycle
 
     config_path = write_config(tmp_path, method="maildir")
     write_subscribers(tmp_path, 2, schedule="* * * * *")
@@ -167,7 +167,7 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(digest.pipeline, "ingest_configured", broken)
+    monkeypatch.setattr(digest.service, "ingest_configured", broken)
     report = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=1))
     assert report.errors == [
         "ingest: internal error: RecursionError: maximum recursion depth exceeded (run with -v for the traceback)"
@@ -177,9 +177,9 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
 
 def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import digest.model_cache
-    import digest.pipeline
     import digest.rank.model
-    from digest.pipeline import run_cycle
+    import digest.service
+    from digest.service import run_cycle
 
     config_path = write_config(tmp_path, method="maildir")
     write_subscribers(tmp_path, 2, schedule="* * * * *")
@@ -194,7 +194,7 @@ def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pyt
 
     digest.model_cache.forget_loaded_models()  # a new process: nothing loaded
     monkeypatch.setattr(digest.model_cache, "planning_model", no_fit)
-    monkeypatch.setattr(digest.pipeline, "refresh_model", no_fit)
+    monkeypatch.setattr(digest.service, "refresh_model", no_fit)
     monkeypatch.setattr(digest.rank.model.RankModel, "fit", no_fit)
     later = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=2))
     assert later.errors == [] and later.send is not None

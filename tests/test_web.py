@@ -23,7 +23,7 @@ import pytest
 from cli import Ran, digest
 from test_feeds import DOI_ID, INGESTED_AT, SLASH_ID, Workspace, build_workspace, hostile_id, record_digest
 
-from digest.feeds import entry_id
+from digest.atom import entry_id
 from digest.links import Links
 from digest.plan import plan_digest
 from digest.store import Store
@@ -178,7 +178,7 @@ def test_unsubscribe_page_then_one_click_post_then_replay(server: Server) -> Non
 
 def test_an_unsubscribed_subscriber_is_skipped_by_the_next_send(server: Server) -> None:
     # digest send needs the rendering module, which is still being written: skip until it imports.
-    send = pytest.importorskip("digest.pipeline", exc_type=ImportError).send
+    send = pytest.importorskip("digest.service", exc_type=ImportError).send
 
     token = server.tokens["grace"]
     assert httpx.post(f"{server.url}/unsubscribe/{token}").status_code == 200

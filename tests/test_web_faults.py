@@ -33,7 +33,7 @@ from test_web import free_port, start
 from digest.links import Links
 from digest.store import Store
 from digest.unsubscribes import apply_pending_unsubscribes, pending_unsubscribe_journal
-from digest.web import SECURITY_HEADERS, create_app
+from digest.web.app import SECURITY_HEADERS, create_app
 
 ONE_CLICK = {"content": b"List-Unsubscribe=One-Click", "headers": {"content-type": "application/x-www-form-urlencoded"}}
 

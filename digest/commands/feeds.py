@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from digest.atom import write_feeds
 from digest.cli import App, echo_json
 from digest.clock import utc_now
-from digest.feeds import write_feeds
 from digest.links import Links
 from digest.unsubscribes import apply_pending_unsubscribes
 
@@ -54,7 +54,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     GET /healthz. Put it behind a TLS reverse proxy and set
     [web] base_url to the public URL so that emails link to it. Tokens are never written to the log.
     """
-    from digest.web import serve as run_server
+    from digest.web.app import serve as run_server
 
     config = app.config
     host = host or config.web.host

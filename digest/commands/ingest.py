@@ -18,7 +18,7 @@ def ingest(app: App, sources: tuple[str, ...], as_json: bool) -> None:
     and API results included) and JSON paper lists. Each paper is stored once; a file already ingested
     is recognised by its content hash. Exit status 1 when anything was rejected.
     """
-    from digest.pipeline import ingest as run_ingest  # here: `digest papers` need not load the ranking model
+    from digest.service import ingest as run_ingest  # here: `digest papers` need not load the ranking model
 
     with app.store() as store:
         report = run_ingest(store, app.config, list(sources) or None)

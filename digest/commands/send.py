@@ -11,8 +11,8 @@ import click
 
 from digest.cli import App, echo_json
 from digest.clock import utc_now
-from digest.pipeline import Selection, send
 from digest.send import SendReport, lock_path, resolve_stuck, send_lock
+from digest.service import Selection, send
 from digest.subscribers import Profile
 
 

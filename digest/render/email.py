@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from digest.errors import RenderError
 from digest.links import Links
-from digest.message import RenderedEmail, compose_message
+from digest.mail.message import RenderedEmail, compose_message
 from digest.picks import DigestPlan
 from digest.render.context import build_context
 from digest.render.environment import (
@@ -114,7 +114,7 @@ def render_and_compose(
     now: datetime,
 ) -> tuple[RenderedEmail, Message]:
     """A planned digest as the rendered email and its MIME message: the one way both are made, in a preview,
-    in a send, and in the worker processes of digest.composer."""
+    in a send, and in the worker processes of digest.mail.composer."""
     rendered = render_email(env, plan, now=now, links=links)
     profile = plan.subscriber
     message = compose_message(

@@ -28,7 +28,7 @@ from jinja2 import Environment
 
 from digest.errors import DigestError, RenderError
 from digest.links import Links
-from digest.message import message_bytes
+from digest.mail.message import message_bytes
 from digest.picks import DigestPlan
 from digest.render import make_environment
 from digest.render.email import render_and_compose

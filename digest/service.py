@@ -15,9 +15,9 @@ from typing import Literal
 
 from digest.clock import Clock, utc_now
 from digest.config import Config
-from digest.deliver import Transport, make_transport
 from digest.errors import DigestError
 from digest.ingest import IngestReport, ingest_sources
+from digest.mail.transport import Transport, make_transport
 from digest.model_cache import refresh_model
 from digest.render import make_environment
 from digest.schedule import is_due

@@ -40,10 +40,10 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.atom import ALL_FEED, all_papers_feed, subscriber_feed
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError, StoreError
-from digest.feeds import ALL_FEED, all_papers_feed, subscriber_feed
 from digest.paper import Paper
 from digest.store import Store
 from digest.subscribers import load_subscribers
@@ -55,7 +55,7 @@ from digest.unsubscribes import (
     pending_unsubscribe_journal,
     token_hash,
 )
-from digest.web_pages import render_page
+from digest.web.pages import render_page
 
 log = logging.getLogger(__name__)
 

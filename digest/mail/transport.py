@@ -21,10 +21,10 @@ from typing import Protocol
 
 from digest.config import Config, Smtp
 from digest.errors import DeliveryError
-from digest.message import message_bytes, wire_address
+from digest.mail.message import message_bytes, wire_address
 
 log = logging.getLogger(__name__)
-# A message object, or the finished wire form (CRLF bytes, from digest.message.message_bytes): sending composes
+# A message object, or the finished wire form (CRLF bytes, from digest.mail.message.message_bytes): sending composes
 # its messages in worker processes and hands over bytes, so nothing is serialised twice.
 Outgoing = Message | bytes
 _MAILDIR_COUNTER = itertools.count()  # per process: part of every Maildir file name
