@@ -1,5 +1,7 @@
-"""Ranking many subscribers at once: the same picks, scores and explanations as `rank()` per subscriber,
-computed with a handful of matrix products per chunk of subscribers instead of a handful per subscriber.
+"""The ranking engine: one subscriber (`rank`) or ten thousand (`rank_many`) scored with a handful of matrix
+products per chunk of subscribers, not per subscriber. Without sentence embeddings it gives exactly what the
+per-subscriber formulas of tests/rank_oracle.py give; with them, the meaning score, the neighbour averaging and
+the author/category lifts are added on the same matrices.
 
 What is shared, and computed once per call (or once per chunk):
 - the candidates' rows, their folded title/abstract (phrase matches), their sentences encoded for "best match"
