@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
@@ -24,6 +25,9 @@ from digest.paper import Paper
 from digest.render.text import safe_url
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
+
+if TYPE_CHECKING:  # the report only: importing the sender would load rendering and mail
+    from digest.send import SendReport
 
 ALL_FEED = "all"
 ALL_FEED_LIMIT = 500
@@ -216,15 +220,14 @@ def write_feeds(
     return written
 
 
-def refresh_after_send(config: Config, report: object, *, clock: Clock = utc_now) -> list[str]:
+def refresh_after_send(config: Config, report: SendReport, *, clock: Clock = utc_now) -> list[str]:
     """Called by `digest run` after each send: rewrite the feeds of those just sent to, and all.xml.
 
-    `report` is a digest.send.SendReport (typed loosely so this module does not import the sender). A dry
-    run wrote nothing to the ledger, so nothing is refreshed.
+    A dry run wrote nothing to the ledger, so nothing is refreshed.
     """
-    if getattr(report, "dry_run", False):
+    if report.dry_run:
         return []
-    sent = [str(item["subscriber"]) for item in getattr(report, "sent", [])]
+    sent = [item.subscriber for item in report.sent]
     # Display names come from the profiles: loaded only when someone was sent to (all.xml needs none).
     known = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles} if sent else {}
     profiles = [known.get(name, name) for name in dict.fromkeys(sent)]

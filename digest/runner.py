@@ -35,10 +35,10 @@ def log_cycle(report: CycleReport) -> None:
             log.warning("ingest rejected: %s", rejection.error)
     if report.send:
         log.info("send: %s", report.send.summary())
-        for item in report.send.failed:
-            log.error("send failed: %s: %s", item["subscriber"], item["error"])
-        for item in report.send.stuck:
-            log.error("stuck: %s: %s (%s)", item["subscriber"], item["message_id"], item["fix"])
+        for failed in report.send.failed:
+            log.error("send failed: %s: %s", failed.subscriber, failed.error)
+        for stuck in report.send.stuck:
+            log.error("stuck: %s: %s (%s)", stuck.subscriber, stuck.message_id, stuck.fix)
     for path in report.feeds:
         log.info("feed written: %s", path)
     for error in report.errors:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -42,12 +42,78 @@ log = logging.getLogger(__name__)
 PLAN_BATCH = 1000
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message handed over (or, in a dry run, that would be); `channel` "feed" when it went to the feed only."""
+
+    subscriber: str
+    message_id: str
+    papers: tuple[str, ...]
+    channel: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"subscriber": self.subscriber, "message_id": self.message_id}
+        data["papers"] = list(self.papers)
+        if self.channel:
+            data["channel"] = self.channel
+        return data
+
+
+@dataclass(frozen=True)
+class Skipped:
+    subscriber: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"subscriber": self.subscriber, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Not delivered, known for sure (the server refused it, or it never got there): due again next time."""
+
+    subscriber: str
+    error: str
+    message_id: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"subscriber": self.subscriber, "error": self.error}
+        if self.message_id is not None:
+            data["message_id"] = self.message_id
+        return data
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """Handed over but never confirmed: the outcome is unknown, so it is neither resent nor forgotten."""
+
+    subscriber: str
+    message_id: str
+    created_at: str
+    papers: tuple[str, ...]
+    reason: str
+
+    @property
+    def fix(self) -> str:
+        return f"digest send --resolve-stuck {self.subscriber} --as sent|failed, or --retry-stuck"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "subscriber": self.subscriber,
+            "message_id": self.message_id,
+            "created_at": self.created_at,
+            "papers": list(self.papers),
+            "reason": self.reason,
+            "fix": self.fix,
+        }
+
+
 @dataclass
 class SendReport:
-    sent: list[dict[str, object]] = field(default_factory=list)
-    skipped: list[dict[str, object]] = field(default_factory=list)
-    failed: list[dict[str, object]] = field(default_factory=list)
-    stuck: list[dict[str, object]] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    stuck: list[Stuck] = field(default_factory=list)
     dry_run: bool = False
     interrupted: bool = False
     # Why the send stopped before the end (no server to talk to, a full disk...): one line saying what to fix.
@@ -55,10 +121,10 @@ class SendReport:
 
     def as_json(self) -> dict[str, object]:
         data: dict[str, object] = {
-            "sent": self.sent,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "stuck": self.stuck,
+            "sent": [item.as_json() for item in self.sent],
+            "skipped": [item.as_json() for item in self.skipped],
+            "failed": [item.as_json() for item in self.failed],
+            "stuck": [item.as_json() for item in self.stuck],
         }
         if self.dry_run:
             data["dry_run"] = True
@@ -206,13 +272,11 @@ def send_digests(
 def _report_not_attempted(report: SendReport, profiles: Sequence[Profile]) -> None:
     """After a send stopped early, everyone it did not reach is listed (skipped), so nobody is silently left."""
     reached = {
-        str(item["subscriber"])
-        for items in (report.sent, report.skipped, report.failed, report.stuck)
-        for item in items
+        item.subscriber for items in (report.sent, report.skipped, report.failed, report.stuck) for item in items
     }
     why = report.stopped_by or "interrupted; they are due again on the next run"
     reason = f"not attempted: the send stopped ({why})"
-    report.skipped.extend({"subscriber": p.id, "reason": reason} for p in profiles if p.id not in reached)
+    report.skipped.extend(Skipped(p.id, reason) for p in profiles if p.id not in reached)
 
 
 def batch_size(config: Config) -> int:
@@ -255,7 +319,7 @@ def _prepare(
                 store, config, profile, plan, stuck_by_subscriber.get(profile.id, []), clock, dry_run, report
             )
         except DigestError as exc:
-            report.failed.append({"subscriber": profile.id, "error": str(exc)})
+            report.failed.append(Failed(profile.id, str(exc)))
             log.error("%s: %s", profile.id, exc)
             item = None
         if item is not None:
@@ -284,7 +348,7 @@ def _ready_or_settled(
         return None
     now = clock()
     if plan.is_empty:
-        report.skipped.append({"subscriber": profile.id, "reason": plan.empty_reason or "nothing to send"})
+        report.skipped.append(Skipped(profile.id, plan.empty_reason or "nothing to send"))
         if not dry_run:  # its candidates were weighed: the next digest starts after them
             store.record_attempt(profile.id, now, empty_window_seq=plan.candidates_until_seq)
         return None
@@ -296,7 +360,7 @@ def _ready_or_settled(
 def _skipped_as_paused(store: Store, profile: Profile, report: SendReport) -> bool:
     if not store.subscriber_state(profile.id).paused:
         return False
-    report.skipped.append({"subscriber": profile.id, "reason": "paused (unsubscribed); `digest resume` undoes it"})
+    report.skipped.append(Skipped(profile.id, "paused (unsubscribed); `digest resume` undoes it"))
     return True
 
 
@@ -320,11 +384,11 @@ def _deliver(
         except (UnreachableError, StoreError) as exc:
             # Every other message would fail the same way (no server; a database that cannot record): stop here,
             # with what was done so far reported.
-            report.failed.append({"subscriber": item.profile.id, "error": str(exc)})
+            report.failed.append(Failed(item.profile.id, str(exc)))
             report.stopped_by = str(exc)
             log.error("%s: %s; stopping the send", item.profile.id, exc)
         except DigestError as exc:
-            report.failed.append({"subscriber": item.profile.id, "error": str(exc)})
+            report.failed.append(Failed(item.profile.id, str(exc)))
             log.error("%s: %s", item.profile.id, exc)
         if progress:
             progress(item.profile)
@@ -344,7 +408,7 @@ def _deliver_one(
         raise result
     profile, plan, job = item.profile, item.plan, item.job
     picks = [PickRecord(s.paper.id or "", s.score, s.why) for s in plan.picks]
-    entry: dict[str, object] = {"subscriber": profile.id, "message_id": job.message_id, "papers": _paper_ids(picks)}
+    entry = Sent(profile.id, job.message_id, tuple(_paper_ids(picks)))
     if dry_run:
         report.sent.append(entry)
         return
@@ -367,12 +431,12 @@ def _deliver_one(
             record_attempt=True,
         )
     except LedgerConflictError as exc:
-        report.skipped.append({"subscriber": profile.id, "reason": str(exc)})
+        report.skipped.append(Skipped(profile.id, str(exc)))
         log.warning("%s", exc)
         return
     if item.channel == "feed":
         store.finish_message(rowid, "sent", clock())
-        report.sent.append({**entry, "channel": "feed"})
+        report.sent.append(replace(entry, channel="feed"))
         return
     assert transport is not None
     handed_over = False
@@ -385,7 +449,7 @@ def _deliver_one(
     try:
         transport.send(result.data, profile.email, handing_over)
     except LedgerConflictError as exc:  # released by another sender before the hand-over: it sends these papers
-        report.skipped.append({"subscriber": profile.id, "reason": str(exc)})
+        report.skipped.append(Skipped(profile.id, str(exc)))
         log.warning("%s: %s", profile.id, exc)
         return
     except UnknownOutcomeError as exc:
@@ -397,7 +461,7 @@ def _deliver_one(
         store.finish_message(rowid, "failed", clock(), str(exc))
         if isinstance(exc, UnreachableError):
             raise  # reported, and the send stopped, by the caller
-        report.failed.append({"subscriber": profile.id, "error": str(exc), "message_id": job.message_id})
+        report.failed.append(Failed(profile.id, str(exc), job.message_id))
         log.error("%s: not delivered: %s", profile.id, exc)
         return
     try:
@@ -414,16 +478,7 @@ def _deliver_one(
 def _report_stuck(
     report: SendReport, subscriber: str, message_id: str, picks: Sequence[PickRecord], created_at: str, why: str
 ) -> None:
-    report.stuck.append(
-        {
-            "subscriber": subscriber,
-            "message_id": message_id,
-            "created_at": created_at,
-            "papers": _paper_ids(picks),
-            "reason": why,
-            "fix": f"digest send --resolve-stuck {subscriber} --as sent|failed, or --retry-stuck",
-        }
-    )
+    report.stuck.append(Stuck(subscriber, message_id, created_at, tuple(_paper_ids(picks)), why))
 
 
 def resolve_stuck(store: Store, subscriber: str, state: str, now: datetime) -> list[str]:

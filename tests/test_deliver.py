@@ -26,7 +26,7 @@ def test_plain_smtp_delivers_one_proper_multipart_message_per_subscriber(tmp_pat
         config, ids = workspace(tmp_path, 3, port=server.port)
         report = send(config, selection="all", clock=clock)
         received = server.wait_for(3)
-    assert sorted(item["subscriber"] for item in report.sent) == ids
+    assert sorted(item.subscriber for item in report.sent) == ids
     assert not report.failed and not report.stuck
     assert sorted(r.recipients[0] for r in received) == [f"{i}@example.org" for i in ids]
     message = received[0].message
@@ -53,8 +53,8 @@ def test_a_second_send_finds_nothing_new_and_sends_nothing(tmp_path: Path) -> No
         again = send(config, selection="all", clock=lambda: SEND_AT + timedelta(days=1))
     assert len(server.received) == 3
     assert not again.sent
-    assert {item["subscriber"] for item in again.skipped} == set(ids)
-    assert all("no new papers" in str(item["reason"]) for item in again.skipped)
+    assert {item.subscriber for item in again.skipped} == set(ids)
+    assert all("no new papers" in str(item.reason) for item in again.skipped)
 
 
 def test_one_reused_connection_for_many_messages(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_wrong_password_fails_every_message_without_leaking_the_secret(
         config, _ = workspace(tmp_path, 2, port=server.port, security="starttls", extra_smtp=extra)
         report = send(config, selection="all", clock=clock)
     assert len(report.failed) == 2 and not report.sent
-    assert all("login refused" in str(f["error"]) for f in report.failed)
+    assert all("login refused" in str(f.error) for f in report.failed)
     assert "wrong-pw-value" not in repr(report.as_json())
     assert server.received == []
     with Store(config.paths.database) as store:
@@ -114,8 +114,8 @@ def test_a_550_for_one_recipient_fails_only_that_one(tmp_path: Path) -> None:
         config, ids = workspace(tmp_path, 3, port=server.port)
         report = send(config, selection="all", clock=clock)
         received = server.wait_for(2)
-    assert [f["subscriber"] for f in report.failed] == ["reader001"]
-    assert "550" in str(report.failed[0]["error"])
+    assert [f.subscriber for f in report.failed] == ["reader001"]
+    assert "550" in str(report.failed[0].error)
     assert sorted(r.recipients[0] for r in received) == ["reader000@example.org", "reader002@example.org"]
     with Store(config.paths.database) as store:
         states = {m.subscriber: m.state for m in store.history()}
@@ -127,7 +127,7 @@ def test_transient_failures_give_up_after_the_configured_retries(tmp_path: Path)
         config, _ = workspace(tmp_path, 1, port=server.port)
         report = send(config, selection="all", clock=clock)
     assert len(report.failed) == 1
-    assert "gave up after 4 attempts" in str(report.failed[0]["error"])
+    assert "gave up after 4 attempts" in str(report.failed[0].error)
     assert server.handler.attempts == 4
 
 
@@ -138,11 +138,11 @@ def test_server_down_fails_cleanly_and_a_rerun_delivers(tmp_path: Path) -> None:
     first = send(config, selection="all", clock=clock)
     # Nobody listens: the send stops at the first subscriber instead of retrying for each, says what to fix, and
     # lists the other as not attempted.
-    assert [f["subscriber"] for f in first.failed] == ["reader000"]
-    assert "connection refused; check [smtp] host and port" in str(first.failed[0]["error"])
+    assert [f.subscriber for f in first.failed] == ["reader000"]
+    assert "connection refused; check [smtp] host and port" in str(first.failed[0].error)
     assert first.stopped_by is not None and "[delivery] method" in first.stopped_by
-    assert [s["subscriber"] for s in first.skipped] == ["reader001"]
-    assert str(first.skipped[0]["reason"]).startswith("not attempted: the send stopped")
+    assert [s.subscriber for s in first.skipped] == ["reader001"]
+    assert str(first.skipped[0].reason).startswith("not attempted: the send stopped")
     server = SmtpServer()
     server.port = port
     from aiosmtpd.controller import Controller
@@ -185,8 +185,8 @@ def test_paused_subscribers_are_skipped(tmp_path: Path) -> None:
             store.set_paused("reader000", True, SEND_AT)
         report = send(config, selection="all", clock=clock)
         server.wait_for(1)
-    assert [s["subscriber"] for s in report.skipped] == ["reader000"]
-    assert "paused" in str(report.skipped[0]["reason"])
+    assert [s.subscriber for s in report.skipped] == ["reader000"]
+    assert "paused" in str(report.skipped[0].reason)
 
 
 def test_missing_password_variable_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,8 +229,8 @@ def test_a_utf8_address_without_smtputf8_fails_alone_and_clearly(tmp_path: Path)
         report = send(config, selection="all", clock=clock)
         received = server.wait_for(2)
     assert sorted(r.recipients[0] for r in received) == ["reader000@example.org", "reader001@example.org"]
-    assert [f["subscriber"] for f in report.failed] == ["jorg"]
-    assert "SMTPUTF8" in str(report.failed[0]["error"])
+    assert [f.subscriber for f in report.failed] == ["jorg"]
+    assert "SMTPUTF8" in str(report.failed[0].error)
     assert not report.stuck
     with Store(config.paths.database) as store:
         assert [m.state for m in store.history("jorg")] == ["failed"]
@@ -264,8 +264,8 @@ def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: 
             clock=clock,
         )
     assert sent_to == ["reader000@example.org", "reader001@example.org"]
-    assert [s["subscriber"] for s in report.skipped] == ["reader002"]
-    assert "paused" in str(report.skipped[0]["reason"])
+    assert [s.subscriber for s in report.skipped] == ["reader002"]
+    assert "paused" in str(report.skipped[0].reason)
 
 
 def test_two_maildir_transports_at_the_same_instant_never_overwrite(
@@ -320,10 +320,10 @@ def test_papers_weighed_and_found_wanting_are_not_candidates_again(tmp_path: Pat
     profile_file = tmp_path / "subscribers" / f"{ids[0]}.toml"
     profile_file.write_text(profile_file.read_text().replace("min_score = 0.01", "min_score = 0.99"))
     first = send(config, selection="all", clock=clock)
-    assert not first.sent and "scored above min_score 0.99" in str(first.skipped[0]["reason"])
+    assert not first.sent and "scored above min_score 0.99" in str(first.skipped[0].reason)
     profile_file.write_text(profile_file.read_text().replace("min_score = 0.99", "min_score = 0.01"))
     again = send(config, selection="all", clock=lambda: SEND_AT + timedelta(days=1))
     assert not again.sent
-    assert again.skipped[0]["reason"] == "no new papers since the last digest"
+    assert again.skipped[0].reason == "no new papers since the last digest"
     with Store(config.paths.database) as store:
         assert store.last_window_seq(ids[0]) == store.max_seq()

@@ -57,14 +57,14 @@ def test_a_reply_lost_after_data_is_stuck_and_never_resent(tmp_path: Path, fault
         config, ids = delivery_workspace(tmp_path, 3, port=server.port)
         config = config.model_copy(update={"smtp": config.smtp.model_copy(update={"timeout": 1.0})})
         report = send(config, selection="all", clock=lambda: SEND_AT)
-        assert [s["subscriber"] for s in report.stuck] == ["reader000"]
-        assert "it may have arrived" in str(report.stuck[0]["reason"])
-        assert sorted(str(s["subscriber"]) for s in report.sent) == ["reader001", "reader002"]
+        assert [s.subscriber for s in report.stuck] == ["reader000"]
+        assert "it may have arrived" in str(report.stuck[0].reason)
+        assert sorted(str(s.subscriber) for s in report.sent) == ["reader001", "reader002"]
         again = send(config, selection="all", clock=lambda: SEND_AT + timedelta(hours=1))
         stored = server.stored
     # The server stored the first message once; nothing was ever submitted twice, by the retry or the rerun.
     assert len(stored) == 3 and len(set(message_ids(stored))) == 3
-    assert [s["subscriber"] for s in again.stuck] == ["reader000"] and not again.sent
+    assert [s.subscriber for s in again.stuck] == ["reader000"] and not again.sent
     assert ledger(tmp_path / "config.toml")["reader000"] == ["sending"]
 
 
@@ -88,7 +88,7 @@ def test_a_dripping_greeting_hits_the_overall_deadline(tmp_path: Path) -> None:
         smtp = config.smtp.model_copy(update={"timeout": 1.0, "retries": 1, "retry_backoff": 0.0})
         report = send(config.model_copy(update={"smtp": smtp}), selection="all", clock=lambda: SEND_AT)
     [failure] = report.failed
-    assert "no complete greeting within 1s ([smtp] timeout)" in str(failure["error"])
+    assert "no complete greeting within 1s ([smtp] timeout)" in failure.error
     assert ledger(tmp_path / "config.toml") == {"reader000": ["failed"]}, "never handed over: failed, not stuck"
 
 
@@ -266,9 +266,9 @@ def test_papers_committed_after_a_send_planned_are_sent_next_time(tmp_path: Path
     first = result[0]
     with Store(config.paths.database) as store:
         late_ids = {p.id for p in store.all_papers() if p.title.startswith("Graph neural networks for task")}
-    first_papers = set(first.sent[0]["papers"]) if first.sent else set()  # type: ignore[attr-defined]
+    first_papers = set(first.sent[0].papers) if first.sent else set()  # type: ignore[attr-defined]
     second = send(config, selection="all", clock=lambda: SEND_AT + timedelta(days=1))
-    second_papers = set(second.sent[0]["papers"]) if second.sent else set()  # type: ignore[arg-type]
+    second_papers = set(second.sent[0].papers) if second.sent else set()  # type: ignore[arg-type]
     assert late_ids <= first_papers | second_papers, "every late-committed paper reaches the reader"
     assert not first_papers & second_papers
 
@@ -353,7 +353,7 @@ def test_a_full_disk_under_the_database_is_reported_and_a_rerun_finishes(tmp_pat
     assert set(sent.values()) <= {1}
     assert set(sent) | stuck == {f"reader{n:03d}" for n in range(6)}
     assert not set(sent) & stuck
-    assert {s["subscriber"] for s in again["stuck"]} == stuck
+    assert {s.subscriber for s in again["stuck"]} == stuck
 
 
 def test_unrelated_store_errors_are_one_line(tmp_path: Path) -> None:
@@ -372,8 +372,8 @@ def test_a_journaled_unsubscribe_is_applied_before_anyone_is_mailed(tmp_path: Pa
     config, ids = delivery_workspace(tmp_path, 3, method="maildir")
     append_pending(config, {"subscriber": "reader001", "at": SEND_AT.isoformat()})
     report = send(config, selection="all", clock=lambda: SEND_AT)
-    assert sorted(str(s["subscriber"]) for s in report.sent) == ["reader000", "reader002"]
-    assert [s["subscriber"] for s in report.skipped] == ["reader001"]
+    assert sorted(str(s.subscriber) for s in report.sent) == ["reader000", "reader002"]
+    assert [s.subscriber for s in report.skipped] == ["reader001"]
     assert not has_pending_unsubscribes(config)
     with Store(config.paths.database) as store:
         assert store.subscriber_state("reader001").paused

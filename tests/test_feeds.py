@@ -8,7 +8,6 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import feedparser
 import pytest
@@ -28,6 +27,7 @@ from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.ingest import ingest_sources
 from digest.paper import Paper, make_paper
+from digest.send import SendReport, Sent
 from digest.store import PickRecord, Store
 from digest.subscribers import load_subscribers
 
@@ -283,16 +283,13 @@ def test_refresh_after_send_writes_the_sent_subscribers_and_all(ws: Workspace) -
     with Store(ws.config.paths.database) as store:
         ids = [p.id or "" for p in store.list_papers()]
         record_digest(store, "fiona", ids[:2], INGESTED_AT + timedelta(hours=1), channel="feed")
-    # Shaped like digest.send.SendReport (which needs the rendering module to import).
-    report = SimpleNamespace(
-        sent=[{"subscriber": "fiona"}, {"subscriber": "ada"}, {"subscriber": "fiona"}], dry_run=False
-    )
+    report = SendReport(sent=[Sent("fiona", "<1@x>", ()), Sent("ada", "<2@x>", ()), Sent("fiona", "<3@x>", ())])
     written = refresh_after_send(ws.config, report)
     feeds = ws.config.paths.feeds
     assert written == [str(feeds / "fiona.xml"), str(feeds / "ada.xml"), str(feeds / "all.xml")]
     assert [e.id for e in parse((feeds / "fiona.xml").read_bytes()).entries] == [entry_id("fiona", i) for i in ids[:2]]
     assert not (feeds / "grace.xml").exists(), "only those just sent to are refreshed"
-    assert refresh_after_send(ws.config, SimpleNamespace(sent=[{"subscriber": "ada"}], dry_run=True)) == []
+    assert refresh_after_send(ws.config, SendReport(sent=[Sent("ada", "<4@x>", ())], dry_run=True)) == []
 
 
 def run_cli(ws: Workspace, *args: str) -> Ran:
@@ -319,7 +316,7 @@ def test_a_feed_only_subscriber_never_gets_a_paper_twice_across_two_sends(ws: Wo
     send = pytest.importorskip("digest.service", exc_type=ImportError).send
 
     first = send(ws.config, selection="named", names=["fiona"], clock=lambda: INGESTED_AT + timedelta(hours=2))
-    assert [s["subscriber"] for s in first.sent] == ["fiona"]
+    assert [s.subscriber for s in first.sent] == ["fiona"]
     refresh_after_send(ws.config, first)
     # A second batch of papers on fiona's topics arrives, then the next send.
     later = INGESTED_AT + timedelta(days=1)
@@ -340,7 +337,7 @@ def test_a_feed_only_subscriber_never_gets_a_paper_twice_across_two_sends(ws: Wo
     with Store(ws.config.paths.database) as store:
         ingest_sources(store, [str(batch)], max_bytes=10_000_000, clock=lambda: later)
     second = send(ws.config, selection="named", names=["fiona"], clock=lambda: later + timedelta(hours=2))
-    assert [s["subscriber"] for s in second.sent] == ["fiona"]
+    assert [s.subscriber for s in second.sent] == ["fiona"]
     written = refresh_after_send(ws.config, second)
     assert str(ws.config.paths.feeds / "fiona.xml") in written
     with Store(ws.config.paths.database) as store:

@@ -57,7 +57,7 @@ def test_json_lists_the_same_papers_the_next_send_would_send(demo: Config) -> No
     assert data["papers"] and set(data["papers"][0]) == {"id", "title", "url", "score", "why"}
     assert "reason" not in data
     report = send(demo, selection="named", names=["ada"], dry_run=True)
-    assert [p["id"] for p in data["papers"]] == report.sent[0]["papers"]
+    assert [p["id"] for p in data["papers"]] == list(report.sent[0].papers)
 
 
 def test_the_default_format_is_the_subscribers_own(demo: Config) -> None:

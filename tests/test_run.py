@@ -107,7 +107,7 @@ def test_the_second_real_digest_brings_only_papers_the_reader_never_got(tmp_path
         second_day_new = {p.id for p in store.papers_since(day1 + timedelta(hours=1))}
     second = send(config, selection="all", clock=lambda: day2 + timedelta(hours=1))
     assert len(first.sent) == 1 and len(second.sent) == 1
-    got_first, got_second = set(first.sent[0]["papers"]), set(second.sent[0]["papers"])  # type: ignore[arg-type]
+    got_first, got_second = set(first.sent[0].papers), set(second.sent[0].papers)  # type: ignore[arg-type]
     assert len(got_first) == 10 and got_second
     assert not got_first & got_second
     assert got_second <= second_day_new, "only papers first seen after the first digest"
@@ -198,4 +198,4 @@ def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(digest.rank.model.RankModel, "fit", no_fit)
     later = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=2))
     assert later.errors == [] and later.send is not None
-    assert [s["reason"] for s in later.send.skipped] == ["no new papers since the last digest"] * 2
+    assert [s.reason for s in later.send.skipped] == ["no new papers since the last digest"] * 2

@@ -184,8 +184,8 @@ def test_an_unsubscribed_subscriber_is_skipped_by_the_next_send(server: Server) 
     assert httpx.post(f"{server.url}/unsubscribe/{token}").status_code == 200
     try:
         report = send(server.ws.config, selection="named", names=["grace"], clock=lambda: NOW, dry_run=True)
-        assert [s["subscriber"] for s in report.skipped] == ["grace"] and not report.sent
-        assert "paused" in str(report.skipped[0]["reason"])
+        assert [s.subscriber for s in report.skipped] == ["grace"] and not report.sent
+        assert "paused" in str(report.skipped[0].reason)
     finally:
         assert server.cli("resume", "grace").returncode == 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import click
 
@@ -52,18 +52,17 @@ def _print_report(report: SendReport, as_json: bool) -> None:
     if as_json:
         echo_json(report.as_json())
     else:
-        for item in report.sent:
-            verb = "would send" if report.dry_run else "sent"
-            count = len(cast(list[str], item["papers"]))
-            click.echo(f"{verb}: {item['subscriber']} ({count} papers) {item.get('message_id') or ''}")
-        for item in report.skipped:
-            click.echo(f"skipped: {item['subscriber']}: {item['reason']}")
-        for item in report.failed:
-            click.echo(f"failed: {item['subscriber']}: {item['error']}", err=True)
-        for item in report.stuck:
+        verb = "would send" if report.dry_run else "sent"
+        for sent in report.sent:
+            click.echo(f"{verb}: {sent.subscriber} ({len(sent.papers)} papers) {sent.message_id or ''}")
+        for skipped in report.skipped:
+            click.echo(f"skipped: {skipped.subscriber}: {skipped.reason}")
+        for failed in report.failed:
+            click.echo(f"failed: {failed.subscriber}: {failed.error}", err=True)
+        for stuck in report.stuck:
             click.echo(
-                f"stuck: {item['subscriber']}: message {item['message_id']} was handed over but never confirmed; "
-                f"{item['fix']}",
+                f"stuck: {stuck.subscriber}: message {stuck.message_id} was handed over but never confirmed; "
+                f"{stuck.fix}",
                 err=True,
             )
     click.echo(report.summary(), err=True)
