@@ -46,14 +46,8 @@ import numpy as np  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
-import digest.compose  # noqa: E402
-import digest.mail.composer  # noqa: E402
 import digest.model_cache  # noqa: E402
-import digest.plan  # noqa: E402
-import digest.rank.engine  # noqa: E402
-import digest.render.email  # noqa: E402
-import digest.send  # noqa: E402
-from digest import service  # noqa: E402
+from digest import service, trace  # noqa: E402
 from digest.config import load_config  # noqa: E402
 from digest.mail.composer import auto_workers  # noqa: E402
 from digest.mail.transport import make_transport  # noqa: E402
@@ -159,69 +153,36 @@ def make_profiles(count: int, history: list[Paper], rng: random.Random) -> list[
 
 
 class Timers:
-    """Exclusive time per stage: a wrapped call's time minus the wrapped calls made inside it."""
+    """Exclusive time per stage (a stage's time minus the stages inside it), as the tracer of digest.trace: the
+    production code names its stages, nothing here patches it."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self._stack: list[float] = []
 
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self._stack.append(0.0)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            inner = self._stack.pop()
+            self.seconds[stage] += elapsed - inner
+            self.calls[stage] += 1
+            if self._stack:
+                self._stack[-1] += elapsed
+
     def wrap(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """For the benchmark's own transport wrapper."""
+
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._stack.append(0.0)
-            start = time.perf_counter()
-            try:
+            with self(stage):
                 return function(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - start
-                inner = self._stack.pop()
-                self.seconds[stage] += elapsed - inner
-                self.calls[stage] += 1
-                if self._stack:
-                    self._stack[-1] += elapsed
 
         return timed
-
-
-@contextmanager
-def instrumented(timers: Timers) -> Iterator[None]:
-    patches = [
-        (digest.model_cache, "planning_model", "model"),
-        (digest.send, "plan_digests", "candidates"),  # minus ranking, below: the store queries of planning
-        (digest.plan, "rank_many", "ranking"),
-        (digest.rank.engine, "_explanations", "explanations"),
-        (digest.render.email, "render_email", "rendering"),
-        (digest.render.email, "compose_message", "composing"),
-        (digest.send, "new_message_id", "composing"),
-        (digest.mail.composer, "message_bytes", "composing"),
-        (Store, "begin_message", "ledger+delivery"),
-        (Store, "finish_message", "ledger+delivery"),
-        (Store, "record_attempt", "ledger+delivery"),
-        (Store, "token", "ledger+delivery"),
-    ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
-    for owner, name, stage in patches:
-        setattr(owner, name, timers.wrap(stage, getattr(owner, name)))
-    # With worker processes, rendering and composing happen out of sight: what the sender loses to them is the
-    # time it waits for the next finished message.
-    collect = digest.mail.composer.Composer._collect
-    saved.append((digest.mail.composer.Composer, "_collect", collect))
-
-    def timed_collect(self: Any, *args: Any) -> Iterator[Any]:
-        results = collect(self, *args)
-        while True:
-            try:
-                result = timers.wrap("waiting for workers", lambda: next(results))()
-            except StopIteration:
-                return
-            yield result
-
-    digest.mail.composer.Composer._collect = timed_collect  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
 
 
 def write_config(folder: Path, smtp_port: int | None, workers: int | None = None) -> Path:
@@ -349,7 +310,7 @@ def run(
                 transport.send = timers.wrap("ledger+delivery", send)
                 return transport
 
-            with instrumented(timers):
+            with trace.tracing(timers):
                 start = time.perf_counter()
                 report = service.send(
                     config,

@@ -40,6 +40,7 @@ import numpy as np
 import sklearn
 from scipy import sparse
 
+from digest import trace
 from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.rank.embeddings import (
@@ -380,6 +381,7 @@ def _current(store: Store, policy: ModelPolicy) -> _Loaded | str:
     return loaded
 
 
+@trace.traced("model")
 def planning_model(store: Store, policy: ModelPolicy | None = None, *, save: bool = False) -> RankModel:
     """The model to rank with: the saved one (never refitted here), else one fitted on the most recent papers,
     saved when `save` (a send may write the cache; a preview writes nothing). With sentence embeddings on, it

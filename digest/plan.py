@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from digest import trace
 from digest.errors import RankError
 from digest.model_cache import model_source
 from digest.paper import Paper
@@ -136,7 +137,8 @@ def plan_digests(
                 )
             )
         assert ranker is not None
-        results = rank_many(ranker, windows[since], requests)
+        with trace.stage("ranking"):
+            results = rank_many(ranker, windows[since], requests)
         for (profile, sent), result in zip(members, results, strict=True):
             count = len(windows[since]) - len(sent)
             if isinstance(result, RankError):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from jinja2 import Environment
 
+from digest import trace
 from digest.clock import Clock
 from digest.compose import links_for
 from digest.config import Config
@@ -303,7 +304,8 @@ def _prepare(
     progress: Callable[[Profile], None] | None,
 ) -> list[_Ready]:
     """Plan a batch; settle here whoever gets nothing (paused, stuck, nothing new, an error), queue the rest."""
-    plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=not dry_run))
+    with trace.stage("candidates"):
+        plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=not dry_run))
     stuck_by_subscriber: dict[str, list[LedgerMessage]] = {}
     for message in store.stuck_messages():
         stuck_by_subscriber.setdefault(message.subscriber, []).append(message)
@@ -353,7 +355,9 @@ def _ready_or_settled(
             store.record_attempt(profile.id, now, empty_window_seq=plan.candidates_until_seq)
         return None
     links = links_for(store, config, profile, create_token=not dry_run)
-    job = ComposeJob(plan, links, new_message_id(config.smtp.sender), now)
+    with trace.stage("composing"):
+        message_id = new_message_id(config.smtp.sender)
+    job = ComposeJob(plan, links, message_id, now)
     return _Ready(profile, plan, job, "email" if profile.wants_email else "feed")
 
 

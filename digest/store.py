@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from digest import trace
 from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
 
@@ -591,6 +592,7 @@ class Store:
 
     # ---- the send ledger ----------------------------------------------------------------------
 
+    @trace.traced("ledger+delivery")
     def begin_message(
         self,
         subscriber: str,
@@ -654,6 +656,7 @@ class Store:
             )
         return rowid
 
+    @trace.traced("ledger+delivery")
     def finish_message(self, rowid: int, state: MessageState, now: datetime, error: str | None = None) -> None:
         """Settle a `sending` message as `sent` or `failed` (failed papers become candidates again)."""
         if state not in ("sent", "failed"):
@@ -820,6 +823,7 @@ class Store:
             )
         return before.paused != paused
 
+    @trace.traced("ledger+delivery")
     def token(self, subscriber: str, *, rotate: bool = False) -> str:
         """The subscriber's secret token for feed, unsubscribe and feedback links (made on first use)."""
         if not rotate:
@@ -837,6 +841,7 @@ class Store:
             db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
             return token
 
+    @trace.traced("ledger+delivery")
     def record_attempt(self, subscriber: str, now: datetime, *, empty_window_seq: int | None = None) -> None:
         """Remember that this subscriber's slot was handled, so a scheduler does not retry it at once.
         `empty_window_seq`: the plan had nothing to send among the papers up to this sequence number; the next

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from jinja2 import Environment
 
+from digest import trace
 from digest.errors import DigestError, RenderError
 from digest.links import Links
 from digest.mail.message import message_bytes
@@ -89,7 +90,8 @@ def compose_one(env: Environment, settings: ComposeSettings, job: ComposeJob) ->
             message_id=job.message_id,
             now=job.now,
         )
-        data = message_bytes(message)
+        with trace.stage("composing"):
+            data = message_bytes(message)
     except DigestError as exc:
         return exc
     except Exception as exc:  # one subscriber's message must not stop everyone else's (a bug, an odd address)
@@ -208,7 +210,10 @@ class Composer:
         for chunk, future in zip(chunks, futures, strict=True):
             if not self._broken:
                 try:
-                    yield from self._result(future)
+                    # With worker processes, what the sender loses to composing is the wait for their results.
+                    with trace.stage("waiting for workers"):
+                        results = self._result(future)
+                    yield from results
                     continue
                 except BrokenProcessPool as exc:
                     self._give_up_workers(exc)

@@ -34,6 +34,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
+from digest import trace
 from digest.errors import RankError
 from digest.paper import Paper, title_key
 from digest.picks import Scored
@@ -626,6 +627,7 @@ def _picks(shared: _Candidates, scores: np.ndarray, request: RankRequest) -> lis
     ]
 
 
+@trace.traced("explanations")
 def _explanations(
     model: RankModel,
     shared: _Candidates,

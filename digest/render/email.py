@@ -11,6 +11,7 @@ import nh3
 from jinja2 import Environment
 from markupsafe import Markup
 
+from digest import trace
 from digest.errors import RenderError
 from digest.links import Links
 from digest.mail.message import RenderedEmail, compose_message
@@ -115,17 +116,19 @@ def render_and_compose(
 ) -> tuple[RenderedEmail, Message]:
     """A planned digest as the rendered email and its MIME message: the one way both are made, in a preview,
     in a send, and in the worker processes of digest.mail.composer."""
-    rendered = render_email(env, plan, now=now, links=links)
+    with trace.stage("rendering"):
+        rendered = render_email(env, plan, now=now, links=links)
     profile = plan.subscriber
-    message = compose_message(
-        rendered,
-        to_name=profile.name,
-        to_email=profile.email,
-        sender=sender,
-        message_id=message_id,
-        list_id=list_id,
-        now=now,
-        links=links,
-        paper_ids=tuple(s.paper.id or "" for s in plan.picks),
-    )
+    with trace.stage("composing"):
+        message = compose_message(
+            rendered,
+            to_name=profile.name,
+            to_email=profile.email,
+            sender=sender,
+            message_id=message_id,
+            list_id=list_id,
+            now=now,
+            links=links,
+            paper_ids=tuple(s.paper.id or "" for s in plan.picks),
+        )
     return rendered, message
