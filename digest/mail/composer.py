@@ -187,6 +187,12 @@ class Composer:
                 initializer=_start_worker,
                 initargs=(self.settings, self._sender_alive[0]),
             )
+            # A worker killed while the queue's pipe is full leaves the queue's feeder thread blocked on a write
+            # nobody reads; the executor then joins that thread (on noticing the death, and at interpreter exit)
+            # and hangs. Nothing in the queue is worth waiting for once a worker is gone: never join it.
+            call_queue = getattr(self._pool, "_call_queue", None)
+            if call_queue is not None:
+                call_queue.cancel_join_thread()
             log.debug("composing in %d worker process(es) (%s)", self.workers, method)
         return self._pool
 
@@ -242,9 +248,18 @@ class Composer:
         if self._pool is not None:
             # The survivors are stopped too: the executor's manager thread waits on them, and a manager thread
             # left waiting would hold the interpreter open at exit.
-            for process in list(getattr(self._pool, "_processes", {}).values()):
+            processes = list(getattr(self._pool, "_processes", {}).values())
+            for process in processes:
                 if process.exitcode is None:
                     process.kill()
+            for process in processes:
+                process.join(timeout=5)
+            # A worker killed while writing its result leaves half a message in the result pipe; the manager
+            # thread then waits for the rest forever, and the interpreter joins it at exit. With every worker gone,
+            # closing our (unused) write end lets that read end in EOF, which the executor handles as a broken pool.
+            writer = getattr(getattr(self._pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                writer.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         self._release_workers()
