@@ -174,3 +174,34 @@ def test_a_rate_limited_send_composes_about_a_minute_ahead(tmp_path: Path) -> No
     (tmp_path / "box").mkdir()
     maildir, _ = workspace(tmp_path / "box", 1, method="maildir", extra_smtp="max_per_minute = 120")
     assert batch_size(maildir) == PLAN_BATCH, "the SMTP rate limit does not slow a Maildir"
+
+
+KILL_AND_EXIT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from test_composer import SETTINGS, jobs, worker_pids
+from digest.mail.composer import Composer
+from digest.render import make_environment
+
+for _ in range(6):  # a worker killed in the middle of writing its result is a matter of timing: try a few
+    with Composer(make_environment(None), SETTINGS, workers=2) as composer:
+        results = composer.compose(jobs(400))
+        next(results)
+        for pid in worker_pids(composer):
+            os.kill(pid, signal.SIGKILL)
+        assert len(list(results)) == 399
+print("done")
+"""
+
+
+def test_a_sender_whose_workers_were_killed_still_exits() -> None:
+    """A worker killed while writing its result used to leave the executor waiting for the rest of that message,
+    and the interpreter waiting for the executor at exit: `digest send` finished its work and never ended."""
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parent)
+    ran = subprocess.run(
+        [sys.executable, "-c", KILL_AND_EXIT, tests], capture_output=True, text=True, timeout=60, cwd=tests
+    )
+    assert ran.returncode == 0 and ran.stdout.strip() == "done", ran.stderr[-2000:]
