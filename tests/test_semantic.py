@@ -236,3 +236,22 @@ def test_a_send_keeps_the_keywords_it_embedded_and_a_preview_writes_nothing(work
     with Store(workspace / "var" / "digest.db") as store:
         model = model_cache.planning_model(store, policy)
     assert model.vectors is not None and "graph neural networks" in model.vectors.known_queries()
+
+
+@needs_extra
+def test_the_runtime_writes_nothing_about_its_host(tmp_path: Path) -> None:
+    """onnxruntime keeps a device id and a usage database under ~/.cache unless told not to: we tell it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from digest.rank.embeddings import EmbeddingSettings, load_embedder;"
+        "print(load_embedder(EmbeddingSettings('on')).embed(['x']).shape)"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    env.pop("DIGEST_EMBEDDINGS", None)
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and "(1, 384)" in ran.stdout, ran.stderr[-1000:]
+    assert not [p for p in tmp_path.rglob("*") if "Microsoft" in p.parts or "onnxruntime" in p.name]

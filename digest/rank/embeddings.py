@@ -104,6 +104,9 @@ class Embedder:
         with self._lock:
             if self._session is not None:
                 return
+            # onnxruntime (1.32 on Linux) otherwise writes a device id and a usage database under
+            # ~/.cache/Microsoft/DeveloperTools: a digest run leaves nothing about its host behind.
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
             try:
                 import onnxruntime
                 from tokenizers import Tokenizer
