@@ -147,6 +147,21 @@ INGEST_CHUNK = 2000
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, split where SQLite says a statement is complete (a ';' inside a string literal
+    or a trigger body does not end one), so that each runs in the migration's own transaction."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"an incomplete statement at the end of a migration: {current.strip()[:60]!r}")
+    return statements
+
+
 def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("times given to the store must be timezone-aware")
@@ -314,9 +329,8 @@ class Store:
                 # Read again under the write lock: another process may have migrated meanwhile.
                 if db.execute("PRAGMA user_version").fetchone()[0] > number:
                     continue
-                for statement in _MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(_MIGRATIONS[number]):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number + 1}")
 
     @property

@@ -355,3 +355,16 @@ def test_sent_among_names_the_papers_each_subscriber_has_in_flight_or_sent(store
     assert store.sent_among(asked, "bob") == {}
     assert store.sent_among(["2403.00103"]) == {}
     assert store.sent_among(asked[:1], "ada") == {"ada": {"2403.00100"}}
+
+
+def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
+    from digest.store import _MIGRATIONS, _statements
+
+    script = "INSERT INTO t VALUES ('a;b');\nCREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n"
+    assert _statements(script) == [
+        "INSERT INTO t VALUES ('a;b');",
+        "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
+    ]
+    assert sum(len(_statements(m)) for m in _MIGRATIONS) == 25  # 11 + 1 + 3 + 7 + 1 + 1 + 1
+    with pytest.raises(ValueError, match="incomplete statement"):
+        _statements("CREATE TABLE broken (a TEXT")
