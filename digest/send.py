@@ -246,19 +246,20 @@ def send_digests(
     # send with nobody due, or nothing new, touches no model.
     own_composer = composer is None
     composer = composer or composer_for(config, env)
+    run = _Run(store, config, transport, clock, dry_run, model, report, stop, progress)
     try:
         queued: tuple[list[_Ready], Iterator[ComposeResult]] | None = None
         size = batch_size(config)
         for start in range(0, len(profiles), size):
-            if _stopping(stop, report):
+            if _stopping(run):
                 break
-            ready = _prepare(store, config, profiles[start : start + size], clock, dry_run, model, report, progress)
+            ready = _prepare(run, profiles[start : start + size])
             composed = composer.compose([r.job for r in ready])
             if queued is not None:
-                _deliver(store, config, transport, *queued, clock, dry_run, report, stop, progress)
+                _deliver(run, *queued)
             queued = (ready, composed)
-        if queued is not None and not _stopping(stop, report):
-            _deliver(store, config, transport, *queued, clock, dry_run, report, stop, progress)
+        if queued is not None and not _stopping(run):
+            _deliver(run, *queued)
     except StoreError as exc:  # the ledger cannot record (a full disk): stop, and report what was done
         report.stopped_by = str(exc)
         log.error("%s; stopping the send", exc)
@@ -287,25 +288,32 @@ def batch_size(config: Config) -> int:
     return max(10, min(PLAN_BATCH, limit)) if limit else PLAN_BATCH
 
 
-def _stopping(stop: threading.Event | None, report: SendReport) -> bool:
-    if stop is not None and stop.is_set():
-        report.interrupted = True
-    return report.interrupted or report.stopped_by is not None
+@dataclass
+class _Run:
+    """What every step of one send shares (instead of threading nine parameters through each helper)."""
+
+    store: Store
+    config: Config
+    transport: Transport | None
+    clock: Clock
+    dry_run: bool
+    model: RankModel | None
+    report: SendReport
+    stop: threading.Event | None
+    progress: Callable[[Profile], None] | None
 
 
-def _prepare(
-    store: Store,
-    config: Config,
-    batch: Sequence[Profile],
-    clock: Clock,
-    dry_run: bool,
-    model: RankModel | None,
-    report: SendReport,
-    progress: Callable[[Profile], None] | None,
-) -> list[_Ready]:
+def _stopping(run: _Run) -> bool:
+    if run.stop is not None and run.stop.is_set():
+        run.report.interrupted = True
+    return run.report.interrupted or run.report.stopped_by is not None
+
+
+def _prepare(run: _Run, batch: Sequence[Profile]) -> list[_Ready]:
     """Plan a batch; settle here whoever gets nothing (paused, stuck, nothing new, an error), queue the rest."""
+    store, config, clock, report, model = run.store, run.config, run.clock, run.report, run.model
     with trace.stage("candidates"):
-        plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=not dry_run))
+        plans = plan_digests(store, batch, clock(), model or model_source(config.rank.policy(), save=not run.dry_run))
     stuck_by_subscriber: dict[str, list[LedgerMessage]] = {}
     for message in store.stuck_messages():
         stuck_by_subscriber.setdefault(message.subscriber, []).append(message)
@@ -317,38 +325,28 @@ def _prepare(
                 raise plan
             if plan is None:
                 raise DigestError(f"{profile.id}: no plan was made")
-            item = _ready_or_settled(
-                store, config, profile, plan, stuck_by_subscriber.get(profile.id, []), clock, dry_run, report
-            )
+            item = _ready_or_settled(run, profile, plan, stuck_by_subscriber.get(profile.id, []))
         except DigestError as exc:
             report.failed.append(Failed(profile.id, str(exc)))
             log.error("%s: %s", profile.id, exc)
             item = None
         if item is not None:
             ready.append(item)
-        elif progress:
-            progress(profile)
+        elif run.progress:
+            run.progress(profile)
     return ready
 
 
-def _ready_or_settled(
-    store: Store,
-    config: Config,
-    profile: Profile,
-    plan: DigestPlan,
-    stuck: list[LedgerMessage],
-    clock: Clock,
-    dry_run: bool,
-    report: SendReport,
-) -> _Ready | None:
-    if _skipped_as_paused(store, profile, report):
+def _ready_or_settled(run: _Run, profile: Profile, plan: DigestPlan, stuck: list[LedgerMessage]) -> _Ready | None:
+    store, config, report, dry_run = run.store, run.config, run.report, run.dry_run
+    if _skipped_as_paused(run, profile):
         return None
     if stuck:
         for message in stuck:
             why = message.error or "handed over by an earlier run that never learned the outcome"
             _report_stuck(report, profile.id, message.message_id, message.papers, message.created_at, why)
         return None
-    now = clock()
+    now = run.clock()
     if plan.is_empty:
         report.skipped.append(Skipped(profile.id, plan.empty_reason or "nothing to send"))
         if not dry_run:  # its candidates were weighed: the next digest starts after them
@@ -361,30 +359,20 @@ def _ready_or_settled(
     return _Ready(profile, plan, job, "email" if profile.wants_email else "feed")
 
 
-def _skipped_as_paused(store: Store, profile: Profile, report: SendReport) -> bool:
-    if not store.subscriber_state(profile.id).paused:
+def _skipped_as_paused(run: _Run, profile: Profile) -> bool:
+    if not run.store.subscriber_state(profile.id).paused:
         return False
-    report.skipped.append(Skipped(profile.id, "paused (unsubscribed); `digest resume` undoes it"))
+    run.report.skipped.append(Skipped(profile.id, "paused (unsubscribed); `digest resume` undoes it"))
     return True
 
 
-def _deliver(
-    store: Store,
-    config: Config,
-    transport: Transport | None,
-    ready: list[_Ready],
-    composed: Iterator[ComposeResult],
-    clock: Clock,
-    dry_run: bool,
-    report: SendReport,
-    stop: threading.Event | None,
-    progress: Callable[[Profile], None] | None,
-) -> None:
+def _deliver(run: _Run, ready: list[_Ready], composed: Iterator[ComposeResult]) -> None:
+    report = run.report
     for item, result in zip(ready, composed, strict=True):
-        if _stopping(stop, report):
+        if _stopping(run):
             return
         try:
-            _deliver_one(store, config, transport, item, result, clock, dry_run, report)
+            _deliver_one(run, item, result)
         except (UnreachableError, StoreError) as exc:
             # Every other message would fail the same way (no server; a database that cannot record): stop here,
             # with what was done so far reported.
@@ -394,33 +382,25 @@ def _deliver(
         except DigestError as exc:
             report.failed.append(Failed(item.profile.id, str(exc)))
             log.error("%s: %s", item.profile.id, exc)
-        if progress:
-            progress(item.profile)
+        if run.progress:
+            run.progress(item.profile)
 
 
-def _deliver_one(
-    store: Store,
-    config: Config,
-    transport: Transport | None,
-    item: _Ready,
-    result: ComposeResult,
-    clock: Clock,
-    dry_run: bool,
-    report: SendReport,
-) -> None:
+def _deliver_one(run: _Run, item: _Ready, result: ComposeResult) -> None:
+    store, config, transport, clock, report = run.store, run.config, run.transport, run.clock, run.report
     if isinstance(result, DigestError):
         raise result
     profile, plan, job = item.profile, item.plan, item.job
     picks = [PickRecord(s.paper.id or "", s.score, s.why) for s in plan.picks]
     entry = Sent(profile.id, job.message_id, tuple(_paper_ids(picks)))
-    if dry_run:
+    if run.dry_run:
         report.sent.append(entry)
         return
     if item.channel == "email" and transport is None:
         raise DeliveryError("no transport configured")
     if has_pending_unsubscribes(config):  # an unsubscribe the store could not take during this send
         apply_pending_unsubscribes(store, config, clock=clock)
-    if _skipped_as_paused(store, profile, report):  # unsubscribed while this batch was being composed
+    if _skipped_as_paused(run, profile):  # unsubscribed while this batch was being composed
         return
     try:
         rowid = store.begin_message(
