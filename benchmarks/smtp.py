@@ -3,7 +3,7 @@
     python benchmarks/smtp.py [--messages 500] [--runs 3] [--kb 30] [--json]
 
 Starts a real SMTP server on 127.0.0.1 (aiosmtpd, in a thread of this process), sends realistic multipart
-digests (text + HTML of about --kb KB) through digest.mail.transport.SmtpTransport in their wire form, as
+digests (text + HTML of about --kb KB) through digest.mail.smtp.SmtpTransport in their wire form, as
 `digest send` hands them over, and prints the median rate over several runs.
 """
 
@@ -26,7 +26,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from digest.config import Smtp  # noqa: E402
 from digest.links import Links  # noqa: E402
 from digest.mail.message import RenderedEmail, compose_message, message_bytes, new_message_id  # noqa: E402
-from digest.mail.transport import SmtpTransport  # noqa: E402
+from digest.mail.smtp import SmtpTransport  # noqa: E402
 
 
 class CountingHandler:

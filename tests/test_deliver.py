@@ -237,7 +237,7 @@ def test_a_utf8_address_without_smtputf8_fails_alone_and_clearly(tmp_path: Path)
 
 
 def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: Path) -> None:
-    from digest.mail.transport import MaildirTransport
+    from digest.mail.maildir import MaildirTransport
     from digest.render import make_environment
     from digest.send import send_digests
     from digest.subscribers import load_subscribers
@@ -271,10 +271,10 @@ def test_an_unsubscribe_during_a_send_is_honoured_before_that_message(tmp_path: 
 def test_two_maildir_transports_at_the_same_instant_never_overwrite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.mail.transport
-    from digest.mail.transport import MaildirTransport
+    import digest.mail.maildir
+    from digest.mail.maildir import MaildirTransport
 
-    monkeypatch.setattr(digest.mail.transport.time, "time", lambda: 1_800_000_000.5)
+    monkeypatch.setattr(digest.mail.maildir.time, "time", lambda: 1_800_000_000.5)
     first, second = MaildirTransport(tmp_path / "box"), MaildirTransport(tmp_path / "box")
     for number in range(3):
         first.send(f"Subject: a{number}\r\n\r\nbody\r\n".encode(), "x@example.org")
@@ -297,13 +297,13 @@ def test_maildir_fsync_is_off_by_default_and_on_when_configured(
 ) -> None:
     import os
 
-    import digest.mail.transport
+    import digest.mail.maildir
     from digest.config import load_config
     from digest.mail.transport import make_transport
 
     config, _ = workspace(tmp_path, 1, method="maildir")
     synced: list[int] = []
-    monkeypatch.setattr(digest.mail.transport.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
+    monkeypatch.setattr(digest.mail.maildir.os, "fsync", lambda fd: synced.append(fd) or os.fstat(fd))
     make_transport(config).send(b"Subject: fast\r\n\r\nbody\r\n", "x@example.org")
     assert synced == []
     path = tmp_path / "config.toml"
@@ -327,3 +327,21 @@ def test_papers_weighed_and_found_wanting_are_not_candidates_again(tmp_path: Pat
     assert again.skipped[0].reason == "no new papers since the last digest"
     with Store(config.paths.database) as store:
         assert store.last_window_seq(ids[0]) == store.max_seq()
+
+
+def test_the_in_memory_transport_holds_what_a_send_hands_over(tmp_path: Path) -> None:
+    """MemoryTransport (digest.mail.transport): the outbox has each message once, as the wire bytes, after the
+    ledger recorded the hand-over."""
+    from digest.mail.transport import MemoryTransport
+
+    outbox = MemoryTransport()
+    config, ids = workspace(tmp_path, 3, method="maildir")
+    report = send(config, selection="all", clock=clock, transport_factory=lambda _config: outbox)
+    assert sorted(item.subscriber for item in report.sent) == ids
+    assert sorted(recipient for recipient, _ in outbox.outbox) == [f"{i}@example.org" for i in ids]
+    sent_ids = {item.message_id for item in report.sent}
+    seen = {email.message_from_bytes(data)["Message-ID"] for _, data in outbox.outbox}
+    assert seen == sent_ids and all(b"\r\n" in data for _, data in outbox.outbox)
+    with Store(config.paths.database) as store:
+        assert {m.message_id: m.state for m in store.history()} == dict.fromkeys(sent_ids, "sent")
+    assert not list(config.delivery.maildir.rglob("*.eml")) and not (config.delivery.maildir / "new").exists()
