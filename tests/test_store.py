@@ -358,7 +358,7 @@ def test_sent_among_names_the_papers_each_subscriber_has_in_flight_or_sent(store
 
 
 def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
-    from digest.store import _MIGRATIONS, _statements
+    from digest.store.schema import _MIGRATIONS, _statements
 
     script = "INSERT INTO t VALUES ('a;b');\nCREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n"
     assert _statements(script) == [

@@ -1,4 +1,5 @@
-"""The paper store: the only module that speaks SQL.
+"""The paper store: the only module that speaks SQL (schema in digest.store.schema, records in
+digest.store.records, the merge policy for a paper seen again in digest.store.merge).
 
 SQLite in WAL mode, schema versioned with PRAGMA user_version; every write that must be atomic is one
 transaction. Times are ISO-8601 strings in UTC so that they sort as text.
@@ -13,211 +14,30 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from digest import trace
 from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
+from digest.store.merge import _merge, _paper_columns
+from digest.store.records import (
+    Message,
+    MessageState,
+    Outcome,
+    PickRecord,
+    StoredFile,
+    SubscriberState,
+    parse_iso,
+    utc_iso,
+)
+from digest.store.schema import _MIGRATIONS, SCHEMA_VERSION, _statements
 
 log = logging.getLogger(__name__)
-Outcome = Literal["new", "updated", "duplicate"]
-MessageState = Literal["sending", "sent", "failed"]
-
-_MIGRATIONS: list[str] = [
-    # 1: papers, where they came from, ingested files, feedback, the send ledger, subscriber state.
-    """
-    CREATE TABLE papers (
-        id TEXT PRIMARY KEY,
-        arxiv_id TEXT UNIQUE,
-        arxiv_version INTEGER,
-        doi TEXT UNIQUE,
-        title_key TEXT NOT NULL,
-        title TEXT NOT NULL,
-        abstract TEXT NOT NULL,
-        authors TEXT NOT NULL DEFAULT '[]',
-        url TEXT,
-        links TEXT NOT NULL DEFAULT '[]',
-        categories TEXT NOT NULL DEFAULT '[]',
-        published TEXT,
-        first_seen TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        seq INTEGER NOT NULL
-    );
-    CREATE INDEX papers_title_key ON papers(title_key);
-    CREATE INDEX papers_first_seen ON papers(first_seen, seq);
-    CREATE TABLE paper_sources (
-        paper_id TEXT NOT NULL REFERENCES papers(id),
-        source TEXT NOT NULL,
-        PRIMARY KEY (paper_id, source)
-    ) WITHOUT ROWID;
-    CREATE TABLE ingested_files (
-        content_hash TEXT PRIMARY KEY,
-        source TEXT NOT NULL,
-        entries INTEGER NOT NULL,
-        ingested_at TEXT NOT NULL
-    );
-    CREATE TABLE feedback (
-        subscriber TEXT NOT NULL,
-        paper_id TEXT NOT NULL,
-        rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
-        at TEXT NOT NULL,
-        PRIMARY KEY (subscriber, paper_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        subscriber TEXT NOT NULL,
-        message_id TEXT NOT NULL UNIQUE,
-        channel TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed')),
-        subject TEXT NOT NULL DEFAULT '',
-        candidates_until TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        finished_at TEXT,
-        error TEXT
-    );
-    CREATE INDEX messages_subscriber ON messages(subscriber, created_at);
-    CREATE TABLE message_papers (
-        message INTEGER NOT NULL REFERENCES messages(id),
-        subscriber TEXT NOT NULL,
-        paper_id TEXT NOT NULL,
-        position INTEGER NOT NULL,
-        score REAL NOT NULL,
-        why TEXT NOT NULL,
-        PRIMARY KEY (message, paper_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX message_papers_subscriber ON message_papers(subscriber, paper_id);
-    CREATE TABLE subscriber_state (
-        subscriber TEXT PRIMARY KEY,
-        paused INTEGER NOT NULL DEFAULT 0,
-        paused_at TEXT,
-        token TEXT UNIQUE
-    );
-    """,
-    # 2: when each subscriber's digest was last attempted (sent, or found to have nothing to send).
-    """
-    ALTER TABLE subscriber_state ADD COLUMN last_attempt_at TEXT;
-    """,
-    # 3: which store this is (a random id: a file deleted and re-created is another store), and a counter
-    # bumped by every commit that adds or changes papers (what a fitted model is valid for).
-    """
-    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-    INSERT INTO store_meta VALUES ('store_id', abs(random() / 2));
-    INSERT INTO store_meta VALUES ('papers_version', 0);
-    """,
-    # 4: windows follow commit order (the last paper sequence number a digest's planner could see), and a
-    # message is only stuck once its hand-over started (before that its papers go back to the candidates).
-    """
-    ALTER TABLE messages ADD COLUMN candidates_until_seq INTEGER;
-    ALTER TABLE messages ADD COLUMN handed_over_at TEXT;
-    UPDATE messages SET handed_over_at = created_at;
-    UPDATE messages SET candidates_until_seq = COALESCE(
-        (SELECT MIN(seq) FROM papers WHERE papers.first_seen > messages.candidates_until) - 1,
-        (SELECT COALESCE(MAX(seq), 0) FROM papers)
-    );
-    CREATE INDEX papers_seq ON papers(seq);
-    CREATE INDEX messages_in_flight ON messages(created_at, id) WHERE state = 'sending';
-    CREATE INDEX messages_created ON messages(created_at, id);
-    """,
-    # 5: what each local file looked like (inode, size, times) when its content was last read: an unchanged
-    # file in the inbox is then skipped on a stat, not read and hashed again on every ingest.
-    """
-    CREATE TABLE file_stats (
-        path TEXT PRIMARY KEY,
-        signature TEXT NOT NULL,
-        content_hash TEXT NOT NULL
-    ) WITHOUT ROWID;
-    """,
-    # 6: who was sent each paper: planning asks it for the window's new papers only, not for every paper a
-    # subscriber was ever sent (a cost that would grow with the history).
-    """
-    CREATE INDEX message_papers_paper ON message_papers(paper_id);
-    """,
-    # 7: where the window of a subscriber whose last plan had nothing to send ends: those papers were weighed and
-    # found wanting, so the next digest starts after them (else its window, and its cost, grow every day).
-    """
-    ALTER TABLE subscriber_state ADD COLUMN empty_window_seq INTEGER;
-    """,
-]
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
 # this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
 INGEST_CHUNK = 2000
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-def _statements(script: str) -> list[str]:
-    """A migration's statements, split where SQLite says a statement is complete (a ';' inside a string literal
-    or a trigger body does not end one), so that each runs in the migration's own transaction."""
-    statements: list[str] = []
-    current = ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        raise ValueError(f"an incomplete statement at the end of a migration: {current.strip()[:60]!r}")
-    return statements
-
-
-def utc_iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("times given to the store must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    content_hash: str
-    source: str
-    entries: int
-    ingested_at: str
-
-
-@dataclass(frozen=True)
-class PickRecord:
-    paper_id: str
-    score: float
-    why: str
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    subscriber: str
-    message_id: str
-    channel: str
-    state: MessageState
-    subject: str
-    candidates_until: str
-    created_at: str
-    finished_at: str | None
-    error: str | None
-    papers: tuple[PickRecord, ...]
-    candidates_until_seq: int | None = None
-    handed_over_at: str | None = None
-
-
-@dataclass(frozen=True)
-class SubscriberState:
-    subscriber: str
-    paused: bool
-    paused_at: str | None
-    token: str | None
-
-
-def _text_rank(paper: Paper) -> tuple[int, int, str, str]:
-    """Which of two texts of one paper wins: the later arXiv version, then the fuller abstract.
-
-    A total order, so the store ends up the same whatever order the sources arrive in.
-    """
-    return (paper.arxiv_version or 0, len(paper.abstract), paper.abstract, paper.title)
 
 
 class Store:
@@ -899,56 +719,3 @@ class Store:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
         rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")
         return {row["subscriber"]: row["token"] for row in rows}
-
-
-def _fullest(one: tuple[str, ...], other: tuple[str, ...]) -> tuple[str, ...]:
-    """The longer list (ties broken by content): the same answer whichever of the two came first."""
-    return max(one, other, key=lambda names: (len(names), names))
-
-
-def _best_url(one: str | None, other: str | None) -> str | None:
-    """An arXiv URL before any other, https before http, then the shortest (a URL without a version)."""
-    urls = [u for u in (one, other) if u]
-    if not urls:
-        return None
-    return min(urls, key=lambda u: ("arxiv.org/" not in u, not u.startswith("https:"), len(u), u))
-
-
-def _paper_columns(paper: Paper) -> tuple[object, ...]:
-    """A paper's stored fields, in the order of the papers table's columns arxiv_id ... published."""
-    return (
-        paper.arxiv_id,
-        paper.arxiv_version,
-        paper.doi,
-        paper.key,
-        paper.title,
-        paper.abstract,
-        json.dumps(list(paper.authors)),
-        paper.url,
-        json.dumps(list(paper.links)),
-        json.dumps(list(paper.categories)),
-        paper.published,
-    )
-
-
-def _merge(stored: Paper, incoming: Paper) -> Paper:
-    """One paper seen again: the better text wins, missing facts are filled in, identity never changes.
-
-    Every choice is a commutative, associative pick (a maximum, a minimum), so the store ends up the same
-    whatever order the sources arrive in.
-    """
-    text = incoming if _text_rank(incoming) > _text_rank(stored) else stored
-    dates = [d for d in (stored.published, incoming.published) if d]
-    return replace(
-        stored,
-        title=text.title,
-        abstract=text.abstract,
-        links=text.links,
-        arxiv_version=max(stored.arxiv_version or 0, incoming.arxiv_version or 0) or None,
-        arxiv_id=stored.arxiv_id or incoming.arxiv_id,
-        doi=stored.doi or incoming.doi,
-        authors=_fullest(stored.authors, incoming.authors),
-        categories=_fullest(stored.categories, incoming.categories),
-        published=min(dates) if dates else None,
-        url=_best_url(stored.url, incoming.url),
-    )

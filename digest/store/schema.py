@@ -1,0 +1,138 @@
+"""The store's schema: numbered migrations, applied in order, each in its own transaction (PRAGMA user_version
+says how many have run)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+_MIGRATIONS: list[str] = [
+    # 1: papers, where they came from, ingested files, feedback, the send ledger, subscriber state.
+    """
+    CREATE TABLE papers (
+        id TEXT PRIMARY KEY,
+        arxiv_id TEXT UNIQUE,
+        arxiv_version INTEGER,
+        doi TEXT UNIQUE,
+        title_key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL DEFAULT '[]',
+        url TEXT,
+        links TEXT NOT NULL DEFAULT '[]',
+        categories TEXT NOT NULL DEFAULT '[]',
+        published TEXT,
+        first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX papers_title_key ON papers(title_key);
+    CREATE INDEX papers_first_seen ON papers(first_seen, seq);
+    CREATE TABLE paper_sources (
+        paper_id TEXT NOT NULL REFERENCES papers(id),
+        source TEXT NOT NULL,
+        PRIMARY KEY (paper_id, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE ingested_files (
+        content_hash TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        ingested_at TEXT NOT NULL
+    );
+    CREATE TABLE feedback (
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+        at TEXT NOT NULL,
+        PRIMARY KEY (subscriber, paper_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        subscriber TEXT NOT NULL,
+        message_id TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed')),
+        subject TEXT NOT NULL DEFAULT '',
+        candidates_until TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT
+    );
+    CREATE INDEX messages_subscriber ON messages(subscriber, created_at);
+    CREATE TABLE message_papers (
+        message INTEGER NOT NULL REFERENCES messages(id),
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        score REAL NOT NULL,
+        why TEXT NOT NULL,
+        PRIMARY KEY (message, paper_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_papers_subscriber ON message_papers(subscriber, paper_id);
+    CREATE TABLE subscriber_state (
+        subscriber TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        paused_at TEXT,
+        token TEXT UNIQUE
+    );
+    """,
+    # 2: when each subscriber's digest was last attempted (sent, or found to have nothing to send).
+    """
+    ALTER TABLE subscriber_state ADD COLUMN last_attempt_at TEXT;
+    """,
+    # 3: which store this is (a random id: a file deleted and re-created is another store), and a counter
+    # bumped by every commit that adds or changes papers (what a fitted model is valid for).
+    """
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO store_meta VALUES ('store_id', abs(random() / 2));
+    INSERT INTO store_meta VALUES ('papers_version', 0);
+    """,
+    # 4: windows follow commit order (the last paper sequence number a digest's planner could see), and a
+    # message is only stuck once its hand-over started (before that its papers go back to the candidates).
+    """
+    ALTER TABLE messages ADD COLUMN candidates_until_seq INTEGER;
+    ALTER TABLE messages ADD COLUMN handed_over_at TEXT;
+    UPDATE messages SET handed_over_at = created_at;
+    UPDATE messages SET candidates_until_seq = COALESCE(
+        (SELECT MIN(seq) FROM papers WHERE papers.first_seen > messages.candidates_until) - 1,
+        (SELECT COALESCE(MAX(seq), 0) FROM papers)
+    );
+    CREATE INDEX papers_seq ON papers(seq);
+    CREATE INDEX messages_in_flight ON messages(created_at, id) WHERE state = 'sending';
+    CREATE INDEX messages_created ON messages(created_at, id);
+    """,
+    # 5: what each local file looked like (inode, size, times) when its content was last read: an unchanged
+    # file in the inbox is then skipped on a stat, not read and hashed again on every ingest.
+    """
+    CREATE TABLE file_stats (
+        path TEXT PRIMARY KEY,
+        signature TEXT NOT NULL,
+        content_hash TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 6: who was sent each paper: planning asks it for the window's new papers only, not for every paper a
+    # subscriber was ever sent (a cost that would grow with the history).
+    """
+    CREATE INDEX message_papers_paper ON message_papers(paper_id);
+    """,
+    # 7: where the window of a subscriber whose last plan had nothing to send ends: those papers were weighed and
+    # found wanting, so the next digest starts after them (else its window, and its cost, grow every day).
+    """
+    ALTER TABLE subscriber_state ADD COLUMN empty_window_seq INTEGER;
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements, split where SQLite says a statement is complete (a ';' inside a string literal
+    or a trigger body does not end one), so that each runs in the migration's own transaction."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"an incomplete statement at the end of a migration: {current.strip()[:60]!r}")
+    return statements
