@@ -33,7 +33,7 @@ def test_the_wheel_holds_every_template_and_the_demo_data(tmp_path: Path) -> Non
         names = set(archive.namelist())
         packaged = {
             path.relative_to(REPO).as_posix(): path.read_bytes()
-            for folder in ("digest/templates", "digest/demo_data")
+            for folder in ("digest/templates", "digest/demo_data", "digest/web/templates", "digest/rank/data")
             for path in (REPO / folder).rglob("*")
             if path.is_file()
         }
