@@ -199,82 +199,80 @@ def subscriber_for_token(store: Store, presented: str) -> str | None:
 # ---- the app -----------------------------------------------------------------------------------------------
 
 
-def create_app(
-    config: Config,
-    *,
-    clock: Clock = utc_now,
-    store_timeout: float = STORE_TIMEOUT,
-    journal_retry: float = JOURNAL_RETRY,
-) -> Starlette:
-    """The ASGI app for `digest serve` (and for tests: run it under any ASGI server). `store_timeout` is how
-    long a request waits for the database write lock; `journal_retry` how often pending unsubscribes are
-    retried while the server runs."""
+class _Handlers:
+    """The app's request handlers and background job, sharing its configuration, clock and limits."""
 
-    def store() -> Store:
-        return Store(config.paths.database, timeout=store_timeout)
+    def __init__(self, config: Config, clock: Clock, store_timeout: float, journal_retry: float) -> None:
+        self.config = config
+        self.clock = clock
+        self.store_timeout = store_timeout
+        self.journal_retry = journal_retry
 
-    def display_name(subscriber: str) -> str:
+    def store(self) -> Store:
+        return Store(self.config.paths.database, timeout=self.store_timeout)
+
+    def display_name(self, subscriber: str) -> str:
         try:
-            for profile in load_subscribers(config.paths.subscribers).profiles:
+            for profile in load_subscribers(self.config.paths.subscribers).profiles:
                 if profile.id == subscriber:
                     return profile.name
         except DigestError:
             pass  # a broken subscriber file must not turn a recorded unsubscribe into an error page
         return subscriber
 
-    def apply_pending(opened: Store) -> None:
+    def apply_pending(self, opened: Store) -> None:
         """After a successful write: the store takes writes again, so apply what waits (best effort)."""
-        if not has_pending_unsubscribes(config):
+        if not has_pending_unsubscribes(self.config):
             return
         try:
-            apply_pending_unsubscribes(opened, config, clock=clock)
+            apply_pending_unsubscribes(opened, self.config, clock=self.clock)
         except DigestError as exc:
             log.warning("pending unsubscribes not applied yet: %s", exc)
 
-    def feed(request: Request) -> Response:
+    def feed(self, request: Request) -> Response:
         name = request.path_params["subscriber"]
         presented = request.query_params.get("token", "")
-        with store() as opened:
+        with self.store() as opened:
             owner = subscriber_for_token(opened, presented)
             if owner is None:
                 raise _not_found()
             if name == ALL_FEED:
-                body = all_papers_feed(opened, clock())
+                body = all_papers_feed(opened, self.clock())
             else:
                 # The token must be this subscriber's own: one reader's token never opens another's feed.
                 if owner != name:
                     raise _not_found()
-                profiles = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles}
+                profiles = {p.id: p for p in load_subscribers(self.config.paths.subscribers).profiles}
                 if name not in profiles:
                     raise _not_found()
-                body = subscriber_feed(opened, config, name, profiles[name].name, clock())
+                body = subscriber_feed(opened, self.config, name, profiles[name].name, self.clock())
         return Response(
             body,
             media_type="application/atom+xml; charset=utf-8",
             headers={"cache-control": "private, no-cache"},
         )
 
-    def unsubscribe_page(request: Request) -> Response:
-        with store() as opened:
+    def unsubscribe_page(self, request: Request) -> Response:
+        with self.store() as opened:
             subscriber = subscriber_for_token(opened, request.path_params["token"])
             if subscriber is None:
                 raise _not_found()
             paused = opened.subscriber_state(subscriber).paused
-        paused = paused or is_pending(config, subscriber, request.path_params["token"])
+        paused = paused or is_pending(self.config, subscriber, request.path_params["token"])
         # GET never changes anything: mail scanners open links, and only a person presses the button.
-        return _page("unsubscribe_confirm.html", title="Unsubscribe", name=display_name(subscriber), paused=paused)
+        return _page("unsubscribe_confirm.html", title="Unsubscribe", name=self.display_name(subscriber), paused=paused)
 
-    def journal(entry: dict[str, str], who: str, reason: object, *, limit: int | None = None) -> bool:
+    def journal(self, entry: dict[str, str], who: str, reason: object, *, limit: int | None = None) -> bool:
         """Make the unsubscribe durable in the journal; False (and an ERROR line naming who) if even that fails."""
         try:
-            append_pending(config, entry, limit=limit)
+            append_pending(self.config, entry, limit=limit)
         except OSError as exc:
             log.error(
                 "%s: UNSUBSCRIBE NOT RECORDED: the store could not take it (%s), nor the journal %s (%s); "
                 "the sender was told to try again later",
                 who,
                 reason,
-                pending_unsubscribe_journal(config),
+                pending_unsubscribe_journal(self.config),
                 exc.strerror or exc,
             )
             return False
@@ -285,46 +283,48 @@ def create_app(
         )
         return True
 
-    def unsubscribe_journaled(subscriber: str, reason: object, now: datetime) -> Response:
+    def unsubscribe_journaled(self, subscriber: str, reason: object, now: datetime) -> Response:
         # 202: durably accepted; the store catches up on the next write, and a send applies it first.
-        pending = is_pending(config, subscriber, None)
-        if not pending and not journal({"subscriber": subscriber, "at": now.isoformat()}, subscriber, reason):
+        pending = is_pending(self.config, subscriber, None)
+        if not pending and not self.journal({"subscriber": subscriber, "at": now.isoformat()}, subscriber, reason):
             return _try_later()
-        return _page("unsubscribed.html", 202, title="Unsubscribed", name=display_name(subscriber), changed=not pending)
+        return _page(
+            "unsubscribed.html", 202, title="Unsubscribed", name=self.display_name(subscriber), changed=not pending
+        )
 
-    def unsubscribe_unchecked(presented: str, reason: object, now: datetime) -> Response:
+    def unsubscribe_unchecked(self, presented: str, reason: object, now: datetime) -> Response:
         # The store cannot even be read, so the token cannot be checked: keep its hash (never the token) and
         # match it when the store is back. This answer says nothing about whether the token exists.
-        pending = is_pending(config, None, presented)
+        pending = is_pending(self.config, None, presented)
         entry = {"token_sha256": token_hash(presented), "at": now.isoformat()}
-        if not pending and not journal(entry, "(token not checked)", reason, limit=_MAX_UNCHECKED_JOURNAL):
+        if not pending and not self.journal(entry, "(token not checked)", reason, limit=_MAX_UNCHECKED_JOURNAL):
             return _try_later()
         return _page("unsubscribed.html", 202, title="Unsubscribed", name=None, changed=not pending)
 
-    def unsubscribe(request: Request) -> Response:
+    def unsubscribe(self, request: Request) -> Response:
         # RFC 8058: the body is "List-Unsubscribe=One-Click". The token in the URL is what authorises the
         # request, so the body is not read (a sender cannot do anything useful with a different one).
         presented = request.path_params["token"]
-        now = clock()
+        now = self.clock()
         try:
-            with store() as opened:
+            with self.store() as opened:
                 subscriber = subscriber_for_token(opened, presented)
                 if subscriber is None:
                     raise _not_found()
                 try:
                     changed = opened.set_paused(subscriber, True, now)
                 except StoreError as exc:
-                    return unsubscribe_journaled(subscriber, exc, now)
-                apply_pending(opened)
+                    return self.unsubscribe_journaled(subscriber, exc, now)
+                self.apply_pending(opened)
         except (StoreError, sqlite3.Error) as exc:
             if not presented or len(presented) > _MAX_TOKEN:
                 raise _not_found() from None
-            return unsubscribe_unchecked(presented, exc, now)
+            return self.unsubscribe_unchecked(presented, exc, now)
         if changed:
             log.info("%s: unsubscribed through the web link", subscriber)
-        return _page("unsubscribed.html", title="Unsubscribed", name=display_name(subscriber), changed=changed)
+        return _page("unsubscribed.html", title="Unsubscribed", name=self.display_name(subscriber), changed=changed)
 
-    def feedback_target(opened: Store, request: Request) -> tuple[str, Paper, str]:
+    def feedback_target(self, opened: Store, request: Request) -> tuple[str, Paper, str]:
         # The paper id was percent-encoded into one segment but may hold '/' once decoded (hep-th/9901001,
         # doi:10.1234/abc), so the route takes the rest of the path and the rating is its last segment.
         paper_id, _, rating = request.path_params["rest"].rpartition("/")
@@ -338,10 +338,10 @@ def create_app(
             raise _not_found()
         return subscriber, paper, rating
 
-    def feedback_page(request: Request) -> Response:
+    def feedback_page(self, request: Request) -> Response:
         # GET and HEAD only show what the button would record: mail scanners fetch every link in a message.
-        with store() as opened:
-            subscriber, paper, rating = feedback_target(opened, request)
+        with self.store() as opened:
+            subscriber, paper, rating = self.feedback_target(opened, request)
             current = opened.feedback(subscriber).get(paper.id or "")
         other = "dislike" if rating == "like" else "like"
         given = {value: name for name, value in _RATINGS.items()}.get(current or 0)
@@ -354,19 +354,19 @@ def create_app(
             current=given,
         )
 
-    def feedback(request: Request) -> Response:
+    def feedback(self, request: Request) -> Response:
         # The latest rating wins, so a replayed POST records the same thing again.
-        with store() as opened:
-            subscriber, paper, rating = feedback_target(opened, request)
-            opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], clock())
-            apply_pending(opened)
+        with self.store() as opened:
+            subscriber, paper, rating = self.feedback_target(opened, request)
+            opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], self.clock())
+            self.apply_pending(opened)
         other = "dislike" if rating == "like" else "like"
         return _page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other)
 
-    def healthz(request: Request) -> Response:
+    def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
             return _page("error.html", 404, title="Not found", message="This link is not valid (any more).")
@@ -374,45 +374,58 @@ def create_app(
             return _page("error.html", 405, title="Method not allowed", message="This address does not take that.")
         return _page("error.html", status, title="Error", message="The request could not be handled.")
 
-    async def digest_error(request: Request, exc: Exception) -> Response:
-        # A broken config or database is the operator's problem: say so in the log, not to the visitor.
+    async def digest_error(self, request: Request, exc: Exception) -> Response:
+        # A broken self.config or database is the operator's problem: say so in the log, not to the visitor.
         log.error("%s %s: %s", request.method, redact(request.url.path), _scrub(str(exc), request.scope))
         return _try_later()
 
-    def apply_in_background() -> None:
+    def apply_in_background(self) -> None:
         try:
-            with store() as opened:
-                apply_pending_unsubscribes(opened, config, clock=clock)
+            with self.store() as opened:
+                apply_pending_unsubscribes(opened, self.config, clock=self.clock)
         except DigestError as exc:
-            log.warning("pending unsubscribes not applied yet (retried in %gs): %s", journal_retry, exc)
+            log.warning("pending unsubscribes not applied yet (retried in %gs): %s", self.journal_retry, exc)
 
-    async def retry_pending() -> None:
+    async def retry_pending(self) -> None:
         while True:
-            if has_pending_unsubscribes(config):
-                await anyio.to_thread.run_sync(apply_in_background)
-            await anyio.sleep(journal_retry)
+            if has_pending_unsubscribes(self.config):
+                await anyio.to_thread.run_sync(self.apply_in_background)
+            await anyio.sleep(self.journal_retry)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Pending unsubscribes are applied at start-up and retried while the server runs, not only on the next
         # POST: the store should say "paused" as soon as it can.
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(retry_pending)
+            tasks.start_soon(self.retry_pending)
             yield
             tasks.cancel_scope.cancel()
 
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    store_timeout: float = STORE_TIMEOUT,
+    journal_retry: float = JOURNAL_RETRY,
+) -> Starlette:
+    """The ASGI app for `digest serve` (and for tests: run it under any ASGI server). `store_timeout` is how
+    long a request waits for the database write lock; `journal_retry` how often pending unsubscribes are
+    retried while the server runs."""
+
+    handlers = _Handlers(config, clock, store_timeout, journal_retry)
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/feeds/{subscriber}.xml", feed, methods=["GET"]),
-        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
-        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
-        Route("/feedback/{token}/{rest:path}", feedback_page, methods=["GET"]),
-        Route("/feedback/{token}/{rest:path}", feedback, methods=["POST"]),
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/feeds/{subscriber}.xml", handlers.feed, methods=["GET"]),
+        Route("/unsubscribe/{token}", handlers.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", handlers.unsubscribe, methods=["POST"]),
+        Route("/feedback/{token}/{rest:path}", handlers.feedback_page, methods=["GET"]),
+        Route("/feedback/{token}/{rest:path}", handlers.feedback, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, DigestError: digest_error},
-        lifespan=lifespan,
+        exception_handlers={HTTPException: handlers.http_error, DigestError: handlers.digest_error},
+        lifespan=handlers.lifespan,
     )
     app.add_middleware(SecurityHeaders)
     return app
