@@ -23,6 +23,7 @@ from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.paper import Paper
 from digest.render.text import safe_url
+from digest.render.text import teaser as text_teaser
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
 
@@ -44,15 +45,8 @@ def xml_text(text: str) -> str:
 
 
 def teaser(abstract: str, limit: int = TEASER_CHARS) -> str:
-    """The first ~`limit` characters of the abstract, cut at a word boundary, with an ellipsis if cut."""
-    text = xml_text(abstract)
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    if space > limit // 2:  # a 300-character word (a URL) is cut mid-word rather than dropped
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:") + "…"
+    """The first ~`limit` characters of the abstract, cut at a word, with an ellipsis if cut (XML-clean)."""
+    return text_teaser(xml_text(abstract), limit, whole_sentences=False)
 
 
 def feed_id(name: str) -> str:

@@ -99,19 +99,24 @@ def code_label(url: str) -> str:
     return host or "Code"
 
 
-def teaser(abstract: str, limit: int = 240) -> str:
-    """The abstract's opening: whole sentences when they fit in `limit` characters, else cut at a word."""
+def teaser(abstract: str, limit: int = 240, *, whole_sentences: bool = True) -> str:
+    """The abstract's opening in at most `limit` characters: whole sentences when they fill at least half of it
+    (`whole_sentences`), else cut at a word and marked with an ellipsis (the email and the feeds both use it)."""
     text = one_line(abstract)
     if len(text) <= limit:
         return text
-    taken = ""
-    for sentence in _SENTENCE_END.split(text):
-        candidate = f"{taken} {sentence}".strip()
-        if len(candidate) > limit:
-            break
-        taken = candidate
-    # A single short first sentence makes a thin teaser; better to fill the space and cut at a word.
-    if len(taken) >= limit // 2:
-        return taken
-    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    if whole_sentences:
+        taken = ""
+        for sentence in _SENTENCE_END.split(text):
+            candidate = f"{taken} {sentence}".strip()
+            if len(candidate) > limit:
+                break
+            taken = candidate
+        # A single short first sentence makes a thin teaser; better to fill the space and cut at a word.
+        if len(taken) >= limit // 2:
+            return taken
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:  # a very long word (a URL) is cut in the middle rather than dropped
+        cut = cut[:space]
     return cut.rstrip(" ,;:.") + "…"
