@@ -1,4 +1,5 @@
-"""CLI commands, one module per domain; each only wires options to one library call.
+"""CLI commands, one module per command noun (ingest, subscribers, rank, preview, send, feeds, web, demo);
+each only wires options to one library call.
 
 Commands are imported on first use: `digest ingest` should not pay for loading scikit-learn.
 """
@@ -21,9 +22,9 @@ COMMAND_MODULES: dict[str, str] = {
     "history": "send",
     "run": "send",
     "feeds": "feeds",
-    "serve": "feeds",
-    "token": "feeds",
-    "resume": "feeds",
+    "serve": "web",
+    "token": "web",
+    "resume": "subscribers",
     "demo": "demo",
 }
 

@@ -1,4 +1,4 @@
-"""digest feeds, digest serve, digest token, digest resume."""
+"""digest feeds."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import click
 from digest.atom import write_feeds
 from digest.cli import App, echo_json
 from digest.clock import utc_now
-from digest.links import Links
-from digest.unsubscribes import apply_pending_unsubscribes
 
 
 @click.command()
@@ -42,57 +40,4 @@ def feeds(app: App, subscribers: tuple[str, ...], output_dir: Path | None, as_js
             click.echo(str(path))
 
 
-@click.command()
-@click.option("--host", default=None, help="Address to listen on (default: [web] host, 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [web] port, 8080).")
-@click.pass_obj
-def serve(app: App, host: str | None, port: int | None) -> None:
-    """Serve feeds, one-click unsubscribe and feedback links over HTTP (Starlette on uvicorn).
-
-    Endpoints: GET /feeds/<id>.xml?token=..., GET and POST /unsubscribe/<token>,
-    GET and POST /feedback/<token>/<paper>/like|dislike (GET shows a button, POST records),
-    GET /healthz. Put it behind a TLS reverse proxy and set
-    [web] base_url to the public URL so that emails link to it. Tokens are never written to the log.
-    """
-    from digest.web.app import serve as run_server
-
-    config = app.config
-    host = host or config.web.host
-    port = port or config.web.port
-    click.echo(
-        f"serving on http://{host}:{port} (public URL: {config.web.base_url or 'unset: set [web] base_url'})", err=True
-    )
-    run_server(config, host, port)
-
-
-@click.command()
-@click.argument("subscriber")
-@click.option(
-    "--rotate", is_flag=True, help="Replace the token: old feed, unsubscribe and feedback links stop working."
-)
-@click.pass_obj
-def token(app: App, subscriber: str, rotate: bool) -> None:
-    """Print SUBSCRIBER's secret token (made on first use) and their feed URL."""
-    profile = app.subscribers(report=False).get(subscriber)
-    with app.store() as store:
-        if rotate:  # a pending unsubscribe may be known only by the old token's hash
-            apply_pending_unsubscribes(store, app.config)
-        secret = store.token(profile.id, rotate=rotate)
-    click.echo(secret)
-    feed_url = Links(app.config.web.base_url, secret, profile.id).feed()
-    click.echo(feed_url or f"/feeds/{profile.id}.xml?token={secret} (set [web] base_url for the full URL)")
-
-
-@click.command()
-@click.argument("subscriber")
-@click.pass_obj
-def resume(app: App, subscriber: str) -> None:
-    """Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it)."""
-    profile = app.subscribers(report=False).get(subscriber)
-    with app.store() as store:
-        apply_pending_unsubscribes(store, app.config)  # the resume comes after any unsubscribe it answers
-        changed = store.set_paused(profile.id, False, utc_now())
-    click.echo(f"{profile.id}: resumed" if changed else f"{profile.id}: was not paused; nothing to do")
-
-
-COMMANDS = [feeds, serve, token, resume]
+COMMANDS = [feeds]

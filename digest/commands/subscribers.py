@@ -1,4 +1,4 @@
-"""digest subscribers."""
+"""digest subscribers, digest resume."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import click
 from digest.cli import App, echo_json
 from digest.clock import utc_now
 from digest.subscribers import subscriber_statuses
+from digest.unsubscribes import apply_pending_unsubscribes
 
 
 @click.command()
@@ -35,4 +36,16 @@ def subscribers(app: App, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-COMMANDS = [subscribers]
+@click.command()
+@click.argument("subscriber")
+@click.pass_obj
+def resume(app: App, subscriber: str) -> None:
+    """Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it)."""
+    profile = app.subscribers(report=False).get(subscriber)
+    with app.store() as store:
+        apply_pending_unsubscribes(store, app.config)  # the resume comes after any unsubscribe it answers
+        changed = store.set_paused(profile.id, False, utc_now())
+    click.echo(f"{profile.id}: resumed" if changed else f"{profile.id}: was not paused; nothing to do")
+
+
+COMMANDS = [subscribers, resume]
