@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
 
+from digest.characters import NOT_XML
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError
@@ -36,12 +37,11 @@ TEASER_CHARS = 300
 _URN = "urn:paper-digest"
 # XML 1.0 forbids most C0 controls (lxml refuses them outright); C1 controls and the non-characters are
 # legal but render as garbage, so both go. Ingestion already cleans text; this guards what it did not see.
-_NOT_XML_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_text(text: str) -> str:
     """Text that lxml accepts and a reader shows cleanly: control characters become spaces, runs fold."""
-    return re.sub(r"\s+", " ", _NOT_XML_TEXT.sub(" ", text)).strip()
+    return re.sub(r"\s+", " ", NOT_XML.sub(" ", text)).strip()
 
 
 def teaser(abstract: str, limit: int = TEASER_CHARS) -> str:
@@ -63,7 +63,7 @@ def entry_id(subscriber: str | None, paper_id: str) -> str:
 def _http_url(url: str | None) -> str | None:
     """Only http(s) links reach a feed (a source could carry javascript: or data: URLs), and only XML-safe ones."""
     checked = safe_url(url)
-    return checked if checked and not _NOT_XML_TEXT.search(checked) else None
+    return checked if checked and not NOT_XML.search(checked) else None
 
 
 def _moment(text: str | None, fallback: datetime) -> datetime:

@@ -10,6 +10,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from digest.characters import INVISIBLE_BUT_LINES
+
 # New-style ids (0704.0001, 2403.01234) and old-style (hep-th/9901001, math.AG/0601001), optional version.
 # The subject class of an old-style id (".AG") is not part of the identifier: math.AG/0601001 is math/0601001.
 # Digits never run on: 2403.012345 is not an arXiv id followed by a 5.
@@ -27,7 +29,6 @@ URL_RE = re.compile(r"https?://[^\s<>\"')\]}]+", re.IGNORECASE)
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org", "paperswithcode.com")
 # Control characters, zero-width marks, line/paragraph separators, BOMs and lone surrogates (which SQLite cannot
 # store) become spaces.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff\ud800-\udfff]")
 # Every Unicode Bidi_Control character (LRM/RLM, ALM, embeddings, overrides, isolates): invisible, and able to
 # reorder what follows them in a mail client or a Subject line. Removed outright.
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -81,7 +82,7 @@ def clean_text(text: str) -> str:
     """Plain, single-spaced text: control characters, zero-width marks and CR/LF runs folded to spaces, bidi
     controls removed."""
     text = unicodedata.normalize("NFC", _BIDI.sub("", text))
-    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = INVISIBLE_BUT_LINES.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     return re.sub(r"\s+", " ", text).strip()
 
 

@@ -8,10 +8,10 @@ import re
 
 import nh3
 
+from digest.characters import INVISIBLE
 from digest.errors import IngestError
 from digest.paper import clean_text
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 _BLOCK_END = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/tr|/blockquote)\b[^>]*>", re.IGNORECASE)
 
 
@@ -62,7 +62,7 @@ def html_to_text(fragment: str) -> str:
 
 def one_line(value: object, limit: int = 300) -> str:
     """Any text (an exception, a URL from a server) as one short line, safe to print on stderr."""
-    text = re.sub(r"\s+", " ", _UNPRINTABLE.sub(" ", str(value))).strip()
+    text = re.sub(r"\s+", " ", INVISIBLE.sub(" ", str(value))).strip()
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 

@@ -10,10 +10,11 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
+from digest.characters import INVISIBLE
+
 # C0/C1 controls, zero-width marks, line separators, and the bidirectional embeddings, overrides and isolates (a
 # right-to-left override makes a subject line read backwards). Python-Markdown also uses STX/ETX (\x02, \x03)
 # as its own placeholder markers, so a title carrying them could smuggle stashed HTML back in: they must go.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _SPACES = re.compile(r"\s+")
 # Characters with inline meaning in Python-Markdown (emphasis, code, links, headings' closing hashes, escapes).
 _MD_INLINE = re.compile(r"([\\`*_\[\]#])")
@@ -40,7 +41,7 @@ def one_line(text: str | None) -> str:
     """Control characters and every run of whitespace (CR/LF included) folded to one space."""
     if not text:
         return ""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", str(text))).strip()
+    return _SPACES.sub(" ", INVISIBLE.sub(" ", str(text))).strip()
 
 
 def markdown_escape(text: object) -> str:
@@ -71,7 +72,7 @@ def safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if _CONTROL.search(url) or any(ch.isspace() for ch in url):
+    if INVISIBLE.search(url) or any(ch.isspace() for ch in url):
         return None
     try:
         parts = urlsplit(url)

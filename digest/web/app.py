@@ -41,6 +41,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.atom import ALL_FEED, all_papers_feed, subscriber_feed
+from digest.characters import CONTROLS
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError, StoreError
@@ -86,11 +87,10 @@ _ROUTE_TOKEN = re.compile(r"(/(?:unsubscribe|feedback)/+)[^/]*", re.IGNORECASE)
 # Any other run of token alphabet (URL-safe base64) this long could be a token, or most of one, wherever it
 # is: /UNSUBSCRIBE/T, /T, /feeds/T.xml, /x/Tjunk. Route words (unsubscribe: 11) and paper ids stay readable.
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{12,}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _escape_controls(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def redact(path: str) -> str:
