@@ -148,3 +148,26 @@ def test_config_objects_are_frozen(tmp_path: Path) -> None:
     config: Config = load_config(write(tmp_path, ""))
     with pytest.raises(ValidationError, match="frozen"):
         config.sources.timeout = 1.0  # type: ignore[misc]
+
+
+def test_the_example_config_names_every_key() -> None:
+    """config.toml is the reference: every key of every section appears in it (set, or commented out)."""
+    import re
+    from pathlib import Path
+
+    from digest.config import Config
+
+    text = (Path(__file__).resolve().parent.parent / "config.toml").read_text(encoding="utf-8")
+    missing = []
+    for section, field in Config.model_fields.items():
+        if field.exclude:
+            continue
+        model = field.annotation
+        header = f"[{section}]"
+        assert header in text, header
+        block = text.split(header, 1)[1].split("\n[", 1)[0]
+        for name, sub in model.model_fields.items():  # type: ignore[union-attr]
+            key = sub.alias or name
+            if not re.search(rf"^#? ?{re.escape(key)} =", block, re.M):
+                missing.append(f"{header} {key}")
+    assert not missing, missing
