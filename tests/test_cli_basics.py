@@ -236,3 +236,11 @@ def test_light_commands_do_not_load_scikit_learn(args: list[str]) -> None:
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "[]"
+
+
+def test_history_of_an_unknown_subscriber_says_so(workspace: Path) -> None:
+    unknown = digest("history", "nobody", cwd=workspace)
+    assert unknown.returncode != 0 and "no subscriber 'nobody'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
+    known = digest("history", "ada", cwd=workspace)
+    assert known.returncode == 0 and "no messages yet" in known.stderr

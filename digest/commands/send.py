@@ -172,6 +172,8 @@ def history(app: App, subscriber: str | None, as_json: bool, limit: int | None) 
     with app.store() as store:
         messages = store.history(subscriber, limit)
         titles = {p.id: p.title for p in store.get_papers(sorted({pk.paper_id for m in messages for pk in m.papers}))}
+    if subscriber and not messages:
+        app.subscribers(report=False).get(subscriber)  # "no subscriber 'x'" rather than "no messages yet"
     if as_json:
         echo_json(
             [
