@@ -244,3 +244,27 @@ def test_history_of_an_unknown_subscriber_says_so(workspace: Path) -> None:
     assert "Traceback" not in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
     known = digest("history", "ada", cwd=workspace)
     assert known.returncode == 0 and "no messages yet" in known.stderr
+
+
+def test_the_demo_prints_next_steps_that_work_as_pasted_in_a_new_shell(tmp_path: Path) -> None:
+    """After `make demo` the command lives in .venv/bin, which a new shell does not have on PATH: the demo prints
+    a command that runs anyway, and running it (without --open) previews the demo's email."""
+    import shlex
+
+    program = Path(sys.executable).with_name("digest")
+    if not program.exists():
+        pytest.skip(f"no console script next to {sys.executable} (not an installed environment)")
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "DIGEST_EMBEDDINGS": "off"}
+    env.pop("DIGEST_CONFIG", None)
+    demo = subprocess.run(
+        [str(program), "demo", "--dir", str(tmp_path / "demo")], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert demo.returncode == 0, demo.stderr[-1000:]
+    line = next(line for line in demo.stdout.splitlines() if line.startswith("open a preview:"))
+    pasted = shlex.split(line.removeprefix("open a preview:").strip())
+    assert pasted[0] == str(program.resolve()) and pasted[-1] == "--open"
+    preview = subprocess.run(
+        [*pasted[:-1], "--format", "json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert preview.returncode == 0, preview.stderr[-1000:]
+    assert json.loads(preview.stdout)["subscriber"] == "ada"
