@@ -106,6 +106,16 @@ def test_output_file_gets_the_output_and_stdout_stays_empty(demo: Config, tmp_pa
     assert [p.name for p in target.parent.iterdir()] == ["ada.eml"]  # no temp file left behind
 
 
+def test_the_output_file_name_chooses_the_format_unless_one_is_given(demo: Config, tmp_path: Path) -> None:
+    """grace reads Markdown: out.html still gets HTML, out.md Markdown; an explicit --format wins."""
+    for name, starts in (("grace.html", b"<!"), ("grace.md", b"# "), ("grace.json", b"{")):
+        result = run(demo, "grace", "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).read_bytes().lstrip().startswith(starts), name
+    assert run(demo, "grace", "--format", "markdown", "-o", str(tmp_path / "forced.html")).exit_code == 0
+    assert (tmp_path / "forced.html").read_bytes().startswith(b"# ")
+
+
 def test_nothing_to_send_says_why_on_stderr_and_exits_0(config: Config) -> None:
     result = run(config, "ada")  # nothing ingested
     assert result.exit_code == 0

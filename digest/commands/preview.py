@@ -15,6 +15,16 @@ from digest.files import write_atomically
 from digest.preview import PREVIEW_FORMATS, preview_digest
 from digest.render import make_environment
 
+FORMAT_BY_SUFFIX = {
+    ".html": "html",
+    ".htm": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".json": "json",
+    ".eml": "eml",
+}
+
 
 def _open_in_browser(html: str) -> Path:
     # The file must outlive this process for the browser to read it, so it is not deleted. A UTF-8 BOM: the
@@ -36,7 +46,7 @@ def _open_in_browser(html: str) -> Path:
     type=click.Choice(PREVIEW_FORMATS),
     default=None,
     help="html, markdown, text (the text/plain part), json (subject and papers) or eml (the whole message). "
-    "Default: the subscriber's own format.",
+    "Default: the one -o's extension names (.html, .md, .txt, .json, .eml), else the subscriber's own format.",
 )
 @click.option(
     "-o",
@@ -55,6 +65,8 @@ def preview(app: App, subscriber: str, fmt: str | None, output: Path | None, ope
     printed (unless -o names a file to write as well).
     """
     config = app.config
+    if fmt is None and output is not None:
+        fmt = FORMAT_BY_SUFFIX.get(output.suffix.lower())  # out.html holds HTML, whatever the subscriber reads
     profile = app.subscribers(report=False).get(subscriber)
     env = make_environment(config.paths.templates)
     with app.store() as store:
