@@ -17,7 +17,7 @@ def _where(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if not isinstance(p, int)]
     index = "".join(f"[{p}]" for p in loc if isinstance(p, int))
     if not parts:
-        return "top level"
+        return ""  # a check of the whole table: its message names the keys
     if len(parts) == 1:
         return f"{parts[0]}{index}"
     return f"[{'.'.join(parts[:-1])}] {parts[-1]}{index}"
@@ -34,6 +34,7 @@ _PLAIN = {
     "bool_type": "must be true or false",
     "string_type": "must be a string",
     "list_type": 'must be a list, like ["a", "b"]',
+    "tuple_type": 'must be a list, like ["a", "b"]',
     "dict_type": "must be a table",
     "model_type": "must be a table",
     "model_attributes_type": "must be a table",
@@ -70,14 +71,21 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return [f.alias or name for name, f in fields.items() if not f.exclude]
 
 
+# Problems listed one per line; beyond this many, the rest are counted.
+MAX_PROBLEMS = 5
+
+
 def format_validation_error(source: str, model: type[BaseModel], exc: ValidationError) -> str:
-    """One line naming the file, the key and what is expected (the first problem; the count of the rest)."""
+    """One line per problem (up to MAX_PROBLEMS), each naming the file, the key and what is expected."""
     errors = exc.errors()
-    first = errors[0]
-    line = f"{source}: {_where(first['loc'])} {_explain(first, _allowed_keys(model, first['loc']))}"
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return line
+    lines = []
+    for error in errors[:MAX_PROBLEMS]:
+        where = _where(error["loc"])
+        lines.append(f"{source}: {where + ' ' if where else ''}{_explain(error, _allowed_keys(model, error['loc']))}")
+    rest = len(errors) - MAX_PROBLEMS
+    if rest > 0:
+        lines[-1] += f" (and {rest} more problem{'s' if rest > 1 else ''})"
+    return "\n".join(lines)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
