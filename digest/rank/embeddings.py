@@ -15,6 +15,7 @@ a dot product is a cosine. Texts are embedded in batches of similar length (padd
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -131,8 +132,9 @@ class Embedder:
             self._tokenizer = tokenizer
             self._session = session
 
-    @property
+    @functools.cached_property
     def dimension(self) -> int:
+        """The vectors' width (the model's output), found once by embedding one word."""
         return int(self.embed(["dimension"]).shape[1])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
@@ -426,7 +426,9 @@ def _rank_chunk(
         return results
     requests = [requests[s] for s in live]
     n = len(shared.papers)
-    vectors, liked_rows, liked_groups = _profile_vectors(model, requests)
+    profiles = _Profiles.of(requests)
+    liked_groups = profiles.liked_groups
+    vectors, liked_rows = _profile_vectors(model, profiles)
 
     # Who may get what: rank() leaves a subscriber's liked and disliked papers out of the pool; send leaves
     # out what was already sent. Masked to 0 here, which is equivalent (see the module docstring).
@@ -454,7 +456,7 @@ def _rank_chunk(
 
     liked_meaning = None
     if shared.meaning is not None and model.vectors is not None:
-        meaning, liked_meaning = _semantic_profiles(model.vectors, requests)
+        meaning, liked_meaning = _semantic_profiles(model.vectors, profiles)
         semantic = np.clip((meaning @ shared.meaning.T - SEMANTIC_FLOOR) / (1.0 - SEMANTIC_FLOOR), 0.0, 1.0)
         base = (1.0 - SEMANTIC_WEIGHT) * base + SEMANTIC_WEIGHT * semantic
         base[masked] = 0.0
@@ -504,64 +506,74 @@ def _neighbour_graph(meaning: np.ndarray, count: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, columns.ravel(), np.arange(0, n * count + 1, count)), shape=(n, n))
 
 
-def _semantic_profiles(vectors: PaperVectors, requests: Sequence[RankRequest]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each request's profile in embedding space (the same Rocchio mix as its TF-IDF vector: keywords, liked, minus
-    half the disliked, each part a normalised mean), and the distinct liked papers' vectors (in _profile_vectors'
-    order of first appearance) or None when nobody liked anything."""
-    keywords = list(dict.fromkeys(k for r in requests for k in r.interests.keywords))
-    liked = _Rows()
-    liked_groups = [[liked.add(_paper_identity(p), p) for p in r.liked] for r in requests]
-    disliked = _Rows()
-    disliked_groups = [[disliked.add(_paper_identity(p), p) for p in r.disliked] for r in requests]
-    keyword_vectors = vectors.queries(keywords)
-    where = {k: i for i, k in enumerate(keywords)}
-    liked_vectors = vectors.papers([p for p in liked.items if isinstance(p, Paper)]) if liked.items else None
-    disliked_vectors = vectors.papers([p for p in disliked.items if isinstance(p, Paper)]) if disliked.items else None
-    out = np.zeros((len(requests), vectors.width), dtype=np.float32)
-    for s, request in enumerate(requests):
-        parts = []
-        if request.interests.keywords:
-            parts.append(_unit(keyword_vectors[[where[k] for k in request.interests.keywords]].mean(axis=0)))
-        if liked_groups[s] and liked_vectors is not None:
-            parts.append(_unit(liked_vectors[liked_groups[s]].mean(axis=0)))
-        if disliked_groups[s] and disliked_vectors is not None:
-            parts.append(-DISLIKE_WEIGHT * _unit(disliked_vectors[disliked_groups[s]].mean(axis=0)))
-        if parts:
-            out[s] = _unit(np.sum(parts, axis=0))
-    return out, liked_vectors
+@dataclass(frozen=True)
+class _Profiles:
+    """A chunk's profiles taken apart once: the distinct keywords, liked and disliked papers (in order of first
+    appearance) and, per request, the indexes of its own among them (its order, repeats kept)."""
+
+    keywords: list[str]
+    keyword_groups: list[list[int]]
+    liked: list[Paper]
+    liked_groups: list[list[int]]
+    disliked: list[Paper]
+    disliked_groups: list[list[int]]
+
+    @classmethod
+    def of(cls, requests: Sequence[RankRequest]) -> _Profiles:
+        keywords, liked, disliked = _Rows(), _Rows(), _Rows()
+        keyword_groups = [[keywords.add(k, k) for k in r.interests.keywords] for r in requests]
+        liked_groups = [[liked.add(_paper_identity(p), p) for p in r.liked] for r in requests]
+        disliked_groups = [[disliked.add(_paper_identity(p), p) for p in r.disliked] for r in requests]
+        return cls(
+            [str(k) for k in keywords.items],
+            keyword_groups,
+            [p for p in liked.items if isinstance(p, Paper)],
+            liked_groups,
+            [p for p in disliked.items if isinstance(p, Paper)],
+            disliked_groups,
+        )
+
+    def combine(self, keyword_rows: Any, liked_rows: Any, disliked_rows: Any, zeros: Any) -> Any:
+        """The Rocchio mix of each request, in any space (sparse TF-IDF rows or dense sentence vectors): the
+        normalised mean of its keywords' rows, plus that of its liked papers, minus half that of its disliked
+        ones, normalised. A `*_rows` is None when there is nothing of that kind in the chunk; `zeros` is an
+        all-zero (requests x width) matrix of the space's kind."""
+        vector = zeros
+        for groups, rows, weight in (
+            (self.keyword_groups, keyword_rows, 1.0),
+            (self.liked_groups, liked_rows, 1.0),
+            (self.disliked_groups, disliked_rows, -DISLIKE_WEIGHT),
+        ):
+            if rows is not None:
+                vector = vector + weight * normalize(_selection(groups, rows.shape[0]) @ rows)
+        return normalize(vector)
 
 
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
+def _semantic_profiles(vectors: PaperVectors, profiles: _Profiles) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each request's profile in embedding space (the same Rocchio mix as its TF-IDF vector), and the distinct
+    liked papers' vectors (rows in `profiles.liked` order) or None when nobody liked anything."""
+    liked = vectors.papers(profiles.liked) if profiles.liked else None
+    meaning = profiles.combine(
+        vectors.queries(profiles.keywords) if profiles.keywords else None,
+        liked,
+        vectors.papers(profiles.disliked) if profiles.disliked else None,
+        np.zeros((len(profiles.liked_groups), vectors.width), dtype=np.float32),
+    )
+    return np.asarray(meaning, dtype=np.float32), liked
 
 
-def _profile_vectors(
-    model: RankModel, requests: Sequence[RankRequest]
-) -> tuple[sparse.csr_matrix, sparse.csr_matrix | None, list[list[int]]]:
-    """compile_profile()'s vectors for a chunk, stacked; plus the distinct liked papers' rows and, per request,
-    the indexes of its liked papers in them (in its own order, repeats kept: explanations pick the first)."""
-    keywords, liked, disliked = _Rows(), _Rows(), _Rows()
-    keyword_groups = [[keywords.add(k, k) for k in r.interests.keywords] for r in requests]
-    liked_groups = [[liked.add(_paper_identity(p), p) for p in r.liked] for r in requests]
-    disliked_groups = [[disliked.add(_paper_identity(p), p) for p in r.disliked] for r in requests]
-    width = model._width()
-    vector = sparse.csr_matrix((len(requests), width), dtype=np.float32)
-    liked_rows = None
-    if keywords.items:
-        texts = [str(k) for k in keywords.items]
+def _profile_vectors(model: RankModel, profiles: _Profiles) -> tuple[sparse.csr_matrix, sparse.csr_matrix | None]:
+    """The requests' TF-IDF+LSA profile vectors, stacked; plus the distinct liked papers' rows."""
+    queries = None
+    if profiles.keywords:
+        texts = profiles.keywords
         # model.query() for many keywords at once: every step of the encoding works row by row.
         queries = model._join(model.full.transform(texts), model.title.transform(texts))
-        vector = vector + normalize(_selection(keyword_groups, len(texts)) @ queries)
-    if liked.items:
-        liked_rows = model.rows([p for p in liked.items if isinstance(p, Paper)])
-        vector = vector + normalize(_selection(liked_groups, liked_rows.shape[0]) @ liked_rows)
-    if disliked.items:
-        disliked_rows = model.rows([p for p in disliked.items if isinstance(p, Paper)])
-        vector = vector - DISLIKE_WEIGHT * normalize(
-            _selection(disliked_groups, disliked_rows.shape[0]) @ disliked_rows
-        )
-    return sparse.csr_matrix(normalize(vector), dtype=np.float32), liked_rows, liked_groups
+    liked = model.rows(profiles.liked) if profiles.liked else None
+    disliked = model.rows(profiles.disliked) if profiles.disliked else None
+    zeros = sparse.csr_matrix((len(profiles.liked_groups), model._width()), dtype=np.float32)
+    vector = profiles.combine(queries, liked, disliked, zeros)
+    return sparse.csr_matrix(vector, dtype=np.float32), liked
 
 
 def _expanded_relevance(
