@@ -101,6 +101,8 @@ class Schedule(_Section):
     ingest_every: float = 3600.0
     misfire_grace_time: float = 6 * 3600.0
     feeds_recent_digests: int = Field(default=10, ge=1)
+    # A new subscriber's first digest comes at their first scheduled slot; true: a welcome digest right away.
+    welcome_digest: bool = False
 
     @field_validator("ingest_every", "misfire_grace_time", mode="before")
     @classmethod
@@ -119,6 +121,24 @@ class Web(_Section):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"must be an http(s) URL (got {value!r})")
         return value.rstrip("/") if value else value
+
+
+class Enrich(_Section):
+    """Filling in what a source left out (a daily-papers digest gives only titles and abstracts)."""
+
+    arxiv: bool = Field(default=True, description="look up papers without a link on the arXiv API, by title")
+    api_url: str = Field(default="https://export.arxiv.org/api/query", description="the arXiv API's query endpoint")
+    min_interval: float = Field(default=3.0, ge=0, description="seconds between two requests (arXiv asks for 3)")
+    batch: int = Field(default=10, ge=1, le=50, description="titles asked in one request")
+    timeout: float = Field(default=20.0, gt=0, description="seconds per request")
+    max_lookups: int = Field(default=500, ge=0, description="titles looked up per ingest at most; the rest next time")
+
+    @field_validator("api_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"must be an http(s) URL (got {value!r})")
+        return value
 
 
 class Rank(_Section):
@@ -157,6 +177,7 @@ class Config(_Section):
     schedule: Schedule = Field(default_factory=Schedule)
     web: Web = Field(default_factory=Web)
     rank: Rank = Field(default_factory=Rank)
+    enrich: Enrich = Field(default_factory=Enrich)
     source_file: Path | None = Field(default=None, exclude=True)
 
 

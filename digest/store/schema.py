@@ -119,6 +119,11 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE subscriber_state ADD COLUMN empty_window_seq INTEGER;
     """,
+    # 8: when the store first saw each subscriber: a new subscriber's first digest waits for their first
+    # scheduled slot after that (instead of going out the moment the daemon starts).
+    """
+    ALTER TABLE subscriber_state ADD COLUMN joined_at TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
