@@ -75,12 +75,12 @@ def test_sources_and_ingest_values_are_read(tmp_path: Path) -> None:
         ),
         (
             "[sourcez]\n",
-            "sourcez is not a known key (allowed: delivery, ingest, paths, rank, schedule, smtp, sources, web); "
+            "sourcez is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, web); "
             "remove it or fix its spelling",
         ),
         (
             'source_file = "/etc/passwd"\n',
-            "source_file is not a known key (allowed: delivery, ingest, paths, rank, schedule, smtp, sources, web); "
+            "source_file is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, web); "
             "remove it or fix its spelling",
         ),
         ('[smtp]\nport = "x"\n', "[smtp] port must be an integer (got 'x')"),
