@@ -150,3 +150,9 @@ def sample_plan(count: int = 5, *, format: Literal["html", "markdown"] = "html",
     """A digest of `count` invented papers (repeating after ten) for the subscriber 'ada'."""
     picks = tuple(sample_paper(i) for i in range(count))
     return DigestPlan(sample_profile(format), picks, candidates, SAMPLE_NOW)
+
+
+def unwrapped(text: str) -> str:
+    """A plain-text part with its wrapping undone (every run of whitespace one space): a wrapped title or why is
+    found in it as written."""
+    return " ".join(text.split())

@@ -144,3 +144,16 @@ def test_screenshots_of_the_demo_email(env, tmp_path, width) -> None:  # type: i
     screenshot(tmp_path, light.html, "demo-html-dark", width, "--force-dark-mode")
     markdown = render_email(env, sample_plan(5, format="markdown"), now=SAMPLE_NOW, links=SAMPLE_LINKS)
     screenshot(tmp_path, markdown.html, "demo-markdown", width)
+    screenshot(tmp_path, markdown.html, "demo-markdown-dark", width, "--force-dark-mode")
+
+
+def test_cards_keep_their_rounded_corners_and_the_glance_list_links_every_paper(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Collapsed table borders ignore border-radius: the cards must use separate borders to be rounded."""
+    rendered = render_email(env, sample_plan(10), now=SAMPLE_NOW, links=SAMPLE_LINKS)
+    cards = measure(tmp_path, rendered.html, 375, ".card")
+    assert len(cards["titles"]) == 11  # the at-a-glance box and ten papers
+    glance = measure(tmp_path, rendered.html, 375, ".glance-title")
+    assert [t["text"] for t in glance["titles"]] == [s.paper.title for s in sample_plan(10).picks]
+    assert all(0 <= t["left"] and t["right"] <= 375 for t in glance["titles"])
+    corners = re.findall(r'class="card"[^>]*style="([^"]*)"', rendered.html)
+    assert len(corners) == 11 and all("border-radius: 12px" in c and "border-collapse: separate" in c for c in corners)

@@ -75,13 +75,13 @@ def test_sources_and_ingest_values_are_read(tmp_path: Path) -> None:
         ),
         (
             "[sourcez]\n",
-            "sourcez is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, web); "
-            "remove it or fix its spelling",
+            "sourcez is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, "
+            "web); remove it or fix its spelling",
         ),
         (
             'source_file = "/etc/passwd"\n',
-            "source_file is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, web); "
-            "remove it or fix its spelling",
+            "source_file is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, "
+            "web); remove it or fix its spelling",
         ),
         ('[smtp]\nport = "x"\n', "[smtp] port must be an integer (got 'x')"),
         ("[smtp]\nport = 99999\n", "[smtp] port must be less than or equal to 65535 (got 99999)"),

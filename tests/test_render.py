@@ -4,6 +4,7 @@ real email HTML (valid, inlined, small), and Markdown subscribers' sanitised HTM
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +12,12 @@ import html5lib
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan
+from sample_digest import SAMPLE_LINKS, SAMPLE_NOW, sample_plan, unwrapped
 
 from digest.errors import ConfigError, RenderError
 from digest.links import Links
 from digest.render import PACKAGED_TEMPLATES, TEMPLATE_NAMES, build_context, make_environment, render_email
-from digest.render.text import markdown_escape, one_line, safe_url, short_authors, teaser
+from digest.render.text import ARXIV_TITLE_SEARCH, markdown_escape, one_line, safe_url, short_authors, teaser
 
 REPO = Path(__file__).resolve().parent.parent
 MIRROR = REPO / "templates"
@@ -179,9 +180,30 @@ def test_a_non_http_paper_url_is_not_linked() -> None:
     scored = plan.picks[0]
     bad = replace(scored, paper=replace(scored.paper, url="javascript:alert(1)", links=("javascript:x",)))
     context = build_context(replace(plan, picks=(bad,)), now=SAMPLE_NOW, links=Links())
-    assert context["papers"][0]["url"] is None and context["papers"][0]["code_links"] == []
+    # Not linked as given: the paper's arXiv page is its link instead.
+    assert context["papers"][0]["url"] == "https://arxiv.org/abs/2611.10001"
+    assert context["papers"][0]["code_links"] == []
     rendered = render_email(make_environment(None), replace(plan, picks=(bad,)), now=SAMPLE_NOW, links=Links())
     assert "javascript:" not in rendered.html and "javascript:" not in rendered.text
+
+
+def test_every_paper_has_a_link_an_arxiv_search_when_no_source_gave_one() -> None:
+    plan = sample_plan(1)
+    scored = plan.picks[0]
+    bare = replace(scored.paper, url=None, arxiv_id=None, title="Residual Gates: Deep (Message) Passing & 50% Less")
+    context = build_context(replace(plan, picks=(replace(scored, paper=bare),)), now=SAMPLE_NOW, links=Links())
+    paper = context["papers"][0]
+    assert paper["url_is_search"] and paper["pdf_url"] is None and paper["arxiv_id"] is None
+    assert paper["url"] == ARXIV_TITLE_SEARCH + "Residual+Gates+Deep+Message+Passing+50+Less"
+    long_title = " ".join(f"Word{i}" for i in range(40))
+    url = build_context(
+        replace(plan, picks=(replace(scored, paper=replace(bare, title=long_title)),)), now=SAMPLE_NOW, links=Links()
+    )["papers"][0]["url"]
+    assert len(url) <= 100 and url.startswith(ARXIV_TITLE_SEARCH + "Word0+Word1+")  # fits one text line
+    rendered = render_email(
+        make_environment(None), replace(plan, picks=(replace(scored, paper=bare),)), now=SAMPLE_NOW, links=Links()
+    )
+    assert "Find on arXiv" in rendered.html and f"Find it on arXiv: {paper['url']}" in rendered.text
 
 
 @pytest.mark.parametrize(
@@ -253,7 +275,7 @@ def test_html_parses_without_a_single_error_in_strict_html5(demo) -> None:  # ty
 
 
 def test_css_is_inlined_and_only_the_media_queries_stay_in_a_style_block(demo) -> None:  # type: ignore[no-untyped-def]
-    assert re.search(r'<h2 class="title wrap" style="[^"]*font-size: 19px', demo.html)
+    assert re.search(r'<h2 class="title wrap" style="[^"]*font-size: 18px', demo.html)
     style_blocks = re.findall(r"<style>(.*?)</style>", demo.html, flags=re.S)
     assert len(style_blocks) == 1
     block = style_blocks[0]
@@ -278,7 +300,7 @@ def test_every_paper_is_in_every_part(demo) -> None:  # type: ignore[no-untyped-
     text = visible_text(demo.html)
     for scored in sample_plan(5).picks:
         assert scored.paper.title in text
-        assert scored.paper.title in demo.text
+        assert scored.paper.title in unwrapped(demo.text)
         assert scored.why in text
 
 
@@ -296,7 +318,7 @@ def test_markdown_subscribers_get_markdown_as_text_and_it_converted_as_html() ->
     assert re.search(
         r'<a href="https://arxiv\.org/abs/2611\.10001" rel="noopener noreferrer"[^>]*>Residual', rendered.html
     )
-    assert re.search(r"<blockquote[^>]*>", rendered.html)  # the why box
+    assert re.search(r"<ol[^>]*>", rendered.html)  # the at-a-glance list
     assert "@media (prefers-color-scheme: dark)" in rendered.html and 'width="600"' in rendered.html
 
 
@@ -348,3 +370,39 @@ def test_the_memoised_wordwrap_wraps_exactly_like_jinjas() -> None:
             assert env.filters["wordwrap"](value, 5, True, wrapstring) == do_wordwrap(plain, value, 5, True, wrapstring)
     template = env.from_string("{{ t|wordwrap(12, break_long_words=False) }}")
     assert template.render(t="one two three four five") == "one two\nthree four\nfive"
+
+
+def _columns(line: str) -> int:
+    """Terminal columns: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
+@pytest.mark.parametrize("count", [1, 10])
+def test_the_text_part_reads_in_a_terminal(count: int) -> None:
+    """Prose wrapped at 72 columns; only a line that is a link may be longer, and none passes 100 (a 32-character
+    token, as `digest serve` issues, on a realistic host name)."""
+    plan = sample_plan(count)
+    first = plan.picks[0]
+    long_title = "A Surprisingly Long Title About Message Passing " * 4 + "全角の題名も二桁"
+    plan = replace(plan, picks=(replace(first, paper=replace(first.paper, title=long_title.strip())), *plan.picks[1:]))
+    links = Links("https://digest.research-group.org", "x" * 32, "ada")
+    text = render_email(make_environment(None), plan, now=SAMPLE_NOW, links=links).text
+    for line in text.splitlines():
+        assert _columns(line) <= 100, line
+        if "http" not in line:
+            assert _columns(line) <= 72, line
+    assert long_title.strip() in unwrapped(text)
+    assert text.count("https://arxiv.org/abs/") == count  # every paper's link, once, on its own line
+    ranks = re.findall(r"^-{72}\n(\d+)\. ", text, flags=re.M)
+    assert ranks == [str(i) for i in range(1, count + 1)]
+
+
+def test_order_and_number_agree() -> None:
+    """Cards are numbered in the order they are shown; no relevance figure contradicts that order."""
+    plan = sample_plan(10)
+    reordered = replace(plan, picks=(plan.picks[3], *plan.picks[:3], *plan.picks[4:]))  # diversity moved #4 up
+    rendered = render_email(make_environment(None), reordered, now=SAMPLE_NOW, links=SAMPLE_LINKS)
+    assert re.findall(r'<span class="rank"[^>]*>(\d+)\.</span>', rendered.html) == [str(i) for i in range(1, 11)]
+    titles = re.findall(r'class="paper-title"[^>]*>([^<]*)<', rendered.html)
+    assert titles == [s.paper.title for s in reordered.picks]
+    assert "relevance" not in rendered.html and "relevance" not in rendered.text

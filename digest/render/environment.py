@@ -30,7 +30,7 @@ from jinja2.filters import do_wordwrap
 from jinja2.sandbox import SandboxedEnvironment
 
 from digest.errors import ConfigError, RenderError
-from digest.render.text import markdown_escape, markdown_url, one_line
+from digest.render.text import markdown_escape, markdown_url, one_line, wrap
 
 # The default templates: the top-level templates/ folder, which digest/templates links to (the wheel holds a copy).
 PACKAGED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -115,6 +115,7 @@ def make_environment(user_templates: Path | None) -> DigestEnvironment:
     env.filters["md_url"] = markdown_url
     env.filters["one_line"] = one_line
     env.filters["wordwrap"] = _memoised_wordwrap(env)
+    env.filters["wrap"] = wrap
     # The <style> block goes away after inlining except its @media rules (dark mode, narrow screens), which
     # cannot be inlined; no remote stylesheet is ever fetched.
     env.inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True, load_remote_stylesheets=False)

@@ -6,7 +6,9 @@ returns text that a template can place without it turning into markup.
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
@@ -81,6 +83,61 @@ def safe_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return url
+
+
+ARXIV_ABS = "https://arxiv.org/abs/"
+ARXIV_PDF = "https://arxiv.org/pdf/"
+ARXIV_TITLE_SEARCH = "https://arxiv.org/search/?searchtype=title&query="
+# A fallback search link stays short enough for a line of a plain-text email (a terminal is 80-100 columns).
+SEARCH_URL_LIMIT = 100
+
+
+def title_search_url(title: str) -> str:
+    """An arXiv title search for a paper no source linked: the title's words while the URL fits one line."""
+    words = re.findall(r"[^\W_]+(?:[-'][^\W_]+)*", one_line(title))
+    url = ARXIV_TITLE_SEARCH
+    for index, word in enumerate(words):
+        longer = url + ("+" if index else "") + quote(word, safe="")
+        if len(longer) > SEARCH_URL_LIMIT and index:
+            break
+        url = longer
+    return url
+
+
+def columns(text: str) -> int:
+    """How many terminal columns `text` takes: East Asian wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+@functools.lru_cache(maxsize=16384)
+def wrap(text: str, width: int = 72, indent: int = 0) -> str:
+    """One line of text wrapped into lines of at most `width` terminal columns (a CJK character counts two),
+    every line after the first prefixed with `indent` spaces (the template places the first). A word longer
+    than a line is cut. Cached: every subscriber who gets a paper gets the same wrapped teaser."""
+    width = max(width, 10)
+    lines: list[str] = []
+    current, used = "", 0
+    for word in one_line(text).split(" "):
+        if not word:
+            continue
+        size = columns(word)
+        if current and used + 1 + size <= width:
+            current, used = f"{current} {word}", used + 1 + size
+            continue
+        if current:
+            lines.append(current)
+        while size > width:  # a URL or a CJK run with no space: cut where the line ends
+            head, taken = "", 0
+            for ch in word:
+                if taken + columns(ch) > width:
+                    break
+                head, taken = head + ch, taken + columns(ch)
+            lines.append(head)
+            word, size = word[len(head) :], size - taken
+        current, used = word, size
+    if current:
+        lines.append(current)
+    return ("\n" + " " * indent).join(lines)
 
 
 def short_authors(authors: Sequence[str], keep: int = 3) -> str:
