@@ -25,7 +25,7 @@ _ARXIV_OAI_RE = re.compile(rf"oai:arxiv\.org:(?:{_NEW_ARXIV}|{_OLD_ARXIV}){_VERS
 DOI_RE = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)", re.IGNORECASE)
 # arXiv's own DataCite DOIs: 10.48550/arXiv.2403.01234 names the arXiv paper 2403.01234.
 _ARXIV_DOI_RE = re.compile(r"10\.48550/arxiv\.(?P<id>\S+)", re.IGNORECASE)
-URL_RE = re.compile(r"https?://[^\s<>\"')\]}]+", re.IGNORECASE)
+URL_RE = re.compile(r"https?://[^\s<>\"')\]{}]+", re.IGNORECASE)
 CODE_HOSTS = ("github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org", "paperswithcode.com")
 # Control characters, zero-width marks, line/paragraph separators, BOMs and lone surrogates (which SQLite cannot
 # store) become spaces.

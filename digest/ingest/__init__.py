@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from digest.clock import Clock, utc_now
@@ -52,21 +53,21 @@ class IngestReport:
         }
 
 
-def parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
+def parse_document(data: bytes, source: str, today: date | None = None) -> tuple[list[Paper], list[str]]:
     """Detect the format of one document and read its papers, with one line per entry that could not be read.
 
     Raises IngestError, and nothing else, when the document as a whole cannot be read: whatever goes wrong inside
     (a parser's own error, deep nesting, a value of a type nobody expected) is that one source's rejection.
     """
     try:
-        return _parse_document(data, source)
+        return _parse_document(data, source, today)
     except IngestError:
         raise
     except Exception as exc:
         raise IngestError(f"{source}: cannot read ({describe(exc)})") from None
 
 
-def _parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
+def _parse_document(data: bytes, source: str, today: date | None) -> tuple[list[Paper], list[str]]:
     text = decode(data, source)
     head = text.lstrip("\ufeff \t\r\n")
     if head.startswith("<"):
@@ -75,7 +76,7 @@ def _parse_document(data: bytes, source: str) -> tuple[list[Paper], list[str]]:
         return parse_feed(data, text, source)
     if head.startswith(("[", "{")):
         return parse_json(head, source)
-    papers, problems = parse_daily(text)
+    papers, problems = parse_daily(text, today)
     if not papers:
         hint = "" if looks_like_daily(text) else " (expected a daily-papers digest, an RSS/Atom feed or a JSON list)"
         first = f": {problems[0].message} at line {problems[0].line}" if problems else ""
@@ -132,7 +133,7 @@ def ingest_sources(
                 _count_unchanged(report, seen)
                 _remember_stat(store, label, signature, content_hash)
                 continue
-            papers, problems = parse_document(data, source)
+            papers, problems = parse_document(data, source, clock().date())
         except IngestError as exc:
             report.rejected.append(Rejection(source, str(exc)))
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import html
 import re
+import unicodedata
 
 import nh3
 
@@ -58,6 +59,49 @@ def html_to_text(fragment: str) -> str:
     spaced = _BLOCK_END.sub(" ", fragment)
     stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
     return clean_text(html.unescape(stripped))
+
+
+# What a LaTeX-to-text conversion upstream leaves behind: "\\href{url}{text}" with the command dropped reads
+# "url{text}", and the text may be the URL again ("https://x/a{https://x/a}").
+_HREF_LEFTOVER = re.compile(r"(https?://[^\s{}]+)\{([^{}]{0,300})\}")
+_FONT_GROUP = re.compile(r"\{\\(?:em|it|bf|sc|tt|rm|sl|sf)\s+([^{}]*)\}")
+_FONT_COMMAND = re.compile(r"\\(?:emph|textbf|textit|texttt|textsc|textrm|textsf|underline)\{([^{}]*)\}")
+_ACCENT_MARKS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    "^": "\u0302",
+    '"': "\u0308",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+}
+_ACCENT = re.compile(r"\{?\\([`'^\"~=.])\{?([A-Za-z])\}?\}?")
+# "instructions.Although": a sentence run into the next when the source lost the space after its full stop. A
+# lowercase word of three or more letters, a full stop, a capitalised word; never inside a URL or a file name.
+_GLUED = re.compile(r"(?<![\w./:@])([a-z]{3,}[.!?])([A-Z][a-z]+)\b")
+
+
+def _href(match: re.Match[str]) -> str:
+    url, text = match.group(1), match.group(2).strip()
+    # The link text goes (the URL itself, or "project page", "here."); its closing punctuation stays.
+    tail = "" if re.match(r"https?://", text) else re.search(r"[.,;:!?]*$", text).group(0)  # type: ignore[union-attr]
+    return url + tail
+
+
+def _unglue(text: str) -> str:
+    words = text.split(" ")
+    return " ".join(word if "://" in word or "/" in word else _GLUED.sub(r"\1 \2", word) for word in words)
+
+
+def repair_prose(text: str) -> str:
+    """Undo what a LaTeX-to-text conversion upstream left in an abstract: \\href leftovers ("url{text}"),
+    font groups ("{\\em labeled}"), accents ("Pok{\\'e}mon"), escaped underscores, and sentences glued at a
+    full stop ("instructions.Although"). Mathematics ("W_{ij}", "O(d^{k})") is left alone."""
+    text = _HREF_LEFTOVER.sub(_href, text.replace("\\_", "_"))
+    text = _FONT_GROUP.sub(r"\1", text)
+    text = _FONT_COMMAND.sub(r"\1", text)
+    text = _ACCENT.sub(lambda m: unicodedata.normalize("NFC", m.group(2) + _ACCENT_MARKS[m.group(1)]), text)
+    return _unglue(text)
 
 
 def one_line(value: object, limit: int = 300) -> str:
