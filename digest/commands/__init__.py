@@ -1,4 +1,4 @@
-"""CLI commands, one module per command noun (ingest, subscribers, rank, preview, send, feeds, web, demo);
+"""CLI commands, one module per command noun (ingest, subscribers, rank, preview, send, feeds, web, demo, init);
 each only wires options to one library call.
 
 Commands are imported on first use: `digest ingest` should not pay for loading scikit-learn.
@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "token": "web",
     "resume": "subscribers",
     "demo": "demo",
+    "init": "init",
 }
 
 
@@ -47,6 +48,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "token": "Print SUBSCRIBER's secret token (made on first use) and their feed URL.",
     "resume": "Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it).",
     "demo": "Run the whole pipeline on built-in sample data (no network, no server) and say where the output is.",
+    "init": "Start your own digest in DIR (default: here): a commented config.toml, inbox/, and a first profile.",
 }
 
 
