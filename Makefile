@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench bench-ranking bench-scale clean
+.PHONY: demo test lint docs bench bench-ranking bench-scale clean
 
 $(BIN)/digest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: $(BIN)/digest
 	$(BIN)/ruff check digest tests benchmarks
 	$(BIN)/ruff format --check digest tests benchmarks
 	$(BIN)/mypy
+
+# docs/cli.md from every command's --help (tests/test_docs.py fails when it is out of date).
+docs: $(BIN)/digest
+	$(BIN)/python -m digest.cli_reference docs/cli.md
 
 bench: bench-ranking bench-scale
 

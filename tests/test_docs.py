@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import click
+import pytest
 
 from digest.cli import main
 
@@ -48,3 +49,35 @@ def test_every_command_a_module_defines_is_reachable() -> None:
         module = importlib.import_module(f"digest.commands.{module_name}")
         for command in module.COMMANDS:
             assert COMMAND_MODULES.get(command.name or "") == module_name, f"{command.name} is not registered"
+
+
+# --- docs/cli.md: generated from --help (digest/cli_reference.py, `make docs`) ---------------------------------
+
+CLI_REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+def test_the_cli_reference_is_up_to_date() -> None:
+    from digest.cli_reference import cli_reference
+
+    committed = CLI_REFERENCE.read_text(encoding="utf-8") if CLI_REFERENCE.exists() else ""
+    assert committed == cli_reference(), "docs/cli.md is out of date: run make docs"
+
+
+def test_the_cli_reference_is_every_commands_help_verbatim_whatever_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each section is what `digest COMMAND --help` prints at the reference's width, and the reference does not
+    change with the terminal's width (COLUMNS) it is generated in."""
+    from click.testing import CliRunner
+
+    from digest.cli_reference import WIDTH, cli_reference
+
+    monkeypatch.setenv("COLUMNS", "40")
+    reference = cli_reference()
+    monkeypatch.setenv("COLUMNS", "250")
+    assert cli_reference() == reference
+    for args in [[], *([name] for name in commands())]:
+        shown = CliRunner().invoke(main, [*args, "--help"], prog_name="digest", terminal_width=WIDTH)
+        assert shown.exit_code == 0, shown.output
+        title = " ".join(["digest", *args])
+        assert f"## `{title}`\n\n```text\n{shown.output.rstrip()}\n```\n" in reference, title
