@@ -7,6 +7,7 @@ seen a paper never shows it as new again, however often the feed is rewritten.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from feedgen.feed import FeedGenerator
+from lxml import etree
 
 from digest.characters import NOT_XML
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError
 from digest.files import write_atomically
+from digest.links import Links
 from digest.paper import Paper
-from digest.render.text import safe_url
+from digest.render.context import reading_links
+from digest.render.text import code_label, safe_url
 from digest.render.text import teaser as text_teaser
 from digest.store import Message, Store, parse_iso
 from digest.subscribers import Profile, load_subscribers
@@ -35,6 +39,7 @@ ALL_FEED = "all"
 ALL_FEED_LIMIT = 500
 TEASER_CHARS = 300
 _URN = "urn:paper-digest"
+_ATOM = "http://www.w3.org/2005/Atom"
 # XML 1.0 forbids most C0 controls (lxml refuses them outright); C1 controls and the non-characters are
 # legal but render as garbage, so both go. Ingestion already cleans text; this guards what it did not see.
 
@@ -85,6 +90,18 @@ class FeedItem:
     why: str = ""
 
 
+def next_digest_items(store: Store, config: Config, profile: Profile, now: datetime) -> list[FeedItem]:
+    """What the subscriber's next digest would hold (a preview: nothing is written), for a feed that has no
+    delivered digest yet. Entries keep the ids they will have once the digest is sent, and are dated by when
+    each paper arrived, so rewriting the feed changes nothing until new papers do."""
+    from digest.model_cache import model_source  # here: only a never-mailed subscriber's feed needs ranking
+    from digest.plan import plan_digest
+
+    plan = plan_digest(store, profile, now, model_source(config.rank.policy(), save=False))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return [FeedItem(s.paper, _moment(s.paper.first_seen, epoch), s.why) for s in plan.picks]
+
+
 def subscriber_items(store: Store, subscriber: str, digests: int) -> list[FeedItem]:
     """The papers of the subscriber's last `digests` delivered digests, newest digest first, in digest order.
 
@@ -112,6 +129,28 @@ def all_items(store: Store, limit: int = ALL_FEED_LIMIT) -> list[FeedItem]:
     return [FeedItem(p, _moment(p.first_seen, epoch)) for p in store.list_papers(limit)]
 
 
+def entry_content(item: FeedItem) -> str:
+    """An entry's content as HTML (what feed readers show): why it was picked first, the teaser, then the links.
+    Every value is escaped and every link is http(s); readers sanitise on top of that."""
+    paper = item.paper
+    page, pdf, search_only = reading_links(paper)
+    label = f"arXiv:{paper.arxiv_id}" if paper.arxiv_id else ("Find on arXiv" if search_only else "Read the paper")
+    links = [(page, label)]
+    if pdf:
+        links.append((pdf, "PDF"))
+    links += [(url, f"Code ({code_label(url)})") for url in (_http_url(c) for c in paper.code_links) if url]
+    parts = [f"<p><strong>Why:</strong> {html.escape(xml_text(item.why))}</p>"] if item.why else []
+    parts.append(f"<p>{html.escape(teaser(paper.abstract) or '(no abstract)')}</p>")
+    parts.append(
+        "<p>"
+        + " &middot; ".join(
+            f'<a href="{html.escape(url, quote=True)}">{html.escape(xml_text(text))}</a>' for url, text in links
+        )
+        + "</p>"
+    )
+    return "\n".join(parts)
+
+
 def build_feed(
     name: str,
     title: str,
@@ -120,18 +159,22 @@ def build_feed(
     *,
     per_subscriber: bool,
     now: datetime,
+    self_url: str | None = None,
 ) -> bytes:
-    """An Atom document. All text goes in as type="text": feedgen escapes it, and no reader renders it as HTML."""
+    """An Atom document. Titles, names and the summary go in as type="text" (feedgen escapes them); the content
+    is HTML that we built from escaped values (entry_content)."""
     fg = FeedGenerator()
     fg.id(feed_id(name))
     fg.title(xml_text(title))
     fg.subtitle(xml_text(subtitle))
+    checked_self = _http_url(self_url)
     # Atom needs an author for entries that have none (papers without authors).
     fg.author({"name": "paper-digest"})
     fg.generator("paper-digest")
     fg.language("en")
     # The newest delivery dates the feed, so an unchanged feed is byte-for-byte the same on every run.
     fg.updated(max((item.updated for item in items), default=now))
+    entry_links: list[list[dict[str, str]]] = []
     for item in items:
         paper = item.paper
         entry = fg.add_entry(order="append")  # feedgen prepends by default; we already sorted newest first
@@ -139,13 +182,7 @@ def build_feed(
         entry.title(xml_text(paper.title) or "(untitled)")
         entry.updated(item.updated)
         entry.published(_moment(paper.first_seen, item.updated))
-        link = _http_url(paper.url)
-        if link:
-            entry.link(href=link, rel="alternate", type="text/html")
-        for code in paper.code_links:
-            code_url = _http_url(code)
-            if code_url:
-                entry.link(href=code_url, rel="related", title="code")
+        entry_links.append(_entry_links(paper))
         authors = [xml_text(a) for a in paper.authors]
         for author in (a for a in authors if a):
             entry.author({"name": author})
@@ -155,23 +192,74 @@ def build_feed(
                 entry.category(term=term)
         if item.why:
             entry.summary(xml_text(item.why), type="text")
-        entry.content(teaser(paper.abstract) or "(no abstract)", type="text")
-    return bytes(fg.atom_str(pretty=True, encoding="UTF-8"))
+        entry.content(entry_content(item), type="html")
+    return _with_links(bytes(fg.atom_str(pretty=False, encoding="UTF-8")), checked_self, entry_links)
 
 
-def subscriber_feed(store: Store, config: Config, subscriber: str, display_name: str, now: datetime) -> bytes:
-    items = subscriber_items(store, subscriber, config.schedule.feeds_recent_digests)
+def _entry_links(paper: Paper) -> list[dict[str, str]]:
+    page, pdf, _ = reading_links(paper)
+    links = [{"href": url, "rel": "alternate", "type": "text/html"} for url in [_http_url(page)] if url]
+    if pdf:
+        links.append({"href": pdf, "rel": "related", "type": "application/pdf", "title": "PDF"})
+    links += [{"href": url, "rel": "related", "title": "code"} for url in map(_http_url, paper.code_links) if url]
+    return links
+
+
+def _with_links(document: bytes, self_url: str | None, entry_links: Sequence[Sequence[dict[str, str]]]) -> bytes:
+    """The links written here, not by feedgen: feedgen 1.0 drops every attribute of a link but href (rel, type,
+    title), which makes a code link or a PDF an entry's "alternate" and loses rel="self"."""
+    root = etree.fromstring(document)
+    if self_url:
+        first_entry = root.find(f"{{{_ATOM}}}entry")
+        at = root.index(first_entry) if first_entry is not None else len(root)
+        root.insert(at, etree.Element(f"{{{_ATOM}}}link", href=self_url, rel="self", type="application/atom+xml"))
+    for entry, links in zip(root.iterfind(f"{{{_ATOM}}}entry"), entry_links, strict=True):
+        for link in links:
+            etree.SubElement(entry, f"{{{_ATOM}}}link", **link)
+    etree.indent(root, space="  ")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8")) + b"\n"
+
+
+def feed_self_url(store: Store, config: Config, name: str) -> str | None:
+    """The feed's own address under `digest serve` (Atom's rel="self"), once the subscriber has a token."""
+    if not config.web.base_url:
+        return None
+    token = store.subscriber_state(name).token if name != ALL_FEED else None
+    if name != ALL_FEED and not token:
+        return None
+    return Links(config.web.base_url, token or "", name).feed() if token else f"{config.web.base_url}/feeds/all.xml"
+
+
+def subscriber_feed(
+    store: Store,
+    config: Config,
+    subscriber: str,
+    display_name: str,
+    now: datetime,
+    *,
+    profile: Profile | None = None,
+    self_url: str | None = None,
+) -> bytes:
+    """The subscriber's feed: the papers of their last digests; before their first digest (given their
+    profile), what that digest would hold, so a new reader does not open an empty feed."""
+    digests = config.schedule.feeds_recent_digests
+    items = subscriber_items(store, subscriber, digests)
+    subtitle = f"Papers picked for {display_name} in their last {digests} digest(s)"
+    if not items and profile is not None and not store.recent_digests(subscriber, 1):
+        items = next_digest_items(store, config, profile, now)
+        subtitle = f"What the next digest of {display_name} would hold (nothing has been sent yet)"
     return build_feed(
         subscriber,
         f"paper-digest: {display_name}",
-        f"Papers picked for {display_name} in their last {config.schedule.feeds_recent_digests} digest(s)",
+        subtitle,
         items,
         per_subscriber=True,
         now=now,
+        self_url=self_url if self_url is not None else feed_self_url(store, config, subscriber),
     )
 
 
-def all_papers_feed(store: Store, now: datetime, limit: int = ALL_FEED_LIMIT) -> bytes:
+def all_papers_feed(store: Store, now: datetime, limit: int = ALL_FEED_LIMIT, *, self_url: str | None = None) -> bytes:
     return build_feed(
         ALL_FEED,
         "paper-digest: all papers",
@@ -179,6 +267,7 @@ def all_papers_feed(store: Store, now: datetime, limit: int = ALL_FEED_LIMIT) ->
         all_items(store, limit),
         per_subscriber=False,
         now=now,
+        self_url=self_url,
     )
 
 
@@ -205,11 +294,12 @@ def write_feeds(
         if ident == ALL_FEED:
             raise DigestError(f"subscriber id {ALL_FEED!r} is reserved for the shared feed; rename {ALL_FEED}.toml")
         path = feed_path(output_dir, ident)
-        write_atomically(path, subscriber_feed(store, config, ident, name, now))
+        profile = subscriber if isinstance(subscriber, Profile) else None
+        write_atomically(path, subscriber_feed(store, config, ident, name, now, profile=profile))
         written.append(path)
     if include_all:
         path = feed_path(output_dir, ALL_FEED)
-        write_atomically(path, all_papers_feed(store, now))
+        write_atomically(path, all_papers_feed(store, now, self_url=feed_self_url(store, config, ALL_FEED)))
         written.append(path)
     return written
 

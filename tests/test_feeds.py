@@ -3,6 +3,7 @@ never change, that writes are atomic, and that hostile titles stay text."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.ingest import ingest_sources
 from digest.paper import Paper, make_paper
+from digest.plan import plan_digest
 from digest.send import SendReport, Sent
 from digest.store import PickRecord, Store
 from digest.subscribers import load_subscribers
@@ -142,7 +144,14 @@ def test_every_written_feed_round_trips_through_feedparser(ws: Workspace) -> Non
     expected_ada = [SLASH_ID, DOI_ID, bad, *demo[:3]]
     assert [e.id for e in feeds["ada"].entries] == [entry_id("ada", pid) for pid in expected_ada]
     assert [e.id for e in feeds["grace"].entries] == [entry_id("grace", pid) for pid in demo[5:7]]
-    assert feeds["alan"].entries == [] and feeds["fiona"].entries == []
+    # Never mailed: their feed shows what their next digest would hold, with the ids those entries will keep.
+    with Store(ws.config.paths.database) as store:
+        for name in ("alan", "fiona"):
+            profile = load_subscribers(ws.config.paths.subscribers).get(name)
+            plan = plan_digest(store, profile, INGESTED_AT + timedelta(days=1))
+            assert [e.id for e in feeds[name].entries] == [entry_id(name, s.paper.id or "") for s in plan.picks]
+            assert "next digest" in feeds[name].feed.subtitle
+    assert feeds["alan"].entries and all(e.link.startswith("https://") for e in feeds["alan"].entries)
     assert [e.id for e in feeds["all"].entries] == [entry_id(None, pid) for pid in everything]
     assert len({e.id for e in feeds["all"].entries}) == len(everything)
 
@@ -162,10 +171,21 @@ def test_an_entry_carries_title_link_authors_why_teaser_and_aware_dates(ws: Work
     assert [a.name for a in entry.authors] == ["P. Old"]
     assert entry.summary == f"why {SLASH_ID}"
     (content,) = entry.content
-    assert content.type == "text/plain"
-    # The teaser: the start of the abstract, cut at a word, at most ~300 characters, marked as cut.
-    assert content.value.endswith("…") and len(content.value) <= TEASER_CHARS + 1
-    assert paper.abstract.startswith(content.value[:-1])
+    assert content.type == "text/html"
+    # What a reader shows: why first, then the teaser (the abstract's start, cut at a word, at most ~300
+    # characters, marked as cut), then the links.
+    why, teaser_html, links = content.value.split("\n")
+    assert why == f"<p><strong>Why:</strong> why {SLASH_ID}</p>"
+    shown = html.unescape(teaser_html.removeprefix("<p>").removesuffix("</p>"))
+    assert shown.endswith("…") and len(shown) <= TEASER_CHARS + 1 and paper.abstract.startswith(shown[:-1])
+    assert (
+        'href="https://arxiv.org/abs/hep-th/9901001"' in links
+        and 'href="https://arxiv.org/pdf/hep-th/9901001"' in links
+    )
+    assert [(link.rel, link.get("type")) for link in entry.links] == [
+        ("alternate", "text/html"),
+        ("related", "application/pdf"),
+    ]
     # Dates: the digest's delivery (finished_at) and the paper's first_seen, both with their zone.
     assert datetime.fromisoformat(entry.updated) == delivered + timedelta(seconds=5)
     assert datetime.fromisoformat(entry.published) == INGESTED_AT + timedelta(minutes=1)
@@ -233,11 +253,28 @@ def test_hostile_titles_and_control_characters_stay_text(ws: Workspace) -> None:
     # feedparser gives back the very characters of the title, as text; only the control characters are gone.
     assert entry.title == '<script>alert(1)</script> & Tom\'s "quoted" title'
     assert entry.title_detail.type == "text/plain"
-    assert entry.content[0].type == "text/plain"
-    assert entry.content[0].value == "<img src=x onerror=alert(1)> body text"
+    assert entry.content[0].type == "text/html"
+    assert "<img" not in entry.content[0].value
+    assert "<p>&lt;img src=x onerror=alert(1)&gt; body text</p>" in entry.content[0].value
     assert [a.name for a in entry.authors] == ["<b>Mallory</b>"]
-    assert entry.get("links", []) == [], "a javascript: URL must not become a link"
+    # A javascript: URL never becomes a link: the entry links to an arXiv title search instead.
+    assert [link.href.split("query=")[0] for link in entry.links] == ["https://arxiv.org/search/?searchtype=title&"]
     assert parse(data).feed.title == "paper-digest: Ada <i>"
+
+
+def test_a_feed_names_itself_once_its_reader_has_a_token(ws: Workspace) -> None:
+    with Store(ws.config.paths.database) as store:
+        before = parse(subscriber_feed(store, ws.config, "ada", "Ada", INGESTED_AT))
+        token = store.token("ada")
+        after = parse(subscriber_feed(store, ws.config, "ada", "Ada", INGESTED_AT))
+        shared = parse(all_papers_feed(store, INGESTED_AT, self_url="https://digest.example.org/feeds/all.xml"))
+    assert [link for link in before.feed.get("links", []) if link.rel == "self"] == []
+    (own,) = [link for link in after.feed.links if link.rel == "self"]
+    assert own.href == f"https://digest.example.org/feeds/ada.xml?token={token}"
+    assert own.type == "application/atom+xml"
+    assert [link.href for link in shared.feed.links if link.rel == "self"] == [
+        "https://digest.example.org/feeds/all.xml"
+    ]
 
 
 def test_all_feed_is_the_newest_papers_first_and_capped(ws: Workspace) -> None:

@@ -126,6 +126,13 @@ def test_feed_with_the_right_token_and_404_for_anything_else(server: Server) -> 
     feed = feedparser.parse(response.content)
     assert feed.bozo == 0
     assert [e.id for e in feed.entries] == [entry_id("fiona", p) for p in ("2611.00101", SLASH_ID, DOI_ID)]
+    # rel="self" is the address the reader used, under the configured public base URL.
+    assert [link.href for link in feed.feed.links if link.rel == "self"] == [
+        f"https://digest.example.org/feeds/fiona.xml?token={mine}"
+    ]
+    # ada was never sent a digest: her feed holds what her next one would (test_feeds checks the entries).
+    ada = feedparser.parse(httpx.get(f"{server.url}/feeds/ada.xml", params={"token": server.tokens["ada"]}).content)
+    assert ada.bozo == 0 and "next digest" in ada.feed.subtitle
     refused = [
         httpx.get(f"{server.url}/feeds/fiona.xml", params={"token": "wrong"}),
         httpx.get(f"{server.url}/feeds/fiona.xml"),

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import anyio
 import anyio.to_thread
@@ -236,8 +236,11 @@ class _Handlers:
             owner = subscriber_for_token(opened, presented)
             if owner is None:
                 raise _not_found()
+            # rel="self": the address this reader used (the token is theirs already), under the public base URL.
+            base = self.config.web.base_url or str(request.base_url).rstrip("/")
+            own_url = f"{base}/feeds/{quote(name, safe='')}.xml?{urlencode({'token': presented})}"
             if name == ALL_FEED:
-                body = all_papers_feed(opened, self.clock())
+                body = all_papers_feed(opened, self.clock(), self_url=own_url)
             else:
                 # The token must be this subscriber's own: one reader's token never opens another's feed.
                 if owner != name:
@@ -245,7 +248,15 @@ class _Handlers:
                 profiles = {p.id: p for p in load_subscribers(self.config.paths.subscribers).profiles}
                 if name not in profiles:
                     raise _not_found()
-                body = subscriber_feed(opened, self.config, name, profiles[name].name, self.clock())
+                body = subscriber_feed(
+                    opened,
+                    self.config,
+                    name,
+                    profiles[name].name,
+                    self.clock(),
+                    profile=profiles[name],
+                    self_url=own_url,
+                )
         return Response(
             body,
             media_type="application/atom+xml; charset=utf-8",
