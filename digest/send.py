@@ -51,12 +51,20 @@ class Sent:
     message_id: str
     papers: tuple[str, ...]
     channel: str | None = None
+    # The new papers this digest was picked from: those not picked are not offered again.
+    candidates: int = 0
+
+    @property
+    def left_unsent(self) -> int:
+        return max(self.candidates - len(self.papers), 0)
 
     def as_json(self) -> dict[str, object]:
         data: dict[str, object] = {"subscriber": self.subscriber, "message_id": self.message_id}
         data["papers"] = list(self.papers)
         if self.channel:
             data["channel"] = self.channel
+        data["candidates"] = self.candidates
+        data["left_unsent"] = self.left_unsent
         return data
 
 
@@ -392,7 +400,7 @@ def _deliver_one(run: _Run, item: _Ready, result: ComposeResult) -> None:
         raise result
     profile, plan, job = item.profile, item.plan, item.job
     picks = [PickRecord(s.paper.id or "", s.score, s.why) for s in plan.picks]
-    entry = Sent(profile.id, job.message_id, tuple(_paper_ids(picks)))
+    entry = Sent(profile.id, job.message_id, tuple(_paper_ids(picks)), candidates=plan.candidates)
     if run.dry_run:
         report.sent.append(entry)
         return

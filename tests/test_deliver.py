@@ -345,3 +345,26 @@ def test_the_in_memory_transport_holds_what_a_send_hands_over(tmp_path: Path) ->
     with Store(config.paths.database) as store:
         assert {m.message_id: m.state for m in store.history()} == dict.fromkeys(sent_ids, "sent")
     assert not list(config.delivery.maildir.rglob("*.eml")) and not (config.delivery.maildir / "new").exists()
+
+
+def test_send_says_how_many_new_papers_it_left_unsent(tmp_path: Path) -> None:
+    """A digest of 5 picked from 19 new papers: the other 14 are not offered again, and send says so."""
+    import json
+
+    from cli import digest as cli_digest
+
+    config, ids = workspace(tmp_path, 2, method="maildir", at=INGESTED_AT)
+    now = {"DIGEST_NOW": (INGESTED_AT + timedelta(hours=2)).isoformat()}
+    dry = cli_digest("--config", tmp_path / "config.toml", "send", ids[0], "--dry-run", "--json", env=now)
+    (planned,) = json.loads(dry.stdout)["sent"]
+    assert planned["candidates"] > len(planned["papers"]) == 5
+    assert planned["left_unsent"] == planned["candidates"] - 5
+    text = cli_digest("--config", tmp_path / "config.toml", "send", "--all", env=now)
+    assert text.returncode == 0, text.stderr
+    for name in ids:
+        assert f"sent: {name} (5 of {planned['candidates']} new papers)" in text.stdout
+    assert (
+        f"note: {2 * planned['left_unsent']} new paper(s) were weighed and not picked for 2 subscriber(s)"
+        in text.stderr
+    )
+    assert "raise max_papers or lower min_score" in text.stderr

@@ -54,7 +54,21 @@ def _print_report(report: SendReport, as_json: bool) -> None:
     else:
         verb = "would send" if report.dry_run else "sent"
         for sent in report.sent:
-            click.echo(f"{verb}: {sent.subscriber} ({len(sent.papers)} papers) {sent.message_id or ''}")
+            picked = (
+                f"{len(sent.papers)} of {sent.candidates} new papers"
+                if sent.candidates
+                else f"{len(sent.papers)} papers"
+            )
+            click.echo(f"{verb}: {sent.subscriber} ({picked}) {sent.message_id or ''}".rstrip())
+        left = [sent for sent in report.sent if sent.left_unsent]
+        if left:
+            total = sum(sent.left_unsent for sent in left)
+            click.echo(
+                f"note: {total} new paper(s) were weighed and not picked for {len(left)} subscriber(s); they are not "
+                "offered again. For more per digest, raise max_papers or lower min_score in the profile "
+                "(digest preview shows the effect).",
+                err=True,
+            )
         for skipped in report.skipped:
             click.echo(f"skipped: {skipped.subscriber}: {skipped.reason}")
         for failed in report.failed:
