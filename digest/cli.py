@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import shutil
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -144,3 +146,15 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
     configure_logging(verbose)
     ctx.obj = App(config_path=resolve_config_path(config_path), verbose=verbose)
     clock.fixed_instant()  # an invalid DIGEST_NOW stops every command before it starts (exit 2)
+
+
+def invocation() -> str:
+    """How to run this same `digest` again from a new shell: `digest` when that is on PATH, else its full path
+    (after `make demo` it lives in .venv/bin, which a new shell does not have on PATH)."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m digest"
+    on_path = shutil.which("digest")
+    if on_path and program.exists() and Path(on_path).resolve() == program.resolve():
+        return "digest"
+    return shlex.quote(str(program.resolve())) if program.exists() else "digest"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shlex
-import shutil
-import sys
 from pathlib import Path
 
 import click
 
+from digest.cli import invocation
 from digest.demo import run_demo
 
 
@@ -34,18 +33,6 @@ def demo(workdir: Path) -> None:
     click.echo(f"\nread the mail:   mutt -f {shlex.quote(str(result.config.delivery.maildir))}")
     click.echo(f"open a preview:  {command} preview ada --open")
     click.echo(f"serve the links: {command} serve   (then: {command} token ada)")
-
-
-def invocation() -> str:
-    """How to run this same `digest` again from a new shell: `digest` when that is on PATH, else its full path
-    (after `make demo` it lives in .venv/bin, which a new shell does not have on PATH)."""
-    program = Path(sys.argv[0])
-    if program.name == "__main__.py":
-        return f"{shlex.quote(sys.executable)} -m digest"
-    on_path = shutil.which("digest")
-    if on_path and program.exists() and Path(on_path).resolve() == program.resolve():
-        return "digest"
-    return shlex.quote(str(program.resolve())) if program.exists() else "digest"
 
 
 COMMANDS = [demo]

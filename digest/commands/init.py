@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from digest.cli import invocation
 from digest.errors import ConfigError
 from digest.starter import Reader, StarterError, check_value, init_workspace, parse_keywords
 
@@ -74,8 +75,6 @@ def init(
         workspace = init_workspace(directory, reader)
     except StarterError as exc:
         raise ConfigError(f"{FLAGS.get(exc.key, exc.key)} {exc.problem}") from None
-
-    from digest.commands.demo import invocation  # the same `digest` again, as a new shell can run it
 
     command = f"{invocation()} --config {shlex.quote(str(workspace.config))}"
     delivery = workspace.settings.delivery
