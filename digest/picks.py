@@ -29,6 +29,8 @@ class DigestPlan:
     empty_reason: str | None = None
     # The newest paper (by commit order) the plan could see: the next digest's candidates come after it.
     candidates_until_seq: int | None = None
+    # The subscriber's first digest (nothing planned for them before): its window reaches back lookback_days.
+    first: bool = False
 
     @property
     def is_empty(self) -> bool:

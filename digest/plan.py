@@ -145,5 +145,6 @@ def plan_digests(
                 plans[profile.id] = _rank_error(profile, result)
             else:
                 reason = None if result else _no_picks(count, profile)
-                plans[profile.id] = DigestPlan(profile, tuple(result), count, now, reason, high)
+                first = since[0] == "since"
+                plans[profile.id] = DigestPlan(profile, tuple(result), count, now, reason, high, first=first)
     return plans

@@ -51,6 +51,13 @@ def test_later_digests_start_where_the_last_window_ended_and_never_resend(store:
     )
     add(store, "Robot new", 1)
     assert [p.title for p in candidate_papers(store, profile(), NOW)] == ["Robot new"]
+    assert plan_digest(store, profile(), NOW).first is False  # the email's welcome is for the first digest only
+
+
+def test_a_first_digest_is_marked_first(store: Store) -> None:
+    add(store, "Robot recent", 2)
+    plan = plan_digest(store, profile(), NOW)
+    assert plan.picks and plan.first is True
 
 
 def test_windows_follow_commit_order_not_first_seen(store: Store) -> None:

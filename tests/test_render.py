@@ -145,6 +145,7 @@ def test_the_context_carries_what_the_readme_documents() -> None:
         "links_enabled",
         "unsubscribe_url",
         "feed_url",
+        "first_digest",
     }
     assert context["subscriber"]["name"] == "Ada Example"
     assert context["issue_date"] == "2026-11-20"  # 07:00 UTC is 07:00 in London in November
@@ -406,3 +407,16 @@ def test_order_and_number_agree() -> None:
     titles = re.findall(r'class="paper-title"[^>]*>([^<]*)<', rendered.html)
     assert titles == [s.paper.title for s in reordered.picks]
     assert "relevance" not in rendered.html and "relevance" not in rendered.text
+
+
+def test_a_first_digest_welcomes_the_reader_in_every_part() -> None:
+    plan = replace(sample_plan(3), first=True)
+    for format in ("html", "markdown"):
+        profile = plan.subscriber.model_copy(update={"format": format})
+        rendered = render_email(
+            make_environment(None), replace(plan, subscriber=profile), now=SAMPLE_NOW, links=Links()
+        )
+        for part in (rendered.html, unwrapped(rendered.text)):
+            assert "Welcome! This first digest reaches back 7 days" in part
+    later = render_email(make_environment(None), sample_plan(3), now=SAMPLE_NOW, links=Links())
+    assert "Welcome" not in later.html and "Welcome" not in later.text
