@@ -23,6 +23,7 @@ from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
 from digest.store.merge import _merge, _paper_columns
 from digest.store.records import (
+    ArxivMatch,
     Message,
     MessageState,
     Outcome,
@@ -205,9 +206,13 @@ class Store:
         return itertools.count(start + 1)
 
     def _free_id(self, paper_id: str) -> str:
-        """The paper's stable id, or (in the rare case that a different paper holds it) the first free suffix."""
+        """The paper's stable id, or (in the rare case that a different paper holds it, or held it before it was
+        merged into another: old emails still name it) the first free suffix."""
         candidate, suffix = paper_id, 1
-        while self._db.execute("SELECT 1 FROM papers WHERE id = ?", (candidate,)).fetchone():
+        while self._db.execute(
+            "SELECT 1 FROM papers WHERE id = ? UNION ALL SELECT 1 FROM paper_aliases WHERE alias = ?",
+            (candidate, candidate),
+        ).fetchone():
             suffix += 1
             candidate = f"{paper_id}-{suffix}"
         return candidate
@@ -227,21 +232,27 @@ class Store:
             db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (paper_id, source))
             return "new"
         stored = self._paper(row)
-        merged = _merge(stored, paper)
-        if (
-            merged.doi != stored.doi
-            and db.execute("SELECT 1 FROM papers WHERE doi = ? AND id != ?", (merged.doi, stored.id)).fetchone()
-        ):
-            merged = replace(merged, doi=stored.doi)  # that DOI already names another stored paper
+        merged = self._keep_doi_unique(stored, _merge(stored, paper))
         db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (stored.id, source))
         if merged == stored:
             return "duplicate"
-        db.execute(
+        self._update_paper(merged, stamp)
+        return "updated"
+
+    def _keep_doi_unique(self, stored: Paper, merged: Paper) -> Paper:
+        if (
+            merged.doi != stored.doi
+            and self._db.execute("SELECT 1 FROM papers WHERE doi = ? AND id != ?", (merged.doi, stored.id)).fetchone()
+        ):
+            return replace(merged, doi=stored.doi)  # that DOI already names another stored paper
+        return merged
+
+    def _update_paper(self, merged: Paper, stamp: str) -> None:
+        self._db.execute(
             "UPDATE papers SET arxiv_id = ?, arxiv_version = ?, doi = ?, title_key = ?, title = ?, abstract = ?,"
             " authors = ?, url = ?, links = ?, categories = ?, published = ?, updated_at = ? WHERE id = ?",
-            (*_paper_columns(merged), stamp, stored.id),
+            (*_paper_columns(merged), stamp, merged.id),
         )
-        return "updated"
 
     def _paper(self, row: sqlite3.Row, sources: tuple[str, ...] = ()) -> Paper:
         return Paper(
@@ -313,7 +324,13 @@ class Store:
         return self._with_sources(rows)
 
     def get_paper(self, paper_id: str) -> Paper | None:
+        """The paper with this id; also by an id it had before another record was merged into it (so that the
+        feedback link of an email sent before the merge still finds it)."""
         row = self._db.execute("SELECT * FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT p.* FROM paper_aliases a JOIN papers p ON p.id = a.paper_id WHERE a.alias = ?", (paper_id,)
+            ).fetchone()
         return self._with_sources([row])[0] if row else None
 
     def get_papers(self, paper_ids: Sequence[str]) -> list[Paper]:
@@ -351,6 +368,114 @@ class Store:
 
     def count_papers(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
+
+    # ---- arXiv lookups (digest.enrich) --------------------------------------------------------
+
+    def unasked_titles(self, limit: int) -> list[tuple[str, str]]:
+        """(title key, title) of the papers with no arXiv id and no URL whose title was never looked up, one per
+        title key, newest first (the next digests' candidates before a backlog), at most `limit`."""
+        rows = self._db.execute(
+            "SELECT title_key, title, MAX(seq) FROM papers p WHERE arxiv_id IS NULL AND url IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
+            " GROUP BY title_key ORDER BY MAX(seq) DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def count_unasked_titles(self) -> int:
+        return int(
+            self._db.execute(
+                "SELECT COUNT(DISTINCT title_key) FROM papers p WHERE arxiv_id IS NULL AND url IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
+            ).fetchone()[0]
+        )
+
+    def arxiv_lookup(self, key: str) -> tuple[bool, ArxivMatch | None]:
+        """(asked before, the match it found: None when the title is not on arXiv)."""
+        row = self._db.execute("SELECT answer FROM arxiv_lookups WHERE title_key = ?", (key,)).fetchone()
+        if row is None:
+            return False, None
+        return True, ArxivMatch.from_json(row[0]) if row[0] else None
+
+    def record_arxiv_answers(self, answers: dict[str, ArxivMatch | None], now: datetime) -> int:
+        """Remember what the arXiv API answered for these title keys (None: not on arXiv), and give every paper
+        without a link that has one of these titles the paper found, in one transaction. Returns how many papers
+        got a link."""
+        stamp = utc_iso(now)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO arxiv_lookups VALUES (?, ?, ?, ?) ON CONFLICT (title_key) DO NOTHING",
+                [
+                    (key, match.arxiv_id if match else None, match.as_json() if match else None, stamp)
+                    for key, match in answers.items()
+                ],
+            )
+            filled = sum(self._fill_from_arxiv(key, match, stamp) for key, match in answers.items() if match)
+            if filled:
+                self._bump_papers_version({"new": 0, "updated": filled, "duplicate": 0})
+        return filled
+
+    def fill_from_arxiv_lookups(self, now: datetime) -> int:
+        """Papers without a link whose title was already found on arXiv (a record that came after the answer and
+        was not merged with the paper found, e.g. another DOI): filled from the stored answer, never asked again."""
+        rows = self._db.execute(
+            "SELECT DISTINCT l.title_key, l.answer FROM papers p JOIN arxiv_lookups l ON l.title_key = p.title_key"
+            " WHERE p.arxiv_id IS NULL AND p.url IS NULL AND l.answer IS NOT NULL"
+        ).fetchall()
+        if not rows:
+            return 0
+        answers: dict[str, ArxivMatch | None] = {row[0]: ArxivMatch.from_json(row[1]) for row in rows}
+        return self.record_arxiv_answers(answers, now)
+
+    def _fill_from_arxiv(self, key: str, match: ArxivMatch, stamp: str) -> int:
+        """Give the papers without a link titled `key` what arXiv says about them. When another record already
+        holds that arXiv id (the same paper from an arXiv feed, under a title that changed between versions), the
+        two become one: see _fold."""
+        db = self._db
+        filled = 0
+        rows = db.execute(
+            "SELECT * FROM papers WHERE title_key = ? AND arxiv_id IS NULL AND url IS NULL ORDER BY seq", (key,)
+        ).fetchall()
+        for row in rows:
+            stored = self._paper(row)
+            if _other_publisher_doi(stored.doi, match.doi):
+                continue  # the same title, but a journal DOI says another paper: the store keeps them apart
+            found = _merge(stored, match.fill(stored))
+            holder_row = db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (match.arxiv_id,)).fetchone()
+            if holder_row is None:
+                self._update_paper(self._keep_doi_unique(stored, found), stamp)
+            else:
+                holder = self._paper(holder_row)
+                if _other_publisher_doi(holder.doi, stored.doi):
+                    continue
+                self._fold(gone=stored.id or "", into=holder.id or "")
+                self._update_paper(self._keep_doi_unique(holder, _merge(holder, found)), stamp)
+            filled += 1
+        return filled
+
+    def _fold(self, *, gone: str, into: str) -> None:
+        """Record `gone` is the paper `into`: its sources, its picks in the send ledger and its readers' ratings
+        move to `into` (so a reader sent either is never sent it again), its id becomes an alias of `into` (so
+        links in emails already sent still find it), and its row goes. A message that held both keeps one pick;
+        a reader who rated both keeps the later rating."""
+        db = self._db
+        for table in ("paper_sources", "message_papers"):
+            db.execute(f"UPDATE OR IGNORE {table} SET paper_id = ? WHERE paper_id = ?", (into, gone))
+            db.execute(f"DELETE FROM {table} WHERE paper_id = ?", (gone,))
+        db.execute(
+            "DELETE FROM feedback WHERE paper_id = ? AND EXISTS (SELECT 1 FROM feedback f"
+            " WHERE f.subscriber = feedback.subscriber AND f.paper_id = ? AND f.at >= feedback.at)",
+            (gone, into),
+        )
+        db.execute(
+            "DELETE FROM feedback WHERE paper_id = ? AND EXISTS (SELECT 1 FROM feedback f"
+            " WHERE f.subscriber = feedback.subscriber AND f.paper_id = ?)",
+            (into, gone),
+        )
+        db.execute("UPDATE feedback SET paper_id = ? WHERE paper_id = ?", (into, gone))
+        db.execute("UPDATE paper_aliases SET paper_id = ? WHERE paper_id = ?", (into, gone))
+        db.execute("INSERT OR REPLACE INTO paper_aliases VALUES (?, ?)", (gone, into))
+        db.execute("DELETE FROM papers WHERE id = ?", (gone,))
 
     # ---- ingested files -----------------------------------------------------------------------
 
@@ -719,3 +844,8 @@ class Store:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
         rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")
         return {row["subscriber"]: row["token"] for row in rows}
+
+
+def _other_publisher_doi(one: str | None, other: str | None) -> bool:
+    """Two journal DOIs that differ (an arXiv DOI names the arXiv paper itself, so it never contradicts)."""
+    return bool(one and other and one != other and arxiv_id_from_doi(one) is None and arxiv_id_from_doi(other) is None)

@@ -3,9 +3,12 @@ text)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
+
+from digest.paper import Paper
 
 Outcome = Literal["new", "updated", "duplicate"]
 MessageState = Literal["sending", "sent", "failed"]
@@ -59,3 +62,68 @@ class SubscriberState:
     paused: bool
     paused_at: str | None
     token: str | None
+
+
+@dataclass(frozen=True)
+class ArxivMatch:
+    """The arXiv paper whose title is exactly a stored paper's (digest.enrich), as cleaned by make_paper: what an
+    arXiv lookup adds to a paper that came without a link (a daily-papers digest gives only title and abstract)."""
+
+    arxiv_id: str
+    version: int | None = None
+    title: str = ""
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    published: str | None = None
+    doi: str | None = None
+
+    @property
+    def abs_url(self) -> str:
+        # Built from the id, never taken from the answer: a server's URL could point anywhere.
+        return f"https://arxiv.org/abs/{self.arxiv_id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}"
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "arxiv_id": self.arxiv_id,
+                "version": self.version,
+                "title": self.title,
+                "authors": list(self.authors),
+                "categories": list(self.categories),
+                "published": self.published,
+                "doi": self.doi,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ArxivMatch:
+        data = json.loads(text)
+        return cls(
+            arxiv_id=str(data["arxiv_id"]),
+            version=data.get("version"),
+            title=data.get("title") or "",
+            authors=tuple(data.get("authors") or ()),
+            categories=tuple(data.get("categories") or ()),
+            published=data.get("published"),
+            doi=data.get("doi"),
+        )
+
+    def fill(self, paper: Paper) -> Paper:
+        """`paper` as arXiv knows it: its own text kept (the reader saw that title), the facts it lacked added
+        (arXiv id and version, abstract page, PDF link, authors, categories, date, DOI). Merged into the stored
+        record by the store's one merge policy (digest.store.merge), like any other source of the same paper."""
+        return replace(
+            paper,
+            arxiv_id=self.arxiv_id,
+            arxiv_version=self.version,
+            url=self.abs_url,
+            links=tuple(dict.fromkeys((*paper.links, self.pdf_url))),
+            authors=self.authors,
+            categories=self.categories,
+            published=self.published,
+            doi=self.doi,
+        )

@@ -124,6 +124,23 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE subscriber_state ADD COLUMN joined_at TEXT;
     """,
+    # 9: arXiv lookups by title (digest.enrich): every answer, "not on arXiv" (a NULL arxiv_id) included, so that
+    # no title is ever asked twice; the ids of records merged into another (a daily-papers record found to be an
+    # arXiv paper already stored), so links in emails sent before the merge still find their paper; and an index
+    # of the papers still without a link, which each ingest looks for.
+    """
+    CREATE TABLE arxiv_lookups (
+        title_key TEXT PRIMARY KEY,
+        arxiv_id TEXT,
+        answer TEXT,
+        asked_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE paper_aliases (
+        alias TEXT PRIMARY KEY,
+        paper_id TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX papers_unlinked ON papers(title_key, seq) WHERE arxiv_id IS NULL AND url IS NULL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
