@@ -370,12 +370,15 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
 
     # ---- arXiv lookups (digest.enrich) --------------------------------------------------------
+    # INDEXED BY papers_unlinked: without statistics SQLite prefers the arxiv_id index for "arxiv_id IS NULL",
+    # which also holds every paper a journal feed gave with a link; the partial index holds only those without.
 
     def unasked_titles(self, limit: int) -> list[tuple[str, str]]:
         """(title key, title) of the papers with no arXiv id and no URL whose title was never looked up, one per
         title key, newest first (the next digests' candidates before a backlog), at most `limit`."""
         rows = self._db.execute(
-            "SELECT title_key, title, MAX(seq) FROM papers p WHERE arxiv_id IS NULL AND url IS NULL"
+            "SELECT title_key, title, MAX(seq) FROM papers p INDEXED BY papers_unlinked"
+            " WHERE arxiv_id IS NULL AND url IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
             " GROUP BY title_key ORDER BY MAX(seq) DESC LIMIT ?",
             (limit,),
@@ -385,7 +388,8 @@ class Store:
     def count_unasked_titles(self) -> int:
         return int(
             self._db.execute(
-                "SELECT COUNT(DISTINCT title_key) FROM papers p WHERE arxiv_id IS NULL AND url IS NULL"
+                "SELECT COUNT(DISTINCT title_key) FROM papers p INDEXED BY papers_unlinked"
+                " WHERE arxiv_id IS NULL AND url IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
             ).fetchone()[0]
         )
@@ -419,7 +423,8 @@ class Store:
         """Papers without a link whose title was already found on arXiv (a record that came after the answer and
         was not merged with the paper found, e.g. another DOI): filled from the stored answer, never asked again."""
         rows = self._db.execute(
-            "SELECT DISTINCT l.title_key, l.answer FROM papers p JOIN arxiv_lookups l ON l.title_key = p.title_key"
+            "SELECT DISTINCT l.title_key, l.answer FROM papers p INDEXED BY papers_unlinked"
+            " JOIN arxiv_lookups l ON l.title_key = p.title_key"
             " WHERE p.arxiv_id IS NULL AND p.url IS NULL AND l.answer IS NOT NULL"
         ).fetchall()
         if not rows:
@@ -434,7 +439,9 @@ class Store:
         db = self._db
         filled = 0
         rows = db.execute(
-            "SELECT * FROM papers WHERE title_key = ? AND arxiv_id IS NULL AND url IS NULL ORDER BY seq", (key,)
+            "SELECT * FROM papers INDEXED BY papers_unlinked WHERE title_key = ? AND arxiv_id IS NULL AND url IS NULL"
+            " ORDER BY seq",
+            (key,),
         ).fetchall()
         for row in rows:
             stored = self._paper(row)
