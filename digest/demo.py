@@ -33,6 +33,9 @@ from = "paper-digest demo <digest@demo.invalid>"
 
 [web]
 base_url = "http://127.0.0.1:8080"
+
+[enrich]
+arxiv = false  # the demo never touches the network: no arXiv lookups of its sample papers
 """
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 from digest.clock import Clock, utc_now
 from digest.config import Config
+from digest.enrich import ArxivClient, enrich_papers, lookups_enabled
 from digest.errors import DigestError
 from digest.ingest import IngestReport, ingest_sources
 from digest.mail.transport import Transport, make_transport
@@ -29,9 +30,18 @@ log = logging.getLogger(__name__)
 Selection = Literal["named", "due", "all"]
 
 
-def ingest(store: Store, config: Config, targets: Sequence[str] | None = None, clock: Clock = utc_now) -> IngestReport:
-    """Ingest `targets` (default: the inbox folder and every `[sources] urls` feed), then bring the saved ranking
-    model up to the new papers (digest.model_cache), so that the next preview or send only reads it."""
+def ingest(
+    store: Store,
+    config: Config,
+    targets: Sequence[str] | None = None,
+    clock: Clock = utc_now,
+    *,
+    arxiv: ArxivClient | None = None,
+) -> IngestReport:
+    """Ingest `targets` (default: the inbox folder and every `[sources] urls` feed), look up the papers that still
+    have no link on arXiv (digest.enrich; `arxiv`: the client to use), then bring the saved ranking model up to the
+    new papers (digest.model_cache), so that the next preview or send only reads it."""
+    enrich = lookups_enabled(config.enrich)  # a wrong DIGEST_ENRICH is an error before anything is done
     if targets is None:
         config.paths.inbox.mkdir(parents=True, exist_ok=True)
         targets = [str(config.paths.inbox), *config.sources.urls]
@@ -42,7 +52,9 @@ def ingest(store: Store, config: Config, targets: Sequence[str] | None = None, c
         timeout=config.sources.timeout,
         clock=clock,
     )
-    if report.new or report.updated:
+    if enrich:
+        _enrich(store, config, report, clock, arxiv)
+    if report.new or report.updated or report.enriched:
         try:
             refresh_model(store, config.rank.policy())
         except (OSError, DigestError) as exc:  # the papers are stored; the next run catches the model up
@@ -50,9 +62,28 @@ def ingest(store: Store, config: Config, targets: Sequence[str] | None = None, c
     return report
 
 
+def _enrich(store: Store, config: Config, report: IngestReport, clock: Clock, arxiv: ArxivClient | None) -> None:
+    client = arxiv or ArxivClient(config.enrich)
+    try:
+        found = enrich_papers(store, client, max_lookups=config.enrich.max_lookups, clock=clock)
+    except DigestError as exc:  # the store refused a write: the papers are in; the next ingest looks them up
+        report.notices.append(f"arXiv lookup stopped: {exc}")
+        return
+    report.enriched = found.enriched
+    report.not_on_arxiv = found.not_found
+    report.lookups_pending = found.pending
+    report.notices.extend(found.notices)
+
+
 def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> IngestReport:
-    """The inbox folder and every `[sources] urls` feed."""
-    return ingest(store, config, None, clock)
+    """The inbox folder and every `[sources] urls` feed: the daemon's ingest, so what the CLI would print of the
+    lookups goes to the log here."""
+    report = ingest(store, config, None, clock)
+    if report.enriched or report.not_on_arxiv:
+        log.info("arXiv: %d paper(s) enriched, %d not on arXiv", report.enriched, report.not_on_arxiv)
+    for notice in report.notices:
+        log.warning("%s", notice)
+    return report
 
 
 def select_profiles(

@@ -37,6 +37,13 @@ def embeddings_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGEST_EMBEDDINGS", "off")
 
 
+@pytest.fixture(autouse=True)
+def enrich_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No arXiv lookups unless a test turns them on (tests/test_enrich.py, against a local server): no test may
+    reach the network, and every ingest would otherwise try to."""
+    monkeypatch.setenv("DIGEST_ENRICH", "off")
+
+
 def shared_digests() -> list[Path]:
     """The five real digest files; skips the calling test when ../shared/ is absent."""
     files = sorted(SHARED_DIGESTS.glob("*.txt")) if SHARED_DIGESTS.is_dir() else []

@@ -16,7 +16,8 @@ def ingest(app: App, sources: tuple[str, ...], as_json: bool) -> None:
 
     Formats are detected from content: daily-papers text digests, RSS 2.0 / Atom feeds (arXiv listings
     and API results included) and JSON paper lists. Each paper is stored once; a file already ingested
-    is recognised by its content hash. Exit status 1 when anything was rejected.
+    is recognised by its content hash. Papers without a link are then looked up on arXiv by title
+    ([enrich]; DIGEST_ENRICH=off skips it). Exit status 1 when anything was rejected.
     """
     from digest.service import ingest as run_ingest  # here: `digest papers` need not load the ranking model
 
@@ -30,8 +31,13 @@ def ingest(app: App, sources: tuple[str, ...], as_json: bool) -> None:
             f"{report.files} file(s): {report.new} new, {report.updated} updated, "
             f"{report.duplicates} duplicate(s); {total} papers in the store"
         )
+        if report.enriched or report.not_on_arxiv or report.lookups_pending:
+            left = f", {report.lookups_pending} left for the next ingest" if report.lookups_pending else ""
+            click.echo(f"arXiv: {report.enriched} paper(s) enriched, {report.not_on_arxiv} not on arXiv{left}")
     for rejection in report.rejected:
         click.echo(f"rejected: {rejection.error}", err=True)
+    for notice in report.notices:  # the ingest itself went well: said, but not an error
+        click.echo(f"notice: {notice}", err=True)
     if report.rejected:
         raise SystemExit(1)
 

@@ -40,6 +40,13 @@ class IngestReport:
     entries: int = 0
     unchanged_files: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    # The arXiv lookups that follow the files (digest.enrich): papers that got an arXiv id and link, titles found
+    # not to be on arXiv, titles left for the next ingest.
+    enriched: int = 0
+    not_on_arxiv: int = 0
+    lookups_pending: int = 0
+    # What went wrong without making the ingest fail (the arXiv API out of reach): one line each, exit status 0.
+    notices: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -50,6 +57,10 @@ class IngestReport:
             "entries": self.entries,
             "unchanged_files": self.unchanged_files,
             "rejected": [{"path": r.path, "error": r.error} for r in self.rejected],
+            "enriched": self.enriched,
+            "not_on_arxiv": self.not_on_arxiv,
+            "lookups_pending": self.lookups_pending,
+            "notices": list(self.notices),
         }
 
 
