@@ -336,7 +336,9 @@ def write_config(folder: Path) -> Path:
         '[paths]\ninbox = "inbox"\nsubscribers = "subscribers"\ntemplates = "templates"\n'
         'database = "var/digest.db"\nfeeds = "var/feeds"\n'
         '[web]\nbase_url = "https://digest.example.org"\n'
-        '[delivery]\nmethod = "maildir"\nmaildir = "var/maildir"\n',
+        '[delivery]\nmethod = "maildir"\nmaildir = "var/maildir"\n'
+        # Everyone subscribes on day 1 and gets a digest that morning (else the first comes on day 2).
+        "[schedule]\nwelcome_digest = true\n",
         encoding="utf-8",
     )
     return path

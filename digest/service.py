@@ -87,13 +87,32 @@ def ingest_configured(store: Store, config: Config, clock: Clock = utc_now) -> I
 
 
 def select_profiles(
-    subscribers: SubscriberSet, store: Store, selection: Selection, names: Sequence[str], now: datetime
+    subscribers: SubscriberSet,
+    store: Store,
+    selection: Selection,
+    names: Sequence[str],
+    now: datetime,
+    *,
+    welcome: bool = False,
 ) -> list[Profile]:
     if selection == "named":
         return [subscribers.get(name) for name in dict.fromkeys(names)]
     if selection == "all":
         return list(subscribers.profiles)
-    return [p for p in subscribers.profiles if is_due(p, store.last_attempt_at(p.id), now)]
+    return [p for p in subscribers.profiles if _due(store, p, now, welcome=welcome)]
+
+
+def _due(store: Store, profile: Profile, now: datetime, *, welcome: bool) -> bool:
+    """Due when a scheduled slot has passed since the last attempt. A subscriber never attempted counts from
+    when the store first saw them: their first digest comes at their first slot after that, not the moment a
+    daemon starts; with `[schedule] welcome_digest`, at once."""
+    last = store.last_attempt_at(profile.id)
+    if last is None:
+        joined = store.joined_at(profile.id, now)
+        if welcome:
+            return True
+        last = joined
+    return is_due(profile, last, now)
 
 
 def send(
@@ -114,7 +133,9 @@ def send(
     their stuck messages failed (under the same lock, so no sender is mid-hand-over), then send afresh."""
     subscribers = subscribers or load_subscribers(config.paths.subscribers)
     with send_lock(lock_path(config), wait=lock_wait), Store(config.paths.database) as store:
-        profiles = select_profiles(subscribers, store, selection, names, clock())
+        profiles = select_profiles(
+            subscribers, store, selection, names, clock(), welcome=config.schedule.welcome_digest
+        )
         if retry_stuck and not dry_run:
             for profile in profiles:
                 if store.resolve_stuck(profile.id, "failed", clock(), "settled by hand as failed (--retry-stuck)"):

@@ -20,7 +20,13 @@ KEYWORD_SETS = [
 
 
 def write_config(
-    root: Path, *, port: int = 25, security: str = "none", extra_smtp: str = "", method: str = "smtp"
+    root: Path,
+    *,
+    port: int = 25,
+    security: str = "none",
+    extra_smtp: str = "",
+    method: str = "smtp",
+    welcome_digest: bool = False,
 ) -> Path:
     (root / "subscribers").mkdir(exist_ok=True)
     (root / "inbox").mkdir(exist_ok=True)
@@ -47,6 +53,9 @@ retry_backoff = 0.05
 [delivery]
 method = "{method}"
 maildir = "var/maildir"
+
+[schedule]
+welcome_digest = {str(welcome_digest).lower()}
 """,
         encoding="utf-8",
     )

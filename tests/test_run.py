@@ -17,7 +17,7 @@ from pathlib import Path
 import cli
 import html5lib
 import pytest
-from conftest import shared_digests
+from conftest import NOW, shared_digests
 from delivery_helpers import DEMO_INBOX, INGESTED_AT, write_config, write_subscribers
 from smtp_server import Behaviour, SmtpServer
 
@@ -32,6 +32,9 @@ from digest.subscribers import load_subscribers
 REPO = Path(__file__).resolve().parent.parent
 
 
+SLOT = NOW + timedelta(minutes=5)  # the next */5 slot after the fixed test instant
+
+
 def digest(config: Path, *args: str) -> cli.Ran:
     """`digest --config CONFIG ARGS` in-process (a SIGTERM test needs a process of its own: it makes one)."""
     return cli.digest("--config", config, *args, cwd=REPO)
@@ -41,10 +44,13 @@ def test_run_once_ingests_sends_the_due_and_writes_feeds(tmp_path: Path) -> None
     config_path = write_config(tmp_path, method="maildir")
     for item in DEMO_INBOX.iterdir():
         shutil.copy(item, tmp_path / "inbox" / item.name)
-    write_subscribers(tmp_path, 3, schedule="* * * * *")
-    first = digest(config_path, "run", "--once")
-    assert first.returncode == 0, first.stderr
+    write_subscribers(tmp_path, 3, schedule="*/5 * * * *")
+    joined = digest(config_path, "run", "--once")  # new subscribers: their first digest waits for their next slot
+    assert joined.returncode == 0, joined.stderr
     config = load_config(config_path)
+    assert not config.delivery.maildir.exists() or not list(mailbox.Maildir(config.delivery.maildir, create=False))
+    first = cli.digest("--config", config_path, "run", "--once", cwd=REPO, env={"DIGEST_NOW": SLOT.isoformat()})
+    assert first.returncode == 0, first.stderr
     assert len(list(mailbox.Maildir(config.delivery.maildir, create=False))) == 3
     assert sorted(p.name for p in config.paths.feeds.glob("*.xml")) == [
         "all.xml",
@@ -52,15 +58,30 @@ def test_run_once_ingests_sends_the_due_and_writes_feeds(tmp_path: Path) -> None
         "reader001.xml",
         "reader002.xml",
     ]
-    second = digest(config_path, "run", "--once")
+    second = cli.digest("--config", config_path, "run", "--once", cwd=REPO, env={"DIGEST_NOW": SLOT.isoformat()})
     assert second.returncode == 0, second.stderr
     assert len(list(mailbox.Maildir(config.delivery.maildir, create=False))) == 3, "nothing new, nothing sent"
-    assert "Traceback" not in first.stderr + second.stderr
+    assert "Traceback" not in joined.stderr + first.stderr + second.stderr
+
+
+def test_a_welcome_digest_goes_out_at_once_when_configured(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path, method="maildir", welcome_digest=True)
+    for item in DEMO_INBOX.iterdir():
+        shutil.copy(item, tmp_path / "inbox" / item.name)
+    write_subscribers(tmp_path, 2, schedule="0 7 1 1 *")  # once a year: without the welcome, a year's wait
+    ran = digest(config_path, "run", "--once")
+    assert ran.returncode == 0, ran.stderr
+    messages = list(mailbox.Maildir(load_config(config_path).delivery.maildir, create=False))
+    assert len(messages) == 2
+    assert all("Welcome! This first digest" in m.get_payload()[0].get_payload(decode=True).decode() for m in messages)
+    again = digest(config_path, "run", "--once")
+    assert again.returncode == 0 and len(list(mailbox.Maildir(load_config(config_path).delivery.maildir))) == 2
 
 
 def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(tmp_path: Path) -> None:
     with SmtpServer(Behaviour(delay=0.5)) as server:
-        config_path = write_config(tmp_path, port=server.port)
+        # A welcome digest: new subscribers are due at once, not at the next minute.
+        config_path = write_config(tmp_path, port=server.port, welcome_digest=True)
         for item in DEMO_INBOX.iterdir():
             shutil.copy(item, tmp_path / "inbox" / item.name)
         write_subscribers(tmp_path, 8, schedule="* * * * *")
@@ -163,6 +184,8 @@ def test_a_cycle_reports_any_failing_step_and_still_runs_the_next(
     config = load_config(config_path)
     with Store(config.paths.database) as store:
         ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10**7, clock=lambda: INGESTED_AT)
+        for name in ("reader000", "reader001"):
+            store.joined_at(name, INGESTED_AT)  # subscribed before the papers came: due at the next slot
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RecursionError("maximum recursion depth exceeded")
@@ -186,6 +209,8 @@ def test_a_cycle_with_nothing_new_fits_no_model(tmp_path: Path, monkeypatch: pyt
     config = load_config(config_path)
     with Store(config.paths.database) as store:
         ingest_sources(store, [str(DEMO_INBOX)], max_bytes=10**7, clock=lambda: INGESTED_AT)
+        for name in ("reader000", "reader001"):
+            store.joined_at(name, INGESTED_AT)
     first = run_cycle(config, clock=lambda: INGESTED_AT + timedelta(hours=1))
     assert first.send is not None and len(first.send.sent) == 2
 

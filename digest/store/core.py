@@ -826,6 +826,22 @@ class Store:
         db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
         db.execute("UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber))
 
+    def joined_at(self, subscriber: str, now: datetime) -> datetime:
+        """When the store first saw this subscriber: recorded as `now` the first time it is asked."""
+        row = self._db.execute("SELECT joined_at FROM subscriber_state WHERE subscriber = ?", (subscriber,)).fetchone()
+        if row and row[0]:
+            return parse_iso(row[0])
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute(
+                "UPDATE subscriber_state SET joined_at = COALESCE(joined_at, ?) WHERE subscriber = ?",
+                (utc_iso(now), subscriber),
+            )
+            (joined,) = db.execute(
+                "SELECT joined_at FROM subscriber_state WHERE subscriber = ?", (subscriber,)
+            ).fetchone()
+        return parse_iso(joined)
+
     def last_attempt_at(self, subscriber: str) -> datetime | None:
         row = self._db.execute(
             "SELECT last_attempt_at FROM subscriber_state WHERE subscriber = ?", (subscriber,)
