@@ -16,7 +16,7 @@ from jinja2 import Environment
 from digest.compose import ComposedDigest, compose_digest
 from digest.config import Config
 from digest.mail.message import message_bytes
-from digest.render.context import build_context
+from digest.render.context import build_context, reading_links
 from digest.render.email import render_markdown
 from digest.render.environment import DigestEnvironment
 from digest.store import Store
@@ -40,7 +40,15 @@ def _json(composed: ComposedDigest, profile: Profile, reason: str | None) -> byt
         "subscriber": profile.id,
         "subject": composed.rendered.subject if composed.rendered else None,
         "papers": [
-            {"id": s.paper.id, "title": s.paper.title, "url": s.paper.url, "score": round(s.score, 4), "why": s.why}
+            {
+                "id": s.paper.id,
+                "title": s.paper.title,
+                "url": s.paper.url,
+                "score": round(s.score, 4),
+                "why": s.why,
+                # What the email links: the source's URL, the arXiv page, else an arXiv title search.
+                "link": reading_links(s.paper)[0],
+            }
             for s in composed.plan.picks
         ],
     }

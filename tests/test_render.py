@@ -191,20 +191,20 @@ def test_a_non_http_paper_url_is_not_linked() -> None:
 def test_every_paper_has_a_link_an_arxiv_search_when_no_source_gave_one() -> None:
     plan = sample_plan(1)
     scored = plan.picks[0]
-    bare = replace(scored.paper, url=None, arxiv_id=None, title="Residual Gates: Deep (Message) Passing & 50% Less")
+    bare = replace(scored.paper, url=None, arxiv_id=None, title="Gates: Deep (Message) Passing & 50% Less")
     context = build_context(replace(plan, picks=(replace(scored, paper=bare),)), now=SAMPLE_NOW, links=Links())
     paper = context["papers"][0]
     assert paper["url_is_search"] and paper["pdf_url"] is None and paper["arxiv_id"] is None
-    assert paper["url"] == ARXIV_TITLE_SEARCH + "Residual+Gates+Deep+Message+Passing+50+Less"
+    assert paper["url"] == ARXIV_TITLE_SEARCH + "Gates+Deep+Message+Passing+50+Less"
     long_title = " ".join(f"Word{i}" for i in range(40))
     url = build_context(
         replace(plan, picks=(replace(scored, paper=replace(bare, title=long_title)),)), now=SAMPLE_NOW, links=Links()
     )["papers"][0]["url"]
-    assert len(url) <= 100 and url.startswith(ARXIV_TITLE_SEARCH + "Word0+Word1+")  # fits one text line
+    assert len(url) <= 90 and url.startswith(ARXIV_TITLE_SEARCH + "Word0+Word1+")  # fits one text line
     rendered = render_email(
         make_environment(None), replace(plan, picks=(replace(scored, paper=bare),)), now=SAMPLE_NOW, links=Links()
     )
-    assert "Find on arXiv" in rendered.html and f"Find it on arXiv: {paper['url']}" in rendered.text
+    assert "Find on arXiv" in rendered.html and f"Find it on arXiv:\n   {paper['url']}\n" in rendered.text
 
 
 @pytest.mark.parametrize(
@@ -385,7 +385,9 @@ def test_the_text_part_reads_in_a_terminal(count: int) -> None:
     plan = sample_plan(count)
     first = plan.picks[0]
     long_title = "A Surprisingly Long Title About Message Passing " * 4 + "全角の題名も二桁"
-    plan = replace(plan, picks=(replace(first, paper=replace(first.paper, title=long_title.strip())), *plan.picks[1:]))
+    # The first paper has no link of its own (a daily-papers entry): it gets the longest, the title search.
+    unlinked = replace(first.paper, title=long_title.strip(), url=None, arxiv_id=None)
+    plan = replace(plan, picks=(replace(first, paper=unlinked), *plan.picks[1:]))
     links = Links("https://digest.research-group.org", "x" * 32, "ada")
     text = render_email(make_environment(None), plan, now=SAMPLE_NOW, links=links).text
     for line in text.splitlines():
@@ -393,7 +395,8 @@ def test_the_text_part_reads_in_a_terminal(count: int) -> None:
         if "http" not in line:
             assert _columns(line) <= 72, line
     assert long_title.strip() in unwrapped(text)
-    assert text.count("https://arxiv.org/abs/") == count  # every paper's link, once, on its own line
+    assert text.count("https://arxiv.org/abs/") == count - 1  # every paper's link, once, on its own line
+    assert text.count("\n   https://arxiv.org/search/?searchtype=title&query=A+Surprisingly+Long+Title") == 1
     ranks = re.findall(r"^-{72}\n(\d+)\. ", text, flags=re.M)
     assert ranks == [str(i) for i in range(1, count + 1)]
 

@@ -88,8 +88,9 @@ def safe_url(url: str | None) -> str | None:
 ARXIV_ABS = "https://arxiv.org/abs/"
 ARXIV_PDF = "https://arxiv.org/pdf/"
 ARXIV_TITLE_SEARCH = "https://arxiv.org/search/?searchtype=title&query="
-# A fallback search link stays short enough for a line of a plain-text email (a terminal is 80-100 columns).
-SEARCH_URL_LIMIT = 100
+# A fallback search link stays short enough for a line of a plain-text email (a terminal is 80-100 columns),
+# indented under its paper.
+SEARCH_URL_LIMIT = 90
 
 
 def title_search_url(title: str) -> str:
