@@ -54,7 +54,7 @@ def test_json_lists_the_same_papers_the_next_send_would_send(demo: Config) -> No
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["subscriber"] == "ada" and data["subject"].startswith("Papers for ")
-    assert data["papers"] and set(data["papers"][0]) == {"id", "title", "url", "score", "why"}
+    assert data["papers"] and set(data["papers"][0]) == {"id", "title", "url", "score", "why", "link"}
     assert "reason" not in data
     report = send(demo, selection="named", names=["ada"], dry_run=True)
     assert [p["id"] for p in data["papers"]] == list(report.sent[0].papers)
