@@ -202,11 +202,11 @@ def _toml_lines(values: BaseModel, model: type[BaseModel]) -> list[str]:
         if field.exclude or isinstance(getattr(values, key), BaseModel):
             continue  # the id is the file name; tables come after the keys
         if key in _CHOSEN:
-            line = f"{key} = {_toml_value(getattr(values, key))}"
+            line = f"{key} = {toml_value(getattr(values, key))}"
         else:
             default = field.get_default(call_default_factory=True)
             unset = default is None or default is PydanticUndefined
-            line = f"# {key} =" if unset else f"# {key} = {_toml_value(default)}"
+            line = f"# {key} =" if unset else f"# {key} = {toml_value(default)}"
         note = PROFILE_NOTES.get(key)
         if note and len(line) < _NOTE_COLUMN - 1:
             line = f"{line:<{_NOTE_COLUMN - 1}} # {note}"
@@ -216,7 +216,7 @@ def _toml_lines(values: BaseModel, model: type[BaseModel]) -> list[str]:
     return lines
 
 
-def _toml_value(value: object) -> str:
+def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -225,7 +225,7 @@ def _toml_value(value: object) -> str:
         # JSON's escapes are all valid in a TOML basic string; TOML also wants DEL escaped.
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     raise TypeError(f"no TOML form for {value!r}")
 
 

@@ -1,0 +1,84 @@
+"""Forms that change something, protected against cross-site requests (CSRF).
+
+A secret token in the URL says who may change a profile, but not that the request comes from our own page: a
+link can leak (a forwarded email), and another site could then make the reader's browser post to it. So every
+such form carries a token only this server can make (an HMAC, bound to the form's purpose and to when the page
+was made) and every such POST must not come from another origin (browsers say so in Sec-Fetch-Site and Origin).
+The one-click unsubscribe POST of RFC 8058 is not such a form: mail providers send it from their servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+FORM_FIELD = "form_token"
+MAX_AGE = 4 * 3600.0  # a page left open longer is reloaded before its form is taken
+_SAME_SITE = ("same-origin", "none")  # "none": the user typed the address or used a bookmark
+
+
+def server_secret(database: Path) -> bytes:
+    """The key of the form tokens: random, made once, kept beside the database (0600), never sent anywhere."""
+    path = database.with_name(database.name + ".web-secret")
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: theirs is the one
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    secret = secrets.token_bytes(32)
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(secret.hex())
+        out.flush()
+        os.fsync(out.fileno())
+    return secret
+
+
+def _mac(secret: bytes, purpose: str, issued: int) -> str:
+    return hmac.new(secret, f"{purpose}\n{issued}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def form_token(secret: bytes, purpose: str, now: datetime) -> str:
+    """The hidden field of a form made now for `purpose` (e.g. "settings:ada")."""
+    issued = int(now.timestamp())
+    return f"{issued}.{_mac(secret, purpose, issued)}"
+
+
+def form_token_ok(secret: bytes, purpose: str, presented: str, now: datetime, max_age: float = MAX_AGE) -> bool:
+    """Made by this server, for this purpose, not in the future, at most `max_age` seconds ago."""
+    issued_text, _, mac = presented.partition(".")
+    if not issued_text.isdigit() or len(issued_text) > 12:
+        return False
+    issued = int(issued_text)
+    age = now.timestamp() - issued
+    return (
+        0 <= age + 60 and age <= max_age and hmac.compare_digest(mac.encode(), _mac(secret, purpose, issued).encode())
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def cross_site(request: Request, base_url: str | None) -> bool:
+    """True when the browser says the request comes from another site: Sec-Fetch-Site other than same-origin or
+    none, or an Origin other than ours (the public base URL, else the address this request was made to)."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in _SAME_SITE:
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    ours = _origin(base_url) if base_url else _origin(str(request.base_url))
+    return origin.lower() != ours

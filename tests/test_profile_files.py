@@ -1,0 +1,132 @@
+"""Profiles written by the program: validated, atomic, the previous version kept, never over someone's change;
+and the form tokens and origin checks that keep other sites from making those writes."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import NOW
+from starlette.requests import Request
+
+from digest.errors import ConfigError
+from digest.profile_files import (
+    ABSENT,
+    HISTORY,
+    KEEP_VERSIONS,
+    ProfileConflict,
+    create_profile,
+    file_version,
+    save_profile,
+)
+from digest.subscribers import Profile, load_subscribers
+from digest.web.forms import cross_site, form_token, form_token_ok, server_secret
+
+
+def reader(email: str = "ada@example.org", name: str = "Ada", **fields: object) -> Profile:
+    data = {"name": name, "email": email, "interests": {"keywords": ["graphs"]}, **fields}
+    return Profile.model_validate(data, context={"now": NOW})
+
+
+def test_a_new_address_gets_a_profile_and_the_same_address_never_a_second(tmp_path: Path) -> None:
+    assert create_profile(tmp_path, reader(), NOW) == ("ada", True)
+    assert create_profile(tmp_path, reader("ADA@example.org", "Ada again"), NOW) == ("ada", False)
+    assert create_profile(tmp_path, reader("ada@elsewhere.example", "Other Ada"), NOW) == ("ada-2", True)
+    (tmp_path / "Ada-3.toml").write_text('name = "x"\n', encoding="utf-8")  # taken, whatever its case
+    assert create_profile(tmp_path, reader("ada@third.example"), NOW) == ("ada-4", True)
+    loaded = {p.id: p for p in load_subscribers(tmp_path, NOW).profiles}
+    assert loaded["ada"].name == "Ada" and loaded["ada-2"].email == "ada@elsewhere.example"
+    assert loaded["ada"].interests.keywords == ("graphs",)
+
+
+def test_two_sign_ups_at_once_make_two_files(tmp_path: Path) -> None:
+    results: list[tuple[str, bool]] = []
+    threads = [
+        threading.Thread(target=lambda n=n: results.append(create_profile(tmp_path, reader(f"ada@x{n}.example"), NOW)))
+        for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == sorted([("ada", True)] + [(f"ada-{n}", True) for n in range(2, 9)])
+
+
+def test_save_keeps_the_old_version_and_refuses_a_file_changed_meanwhile(tmp_path: Path) -> None:
+    create_profile(tmp_path, reader(), NOW)
+    path = tmp_path / "ada.toml"
+    seen = file_version(path)
+    changed = reader(max_papers=5).model_copy(update={"id": "ada"})
+    new_version = save_profile(tmp_path, changed, expected_version=seen, now=NOW)
+    assert new_version == file_version(path) != seen
+    assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 5
+    (kept,) = (tmp_path / HISTORY).glob("ada.*.toml")
+    assert "max_papers = 10" in kept.read_text(encoding="utf-8")
+    # An operator edits the file by hand; a page opened before that must not overwrite it.
+    path.write_text(path.read_text(encoding="utf-8").replace("max_papers = 5", "max_papers = 7"), encoding="utf-8")
+    with pytest.raises(ProfileConflict, match="ada.toml was changed after this page was opened"):
+        save_profile(tmp_path, changed, expected_version=new_version, now=NOW)
+    assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 7
+    with pytest.raises(ProfileConflict):  # a profile deleted meanwhile is a change too
+        path.unlink()
+        save_profile(tmp_path, changed, expected_version=new_version, now=NOW)
+    assert file_version(path) == ABSENT
+
+
+def test_only_the_last_versions_are_kept(tmp_path: Path) -> None:
+    create_profile(tmp_path, reader(), NOW)
+    path = tmp_path / "ada.toml"
+    for step in range(KEEP_VERSIONS + 5):
+        profile = reader(max_papers=1 + step).model_copy(update={"id": "ada"})
+        save_profile(tmp_path, profile, expected_version=file_version(path), now=NOW + timedelta(seconds=step))
+    assert len(list((tmp_path / HISTORY).glob("ada.*.toml"))) == KEEP_VERSIONS
+
+
+def test_what_does_not_validate_is_never_written(tmp_path: Path) -> None:
+    create_profile(tmp_path, reader(), NOW)
+    before = (tmp_path / "ada.toml").read_bytes()
+    broken = reader().model_copy(update={"id": "ada", "max_papers": 0})  # model_copy skips validation
+    with pytest.raises(ConfigError, match="max_papers"):
+        save_profile(tmp_path, broken, expected_version=file_version(tmp_path / "ada.toml"), now=NOW)
+    assert (tmp_path / "ada.toml").read_bytes() == before
+
+
+def test_form_tokens_are_bound_to_purpose_and_time(tmp_path: Path) -> None:
+    secret = server_secret(tmp_path / "digest.db")
+    assert server_secret(tmp_path / "digest.db") == secret and len(secret) == 32
+    assert oct((tmp_path / "digest.db.web-secret").stat().st_mode & 0o777) == "0o600"
+    token = form_token(secret, "settings:ada", NOW)
+    assert form_token_ok(secret, "settings:ada", token, NOW + timedelta(hours=1))
+    assert not form_token_ok(secret, "settings:grace", token, NOW)  # another reader's form
+    assert not form_token_ok(secret, "settings:ada", token, NOW + timedelta(hours=5))  # stale
+    assert not form_token_ok(secret, "settings:ada", token, NOW - timedelta(hours=1))  # from the future
+    assert not form_token_ok(b"another server" * 2, "settings:ada", token, NOW)
+    for forged in ("", "x", "1.2", token + "0", f"{int(NOW.timestamp())}.{'0' * 40}", "9" * 40 + ".ab"):
+        assert not form_token_ok(secret, "settings:ada", forged, NOW)
+
+
+def _request(**headers: str) -> Request:
+    raw = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    scope = {"type": "http", "method": "POST", "scheme": "http", "server": ("127.0.0.1", 8080), "path": "/x"}
+    return Request({**scope, "headers": [(b"host", b"127.0.0.1:8080"), *raw], "query_string": b""})
+
+
+@pytest.mark.parametrize(
+    ("headers", "base_url", "refused"),
+    [
+        ({}, None, False),  # an old browser or a script: the form token decides
+        ({"sec_fetch_site": "same-origin"}, None, False),
+        ({"sec_fetch_site": "none"}, None, False),
+        ({"sec_fetch_site": "cross-site"}, None, True),
+        ({"sec_fetch_site": "same-site"}, None, True),  # another app on a sibling subdomain
+        ({"origin": "http://127.0.0.1:8080"}, None, False),
+        ({"origin": "https://evil.example"}, None, True),
+        ({"origin": "null"}, None, True),  # a sandboxed frame or a data: page
+        ({"origin": "https://digest.example.org"}, "https://digest.example.org/app", False),
+        ({"origin": "http://127.0.0.1:8080"}, "https://digest.example.org", True),
+    ],
+)
+def test_cross_site_requests_are_recognised(headers: dict[str, str], base_url: str | None, refused: bool) -> None:
+    assert cross_site(_request(**headers), base_url) is refused
