@@ -368,3 +368,20 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
     assert sum(len(_statements(m)) for m in _MIGRATIONS) == 29  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
+
+
+def test_ratings_are_listed_latest_first_and_can_be_undone(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from digest.paper import make_paper
+
+    at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    with Store(tmp_path / "d.db") as store:
+        store.add_papers([make_paper(title=f"Paper {n}", abstract="An abstract.") for n in range(3)], "t", at)
+        ids = [p.id or "" for p in store.list_papers()]
+        store.set_feedback("ada", ids[0], 1, at)
+        store.set_feedback("ada", ids[1], -1, at + timedelta(minutes=1))
+        store.set_feedback("grace", ids[2], 1, at)
+        assert [(p.id, rating) for p, rating, _ in store.ratings("ada")] == [(ids[1], -1), (ids[0], 1)]
+        assert store.clear_feedback("ada", ids[1]) and not store.clear_feedback("ada", ids[1])
+        assert store.feedback("ada") == {ids[0]: 1} and store.feedback("grace") == {ids[2]: 1}

@@ -556,6 +556,22 @@ class Store:
         rows = self._db.execute("SELECT paper_id, rating FROM feedback WHERE subscriber = ?", (subscriber,))
         return {row["paper_id"]: row["rating"] for row in rows}
 
+    def ratings(self, subscriber: str) -> list[tuple[Paper, int, datetime]]:
+        """The subscriber's ratings with their papers, the latest first (what a settings page lists)."""
+        rows = self._db.execute(
+            "SELECT paper_id, rating, at FROM feedback WHERE subscriber = ? ORDER BY at DESC, paper_id", (subscriber,)
+        ).fetchall()
+        papers = {p.id: p for p in self.get_papers([row["paper_id"] for row in rows])}
+        return [
+            (papers[row["paper_id"]], row["rating"], parse_iso(row["at"])) for row in rows if row["paper_id"] in papers
+        ]
+
+    def clear_feedback(self, subscriber: str, paper_id: str) -> bool:
+        """Undo a rating; False when there was none."""
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM feedback WHERE subscriber = ? AND paper_id = ?", (subscriber, paper_id))
+        return cursor.rowcount > 0
+
     # ---- the send ledger ----------------------------------------------------------------------
 
     @trace.traced("ledger+delivery")

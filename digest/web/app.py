@@ -56,6 +56,8 @@ from digest.unsubscribes import (
     pending_unsubscribe_journal,
     token_hash,
 )
+from digest.web import settings as settings_pages
+from digest.web import signup as signup_pages
 from digest.web.pages import render_page
 
 log = logging.getLogger(__name__)
@@ -121,19 +123,19 @@ def _scrub(text: str, scope: Scope) -> str:
     return text if len(text) <= 500 else text[:500] + "..."
 
 
-def _page(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+def page(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
     # Token pages must not be kept by shared caches or shown again from history by another user.
     return HTMLResponse(render_page(template, **context), status_code=status, headers={"cache-control": "no-store"})
 
 
-def _try_later() -> HTMLResponse:
-    response = _page("error.html", 503, title="Unavailable", message="Please try again later.")
+def try_later() -> HTMLResponse:
+    response = page("error.html", 503, title="Unavailable", message="Please try again later.")
     response.headers["retry-after"] = RETRY_AFTER
     return response
 
 
 def _internal_error() -> HTMLResponse:
-    return _page("error.html", 500, title="Error", message="The request could not be handled.")
+    return page("error.html", 500, title="Error", message="The request could not be handled.")
 
 
 class SecurityHeaders:
@@ -179,7 +181,7 @@ class SecurityHeaders:
             log.info("%s %s %s", method, redact(scope.get("path", "")), status or 500)
 
 
-def _not_found() -> HTTPException:
+def not_found() -> HTTPException:
     return HTTPException(404)
 
 
@@ -199,8 +201,9 @@ def subscriber_for_token(store: Store, presented: str) -> str | None:
 # ---- the app -----------------------------------------------------------------------------------------------
 
 
-class _Handlers:
-    """The app's request handlers and background job, sharing its configuration, clock and limits."""
+class Handlers:
+    """The app's request handlers and background job, sharing its configuration, clock and limits. The pages of
+    digest.web.settings and digest.web.signup are built on it too."""
 
     def __init__(self, config: Config, clock: Clock, store_timeout: float, journal_retry: float) -> None:
         self.config = config
@@ -235,7 +238,7 @@ class _Handlers:
         with self.store() as opened:
             owner = subscriber_for_token(opened, presented)
             if owner is None:
-                raise _not_found()
+                raise not_found()
             # rel="self": the address this reader used (the token is theirs already), under the public base URL.
             base = self.config.web.base_url or str(request.base_url).rstrip("/")
             own_url = f"{base}/feeds/{quote(name, safe='')}.xml?{urlencode({'token': presented})}"
@@ -244,10 +247,10 @@ class _Handlers:
             else:
                 # The token must be this subscriber's own: one reader's token never opens another's feed.
                 if owner != name:
-                    raise _not_found()
+                    raise not_found()
                 profiles = {p.id: p for p in load_subscribers(self.config.paths.subscribers).profiles}
                 if name not in profiles:
-                    raise _not_found()
+                    raise not_found()
                 body = subscriber_feed(
                     opened,
                     self.config,
@@ -267,11 +270,11 @@ class _Handlers:
         with self.store() as opened:
             subscriber = subscriber_for_token(opened, request.path_params["token"])
             if subscriber is None:
-                raise _not_found()
+                raise not_found()
             paused = opened.subscriber_state(subscriber).paused
         paused = paused or is_pending(self.config, subscriber, request.path_params["token"])
         # GET never changes anything: mail scanners open links, and only a person presses the button.
-        return _page("unsubscribe_confirm.html", title="Unsubscribe", name=self.display_name(subscriber), paused=paused)
+        return page("unsubscribe_confirm.html", title="Unsubscribe", name=self.display_name(subscriber), paused=paused)
 
     def journal(self, entry: dict[str, str], who: str, reason: object, *, limit: int | None = None) -> bool:
         """Make the unsubscribe durable in the journal; False (and an ERROR line naming who) if even that fails."""
@@ -298,8 +301,8 @@ class _Handlers:
         # 202: durably accepted; the store catches up on the next write, and a send applies it first.
         pending = is_pending(self.config, subscriber, None)
         if not pending and not self.journal({"subscriber": subscriber, "at": now.isoformat()}, subscriber, reason):
-            return _try_later()
-        return _page(
+            return try_later()
+        return page(
             "unsubscribed.html", 202, title="Unsubscribed", name=self.display_name(subscriber), changed=not pending
         )
 
@@ -309,8 +312,8 @@ class _Handlers:
         pending = is_pending(self.config, None, presented)
         entry = {"token_sha256": token_hash(presented), "at": now.isoformat()}
         if not pending and not self.journal(entry, "(token not checked)", reason, limit=_MAX_UNCHECKED_JOURNAL):
-            return _try_later()
-        return _page("unsubscribed.html", 202, title="Unsubscribed", name=None, changed=not pending)
+            return try_later()
+        return page("unsubscribed.html", 202, title="Unsubscribed", name=None, changed=not pending)
 
     def unsubscribe(self, request: Request) -> Response:
         # RFC 8058: the body is "List-Unsubscribe=One-Click". The token in the URL is what authorises the
@@ -321,7 +324,7 @@ class _Handlers:
             with self.store() as opened:
                 subscriber = subscriber_for_token(opened, presented)
                 if subscriber is None:
-                    raise _not_found()
+                    raise not_found()
                 try:
                     changed = opened.set_paused(subscriber, True, now)
                 except StoreError as exc:
@@ -329,24 +332,24 @@ class _Handlers:
                 self.apply_pending(opened)
         except (StoreError, sqlite3.Error) as exc:
             if not presented or len(presented) > _MAX_TOKEN:
-                raise _not_found() from None
+                raise not_found() from None
             return self.unsubscribe_unchecked(presented, exc, now)
         if changed:
             log.info("%s: unsubscribed through the web link", subscriber)
-        return _page("unsubscribed.html", title="Unsubscribed", name=self.display_name(subscriber), changed=changed)
+        return page("unsubscribed.html", title="Unsubscribed", name=self.display_name(subscriber), changed=changed)
 
     def feedback_target(self, opened: Store, request: Request) -> tuple[str, Paper, str]:
         # The paper id was percent-encoded into one segment but may hold '/' once decoded (hep-th/9901001,
         # doi:10.1234/abc), so the route takes the rest of the path and the rating is its last segment.
         paper_id, _, rating = request.path_params["rest"].rpartition("/")
         if rating not in _RATINGS or not paper_id:
-            raise _not_found()
+            raise not_found()
         subscriber = subscriber_for_token(opened, request.path_params["token"])
         if subscriber is None:
-            raise _not_found()
+            raise not_found()
         paper = opened.get_paper(paper_id)
         if paper is None or paper.id is None:
-            raise _not_found()
+            raise not_found()
         return subscriber, paper, rating
 
     def feedback_page(self, request: Request) -> Response:
@@ -356,7 +359,7 @@ class _Handlers:
             current = opened.feedback(subscriber).get(paper.id or "")
         other = "dislike" if rating == "like" else "like"
         given = {value: name for name, value in _RATINGS.items()}.get(current or 0)
-        return _page(
+        return page(
             "feedback_confirm.html",
             title="Like?" if rating == "like" else "Dislike?",
             paper_title=paper.title,
@@ -372,7 +375,7 @@ class _Handlers:
             opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], self.clock())
             self.apply_pending(opened)
         other = "dislike" if rating == "like" else "like"
-        return _page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other)
+        return page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other)
 
     def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -380,15 +383,15 @@ class _Handlers:
     async def http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
-            return _page("error.html", 404, title="Not found", message="This link is not valid (any more).")
+            return page("error.html", 404, title="Not found", message="This link is not valid (any more).")
         if status == 405:
-            return _page("error.html", 405, title="Method not allowed", message="This address does not take that.")
-        return _page("error.html", status, title="Error", message="The request could not be handled.")
+            return page("error.html", 405, title="Method not allowed", message="This address does not take that.")
+        return page("error.html", status, title="Error", message="The request could not be handled.")
 
     async def digest_error(self, request: Request, exc: Exception) -> Response:
         # A broken self.config or database is the operator's problem: say so in the log, not to the visitor.
         log.error("%s %s: %s", request.method, redact(request.url.path), _scrub(str(exc), request.scope))
-        return _try_later()
+        return try_later()
 
     def apply_in_background(self) -> None:
         try:
@@ -424,7 +427,7 @@ def create_app(
     long a request waits for the database write lock; `journal_retry` how often pending unsubscribes are
     retried while the server runs."""
 
-    handlers = _Handlers(config, clock, store_timeout, journal_retry)
+    handlers = Handlers(config, clock, store_timeout, journal_retry)
     routes = [
         Route("/healthz", handlers.healthz, methods=["GET"]),
         Route("/feeds/{subscriber}.xml", handlers.feed, methods=["GET"]),
@@ -432,6 +435,8 @@ def create_app(
         Route("/unsubscribe/{token}", handlers.unsubscribe, methods=["POST"]),
         Route("/feedback/{token}/{rest:path}", handlers.feedback_page, methods=["GET"]),
         Route("/feedback/{token}/{rest:path}", handlers.feedback, methods=["POST"]),
+        *settings_pages.routes(handlers),
+        *signup_pages.routes(handlers),
     ]
     app = Starlette(
         routes=routes,
