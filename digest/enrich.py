@@ -35,8 +35,8 @@ import feedparser
 from digest.clock import Clock, utc_now
 from digest.config import Enrich
 from digest.errors import ConfigError, IngestError
-from digest.ingest.feeds import _entry_to_paper  # the feed reader's entry -> Paper: the same cleaning as a feed
-from digest.ingest.read import _Deadline, _get, _Redirected  # the whole-exchange deadline of every other fetch
+from digest.ingest.feeds import entry_to_paper  # the feed reader's entry -> Paper: the same cleaning as a feed
+from digest.ingest.read import Deadline, Redirected, get_url  # the whole-exchange deadline of every other fetch
 from digest.ingest.text import one_line
 from digest.paper import Paper, title_key
 from digest.store.records import ArxivMatch
@@ -77,10 +77,10 @@ def lookups_enabled(settings: Enrich) -> bool:
 def http_fetch(url: str, timeout: float) -> bytes:
     """GET `url`: the whole exchange within `timeout` seconds, at most MAX_ANSWER_BYTES, no redirect followed.
     Every failure is a LookupUnavailable saying why in one line."""
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     try:
-        return _get(url, deadline, MAX_ANSWER_BYTES, url)
-    except _Redirected as redirect:
+        return get_url(url, deadline, MAX_ANSWER_BYTES, url)
+    except Redirected as redirect:
         target = one_line(redirect.location or "nowhere", 200)
         raise LookupUnavailable(f"redirected to {target}; set [enrich] api_url to the final URL") from None
     except TimeoutError:
@@ -159,7 +159,7 @@ def parse_answer(data: bytes, max_results: int) -> Answer:
     papers: list[Paper] = []
     for entry in entries:
         try:
-            paper = _entry_to_paper(entry)
+            paper = entry_to_paper(entry)
         except Exception:  # an entry we cannot read names no paper; the others still count
             continue
         if paper is not None and paper.arxiv_id:

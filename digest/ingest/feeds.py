@@ -82,7 +82,7 @@ def _dois(entry: Any) -> list[str]:
     return [c for c in candidates if isinstance(c, str) and normalise_doi(c)]
 
 
-def _entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | None:
+def entry_to_paper(entry: Any, feed_authors: Sequence[str] = ()) -> Paper | None:
     title = _text_of(entry.get("title_detail"), entry.get("title", ""))
     summary_detail = entry.get("summary_detail")
     if entry.get("content"):
@@ -153,7 +153,7 @@ def parse_feed(data: bytes, text: str, source: str) -> tuple[list[Paper], list[s
     problems: list[str] = []
     for number, entry in enumerate(parsed.entries, start=1):
         try:
-            paper = _entry_to_paper(entry, feed_authors)
+            paper = entry_to_paper(entry, feed_authors)
         except Exception as exc:  # one entry we cannot read is that entry's problem, never the whole feed's
             problems.append(f"{source}: entry {number}: cannot read ({describe(exc)}); skipped")
             continue

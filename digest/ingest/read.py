@@ -61,7 +61,7 @@ def read_file(path: Path, limit: int) -> bytes:
     return data
 
 
-class _Deadline:
+class Deadline:
     """One download's deadline, and whether any byte has arrived yet (to tell silence from a slow drip)."""
 
     def __init__(self, seconds: float) -> None:
@@ -79,7 +79,7 @@ class _Deadline:
 class _DeadlineIO:
     """Every read and write of a socket waits at most until the deadline (mixed into a TCP and a TLS socket)."""
 
-    deadline: _Deadline | None = None
+    deadline: Deadline | None = None
 
     def recv_into(self, buffer: Any, *args: Any, **kwargs: Any) -> int:
         if self.deadline is not None:
@@ -104,7 +104,7 @@ class _DeadlineSSLSocket(_DeadlineIO, ssl.SSLSocket):
 
 
 def _connect(
-    address: tuple[str, int], timeout: float | None, source_address: Any = None, *, deadline: _Deadline
+    address: tuple[str, int], timeout: float | None, source_address: Any = None, *, deadline: Deadline
 ) -> socket.socket:
     plain = socket.create_connection(address, deadline.left(), source_address)
     sock = _DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
@@ -118,13 +118,13 @@ def _connect(
 
 
 class _HTTPConnection(http.client.HTTPConnection):
-    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._create_connection = functools.partial(_connect, deadline=deadline)
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = deadline
         self._create_connection = functools.partial(_connect, deadline=deadline)
@@ -154,7 +154,7 @@ class _HTTPSConnection(http.client.HTTPSConnection):
         self.sock = sock
 
 
-def _wait(sock: socket.socket, deadline: _Deadline, *, read: bool) -> None:
+def _wait(sock: socket.socket, deadline: Deadline, *, read: bool) -> None:
     """Wait until a non-blocking socket can go on, at most until the deadline."""
     with selectors.DefaultSelector() as selector:
         selector.register(sock, selectors.EVENT_READ if read else selectors.EVENT_WRITE)
@@ -173,7 +173,7 @@ def _tls_context() -> ssl.SSLContext:
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         super().__init__()
         self._deadline = deadline
 
@@ -183,7 +183,7 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
+    def __init__(self, deadline: Deadline) -> None:
         self._tls = _tls_context()
         super().__init__(context=self._tls)
         self._deadline = deadline
@@ -193,7 +193,7 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(connection, req, context=self._tls)
 
 
-class _Redirected(Exception):
+class Redirected(Exception):
     def __init__(self, code: int, location: str | None) -> None:
         super().__init__(code, location)
         self.code = code
@@ -207,7 +207,7 @@ class _NoAutomaticRedirects(urllib.request.HTTPRedirectHandler):
     def http_error_302(self, req: Any, fp: Any, code: int, msg: Any, headers: Any) -> NoReturn:
         location = headers.get("Location") or headers.get("URI")
         fp.close()
-        raise _Redirected(code, location)
+        raise Redirected(code, location)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
@@ -218,7 +218,7 @@ def _origin(url: str) -> tuple[str, str, int]:
     return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme, 0)
 
 
-def _redirect_target(url: str, current: str, redirect: _Redirected) -> str:
+def _redirect_target(url: str, current: str, redirect: Redirected) -> str:
     """Where a redirect from `current` may go: an http(s) URL on the same host and port (never https -> http; http
     -> https on the default ports is the one change of port allowed). A one-line IngestError otherwise."""
     if not redirect.location:
@@ -239,7 +239,7 @@ def _redirect_target(url: str, current: str, redirect: _Redirected) -> str:
     )
 
 
-def _timed_out(url: str, timeout: float, deadline: _Deadline) -> IngestError:
+def _timed_out(url: str, timeout: float, deadline: Deadline) -> IngestError:
     if not deadline.received:
         return IngestError(f"{url}: no answer within {timeout:g} s; try again later or raise [sources] timeout")
     return IngestError(
@@ -248,7 +248,7 @@ def _timed_out(url: str, timeout: float, deadline: _Deadline) -> IngestError:
     )
 
 
-def _get(url: str, deadline: _Deadline, limit: int, source: str) -> bytes:
+def get_url(url: str, deadline: Deadline, limit: int, source: str) -> bytes:
     opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline), _NoAutomaticRedirects())
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
     with opener.open(request, timeout=deadline.left()) as response:
@@ -269,15 +269,15 @@ def _get(url: str, deadline: _Deadline, limit: int, source: str) -> bytes:
 def fetch_url(url: str, limit: int, timeout: float) -> bytes:
     """GET an http(s) URL: at most `limit` bytes, and the whole download, redirects included, within `timeout`
     seconds. Every failure is one line naming the URL."""
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     current = url
     try:
         if _origin(url)[0] not in _DEFAULT_PORTS:
             raise IngestError(f"{url}: not an http(s) URL")
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                data = _get(current, deadline, limit, url)
-            except _Redirected as redirect:
+                data = get_url(current, deadline, limit, url)
+            except Redirected as redirect:
                 current = _redirect_target(url, current, redirect)
                 continue
             break
