@@ -160,9 +160,11 @@ def build_feed(
     per_subscriber: bool,
     now: datetime,
     self_url: str | None = None,
+    settings_url: str | None = None,
 ) -> bytes:
     """An Atom document. Titles, names and the summary go in as type="text" (feedgen escapes them); the content
-    is HTML that we built from escaped values (entry_content)."""
+    is HTML that we built from escaped values (entry_content). `settings_url`, the reader's settings page, is a
+    feed-level rel="related" link."""
     fg = FeedGenerator()
     fg.id(feed_id(name))
     fg.title(xml_text(title))
@@ -193,7 +195,13 @@ def build_feed(
         if item.why:
             entry.summary(xml_text(item.why), type="text")
         entry.content(entry_content(item), type="html")
-    return _with_links(bytes(fg.atom_str(pretty=False, encoding="UTF-8")), checked_self, entry_links)
+    feed_links = [{"href": url, "rel": "self", "type": "application/atom+xml"} for url in [checked_self] if url]
+    feed_links += [
+        {"href": url, "rel": "related", "type": "text/html", "title": "Your settings"}
+        for url in [_http_url(settings_url)]
+        if url
+    ]
+    return _with_links(bytes(fg.atom_str(pretty=False, encoding="UTF-8")), feed_links, entry_links)
 
 
 def _entry_links(paper: Paper) -> list[dict[str, str]]:
@@ -205,14 +213,16 @@ def _entry_links(paper: Paper) -> list[dict[str, str]]:
     return links
 
 
-def _with_links(document: bytes, self_url: str | None, entry_links: Sequence[Sequence[dict[str, str]]]) -> bytes:
+def _with_links(
+    document: bytes, feed_links: Sequence[dict[str, str]], entry_links: Sequence[Sequence[dict[str, str]]]
+) -> bytes:
     """The links written here, not by feedgen: feedgen 1.0 drops every attribute of a link but href (rel, type,
     title), which makes a code link or a PDF an entry's "alternate" and loses rel="self"."""
     root = etree.fromstring(document)
-    if self_url:
-        first_entry = root.find(f"{{{_ATOM}}}entry")
-        at = root.index(first_entry) if first_entry is not None else len(root)
-        root.insert(at, etree.Element(f"{{{_ATOM}}}link", href=self_url, rel="self", type="application/atom+xml"))
+    first_entry = root.find(f"{{{_ATOM}}}entry")
+    at = root.index(first_entry) if first_entry is not None else len(root)
+    for offset, link in enumerate(feed_links):
+        root.insert(at + offset, etree.Element(f"{{{_ATOM}}}link", **link))
     for entry, links in zip(root.iterfind(f"{{{_ATOM}}}entry"), entry_links, strict=True):
         for link in links:
             etree.SubElement(entry, f"{{{_ATOM}}}link", **link)
@@ -228,6 +238,13 @@ def feed_self_url(store: Store, config: Config, name: str) -> str | None:
     if name != ALL_FEED and not token:
         return None
     return Links(config.web.base_url, token or "", name).feed() if token else f"{config.web.base_url}/feeds/all.xml"
+
+
+def settings_url(store: Store, config: Config, subscriber: str) -> str | None:
+    """The reader's settings page under `digest serve`, once they have a token (a feed-level rel="related")."""
+    if not config.web.base_url:
+        return None
+    return Links(config.web.base_url, store.subscriber_state(subscriber).token, subscriber).settings()
 
 
 def subscriber_feed(
@@ -256,6 +273,7 @@ def subscriber_feed(
         per_subscriber=True,
         now=now,
         self_url=self_url if self_url is not None else feed_self_url(store, config, subscriber),
+        settings_url=settings_url(store, config, subscriber),
     )
 
 

@@ -1,4 +1,4 @@
-"""The links an email carries back to `digest serve`: unsubscribe, feedback, the personal feed.
+"""The links an email carries back to `digest serve`: unsubscribe, feedback, the personal feed, the settings page.
 
 All are empty until `[web] base_url` is configured; each is guarded by the subscriber's secret token.
 """
@@ -24,6 +24,10 @@ class Links:
 
     def unsubscribe(self) -> str | None:
         return f"{self.base_url}/unsubscribe/{quote(self.token or '', safe='')}" if self.enabled else None
+
+    def settings(self) -> str | None:
+        """The reader's own settings page (/settings/<token>): profile, pause and resume, ratings."""
+        return f"{self.base_url}/settings/{quote(self.token or '', safe='')}" if self.enabled else None
 
     def feedback(self, paper_id: str, rating: Rating) -> str | None:
         if not self.enabled:

@@ -44,6 +44,7 @@ PROFILE_NOTES: dict[str, str] = {
     "exclude": "in a title: dropped; in an abstract: pushed down",
     "papers": "papers you liked: arXiv id, DOI or title",
     "authors": 'their papers come first, e.g. ["Ada Lovelace"]',
+    "exclude_authors": "their papers are never picked",
     "categories": 'arXiv categories or whole archives, e.g. ["cs.LG", "math"]',
 }
 # The keys `digest init` sets; every other key is written commented out, at its default.

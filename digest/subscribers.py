@@ -71,10 +71,12 @@ class Interests(BaseModel):
     papers: tuple[str, ...] = ()
     # People whose papers the reader wants ("Ada Lovelace"; initials and accents are matched, digest.rank.people)
     authors: tuple[str, ...] = ()
+    # People whose papers the reader never wants (matched the same way); their papers are dropped, whatever else
+    exclude_authors: tuple[str, ...] = ()
     # arXiv categories ("cs.LG") or whole archives ("math"); sources that carry categories (arXiv) can match them
     categories: tuple[str, ...] = ()
 
-    @field_validator("keywords", "exclude", "papers", "authors", "categories")
+    @field_validator("keywords", "exclude", "papers", "authors", "exclude_authors", "categories")
     @classmethod
     def _clean(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         cleaned = tuple(v.strip() for v in values)
@@ -82,7 +84,7 @@ class Interests(BaseModel):
             raise ValueError("must not contain empty strings")
         return cleaned
 
-    @field_validator("authors")
+    @field_validator("authors", "exclude_authors")
     @classmethod
     def _names(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:

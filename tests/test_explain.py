@@ -88,6 +88,19 @@ def test_a_followed_author_lifts_a_paper_above_keyword_matches() -> None:
     assert picks[1].why == 'title matches "sorting"'
 
 
+def test_an_excluded_author_drops_their_papers_whatever_else_matches() -> None:
+    model = build_model(PAPERS)
+    interests = Interests(keywords=("graph networks", "sorting"), authors=("Charles Babbage",))
+    assert [s.paper.id for s in rank(model, PAPERS, interests, max_papers=4)][:2] == ["p1", "p3"]
+    # Written another way than on the paper ("A. Lovelace"): the same person, so p1 goes, followed co-author or not.
+    never = interests.model_copy(update={"exclude_authors": ("LOVELACE, Àda",)})
+    assert "p1" not in [s.paper.id for s in rank(model, PAPERS, never, max_papers=4)]
+    unrelated = interests.model_copy(update={"exclude_authors": ("Bea Lovelace",)})
+    assert "p1" in [s.paper.id for s in rank(model, PAPERS, unrelated, max_papers=4)]
+    with pytest.raises(ValueError, match="not a name"):
+        Interests(exclude_authors=("42",))
+
+
 def test_reasons_vary_across_a_digest_and_there_is_no_filler() -> None:
     liked = "Oversmoothing in deep graph networks"
     lines = why_lines(

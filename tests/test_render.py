@@ -145,6 +145,7 @@ def test_the_context_carries_what_the_readme_documents() -> None:
         "links_enabled",
         "unsubscribe_url",
         "feed_url",
+        "settings_url",
         "first_digest",
     }
     assert context["subscriber"]["name"] == "Ada Example"
@@ -156,6 +157,7 @@ def test_the_context_carries_what_the_readme_documents() -> None:
     assert first["like_url"] == "https://digest.example.org/feedback/tok-3f9a1c/2611.10001/like"
     assert context["unsubscribe_url"] == "https://digest.example.org/unsubscribe/tok-3f9a1c"
     assert context["feed_url"].startswith("https://digest.example.org/feeds/ada.xml?token=")
+    assert context["settings_url"] == "https://digest.example.org/settings/tok-3f9a1c"
 
 
 def test_the_issue_date_is_the_subscribers_local_date() -> None:
@@ -170,7 +172,7 @@ def test_without_base_url_the_links_are_empty_and_the_email_still_reads_well() -
     env = make_environment(None)
     rendered = render_email(env, sample_plan(2), now=SAMPLE_NOW, links=Links())
     context = build_context(sample_plan(2), now=SAMPLE_NOW, links=Links())
-    assert context["unsubscribe_url"] is None and context["feed_url"] is None
+    assert context["unsubscribe_url"] is None and context["feed_url"] is None and context["settings_url"] is None
     assert context["papers"][0]["like_url"] is None
     assert "More like this" not in rendered.html and "More like this" not in rendered.text
     assert "use your mail app's Unsubscribe button" in visible_text(rendered.html)

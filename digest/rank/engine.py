@@ -18,9 +18,9 @@ is one product of the chunk's distinct liked rows. Only each subscriber's head (
 5 * max_papers) papers, found with argpartition) reaches Python; MMR compares only that head, and only the picks
 are explained.
 
-Candidates a subscriber must not get (their liked and disliked papers, papers already sent to them) are masked
-to score 0, which is what leaving them out of that subscriber's pool does: the PRF top-5 only takes positive
-scores, and the final list drops scores of 0.
+Candidates a subscriber must not get (their liked and disliked papers, papers already sent to them, papers by an
+author they excluded) are masked to score 0, which is what leaving them out of that subscriber's pool does: the
+PRF top-5 only takes positive scores, and the final list drops scores of 0.
 """
 
 from __future__ import annotations
@@ -224,6 +224,7 @@ class _Candidates:
         self.meaning = model.vectors.papers(self.papers) if model.vectors is not None and self.papers else None
         self._neighbours: sparse.csr_matrix | None = None
         self._boosts: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
+        self._by_authors: dict[tuple[str, ...], np.ndarray] = {}
         self._quotable: dict[int, list[bool]] = {}
         self._gram: np.ndarray | None = None
         self._compact: sparse.csr_matrix | None = None
@@ -244,6 +245,17 @@ class _Candidates:
             )
             kept = 1.0 - (1.0 - AUTHOR_BOOST * by_author) * (1.0 - CATEGORY_BOOST * by_category)
             found = self._boosts[key] = np.broadcast_to(np.asarray(kept, dtype=np.float64), (len(self.papers),))
+        return found
+
+    def by_authors(self, authors: Sequence[str]) -> np.ndarray:
+        """Per candidate, whether one of its authors is among these people (digest.rank.people's matching)."""
+        key = tuple(authors)
+        found = self._by_authors.get(key)
+        if found is None:
+            wanted = [k for k in (name_key(a) for a in authors) if k is not None]
+            found = self._by_authors[key] = np.array(
+                [bool(wanted) and bool(matching_authors(wanted, p.authors)) for p in self.papers], dtype=bool
+            )
         return found
 
     def smoothed(self, scores: np.ndarray) -> np.ndarray:
@@ -438,6 +450,8 @@ def _rank_chunk(
             masked[s, shared.by_key.get(key, [])] = True
         for paper_id in request.skip_ids:
             masked[s, shared.by_id.get(paper_id, [])] = True
+        if request.interests.exclude_authors:  # "never from this author"
+            masked[s] |= shared.by_authors(request.interests.exclude_authors)
     pool = n - masked.sum(axis=1)
 
     raw = dense(vectors @ shared.rows_t)  # profiles x candidates, unclipped

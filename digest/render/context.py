@@ -141,4 +141,5 @@ def build_context(plan: DigestPlan, *, now: datetime, links: Links) -> dict[str,
         "links_enabled": links.enabled,
         "unsubscribe_url": links.unsubscribe(),
         "feed_url": links.feed(),
+        "settings_url": links.settings(),
     }
