@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from digest.errors import ConfigError
 from digest.validation import format_validation_error, read_toml
@@ -114,6 +114,11 @@ class Web(_Section):
     base_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Sign-up with double opt-in at /subscribe (digest.web.signup); off: /subscribe and /confirm are a 404.
+    signup: bool = False
+    signup_expiry: float = Field(default=48 * 3600.0, description="how long a confirmation link works")
+    signup_per_address: int = Field(default=3, ge=1, description="sign-ups per email address per day")
+    signup_per_ip: int = Field(default=10, ge=1, description="sign-ups per client IP per hour")
 
     @field_validator("base_url")
     @classmethod
@@ -121,6 +126,21 @@ class Web(_Section):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"must be an http(s) URL (got {value!r})")
         return value.rstrip("/") if value else value
+
+    @field_validator("signup_expiry", mode="before")
+    @classmethod
+    def _duration(cls, value: str | int | float) -> float:
+        return parse_duration(value)
+
+    @field_validator("signup")
+    @classmethod
+    def _signup_needs_base_url(cls, value: bool, info: ValidationInfo) -> bool:
+        # The confirmation email links to the public address: a request's Host header is not to be trusted for it.
+        if value and not info.data.get("base_url"):
+            raise ValueError(
+                "needs base_url: the confirmation email links to it; set [web] base_url, or signup = false (got true)"
+            )
+        return value
 
 
 class Enrich(_Section):

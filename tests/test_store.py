@@ -365,7 +365,7 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
         "INSERT INTO t VALUES ('a;b');",
         "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
     ]
-    assert sum(len(_statements(m)) for m in _MIGRATIONS) == 29  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3
+    assert sum(len(_statements(m)) for m in _MIGRATIONS) == 33  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3 + 4
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
 

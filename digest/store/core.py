@@ -15,8 +15,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from digest import trace
 from digest.errors import LedgerConflictError, StoreError
@@ -28,6 +29,8 @@ from digest.store.records import (
     MessageState,
     Outcome,
     PickRecord,
+    Signup,
+    SignupLimits,
     StoredFile,
     SubscriberState,
     parse_iso,
@@ -883,6 +886,89 @@ class Store:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
         rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")
         return {row["subscriber"]: row["token"] for row in rows}
+
+    # ---- sign-ups -----------------------------------------------------------------------------
+
+    def add_signup(self, signup: Signup, client: str, now: datetime, limits: SignupLimits) -> timedelta | None:
+        """Record a sign-up request from `client` (a keyed hash of its IP), unless the address or the client
+        reached its limit: None when recorded, else how long until one more would be taken. The check and the
+        insert are one transaction, so concurrent requests cannot both slip under a limit. Old requests are
+        purged first (cheap: an index on expires_at)."""
+        with self.transaction() as db:
+            self._purge_signups(now, limits)
+            wait = self._signup_wait(db, "client", client, limits.per_client, limits.client_window, now)
+            wait = wait or self._signup_wait(db, "email", signup.email, limits.per_email, limits.email_window, now)
+            if wait is not None:
+                return wait
+            db.execute(
+                "INSERT INTO signups (code_hash, email, client, profile, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    signup.code_hash,
+                    signup.email,
+                    client,
+                    signup.profile,
+                    utc_iso(signup.created_at),
+                    utc_iso(signup.expires_at),
+                ),
+            )
+        return None
+
+    def signup_client_wait(self, client: str, now: datetime, limits: SignupLimits) -> timedelta | None:
+        """How long until `client` may sign up again (None: now). A read only, for turning a flood away early."""
+        return self._signup_wait(self._db, "client", client, limits.per_client, limits.client_window, now)
+
+    @staticmethod
+    def _signup_wait(
+        db: sqlite3.Connection,
+        column: Literal["client", "email"],
+        key: str,
+        limit: int,
+        window: timedelta,
+        now: datetime,
+    ) -> timedelta | None:
+        since = utc_iso(now - window)
+        query = f"SELECT created_at FROM signups WHERE {column} = ? AND created_at > ? ORDER BY created_at DESC"
+        # The newest `limit` requests in the window: when there are that many, the oldest of them must leave it.
+        rows = db.execute(f"{query} LIMIT ?", (key, since, limit)).fetchall()
+        if len(rows) < limit:
+            return None
+        return max(parse_iso(rows[-1]["created_at"]) + window - now, timedelta(seconds=1))
+
+    def _purge_signups(self, now: datetime, limits: SignupLimits) -> None:
+        # Unconfirmed rows outlive the rate-limit windows, so a purge never lets a limit forget a request.
+        keep = max(limits.keep_unconfirmed, limits.email_window, limits.client_window)
+        self._db.execute(
+            "DELETE FROM signups WHERE expires_at < ? AND (confirmed_at IS NULL OR expires_at < ?)",
+            (utc_iso(now - keep), utc_iso(now - max(keep, limits.keep_confirmed))),
+        )
+
+    def signup(self, code_hash: str) -> Signup | None:
+        """The sign-up request whose confirmation code has this SHA-256 (the caller compares it again in constant
+        time)."""
+        row = self._db.execute("SELECT * FROM signups WHERE code_hash = ?", (code_hash,)).fetchone()
+        if row is None:
+            return None
+        return Signup(
+            code_hash=row["code_hash"],
+            email=row["email"],
+            profile=row["profile"],
+            created_at=parse_iso(row["created_at"]),
+            expires_at=parse_iso(row["expires_at"]),
+            confirmed_at=parse_iso(row["confirmed_at"]) if row["confirmed_at"] else None,
+            subscriber=row["subscriber"],
+        )
+
+    def confirm_signup(self, code_hash: str, subscriber: str, now: datetime) -> bool:
+        """Mark a request confirmed, for `subscriber`, and forget the profile it asked for (the file holds it now).
+        False when it was confirmed already (a replay, or a second tab)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE signups SET confirmed_at = ?, subscriber = ?, profile = '{}'"
+                " WHERE code_hash = ? AND confirmed_at IS NULL",
+                (utc_iso(now), subscriber, code_hash),
+            )
+        return cursor.rowcount > 0
 
 
 def _other_publisher_doi(one: str | None, other: str | None) -> bool:

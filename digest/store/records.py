@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from digest.paper import Paper
@@ -127,3 +127,31 @@ class ArxivMatch:
             published=self.published,
             doi=self.doi,
         )
+
+
+@dataclass(frozen=True)
+class Signup:
+    """A sign-up request (digest.web.signup): who asked for which profile, and whether the link was used."""
+
+    code_hash: str | None  # SHA-256 of the confirmation code; None for a notice to an address already subscribed
+    email: str  # the address, casefolded
+    profile: str  # the requested profile as JSON ("{}" once confirmed)
+    created_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None = None
+    subscriber: str | None = None  # the profile its confirmation created or found
+
+
+@dataclass(frozen=True)
+class SignupLimits:
+    """At most `per_email` sign-ups for one address within `email_window`, `per_client` from one client within
+    `client_window`."""
+
+    per_email: int
+    email_window: timedelta
+    per_client: int
+    client_window: timedelta
+    # Rows are kept this long after they expire: a late click still gets "expired" (not "unknown"), and a used
+    # link still finds its profile; then they are purged.
+    keep_unconfirmed: timedelta = timedelta(days=1)
+    keep_confirmed: timedelta = timedelta(days=30)

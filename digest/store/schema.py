@@ -141,6 +141,25 @@ _MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX papers_unlinked ON papers(title_key, seq) WHERE arxiv_id IS NULL AND url IS NULL;
     """,
+    # 10: sign-ups waiting for (or given) their confirmation (digest.web.signup): the code only as its SHA-256, the
+    # requested profile as JSON (emptied once confirmed), the address casefolded and a keyed hash of the client IP
+    # (never the IP) for the rate limits. A row without a code is a notice sent to an address already subscribed.
+    """
+    CREATE TABLE signups (
+        id INTEGER PRIMARY KEY,
+        code_hash TEXT UNIQUE,
+        email TEXT NOT NULL,
+        client TEXT NOT NULL,
+        profile TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        confirmed_at TEXT,
+        subscriber TEXT
+    );
+    CREATE INDEX signups_email ON signups(email, created_at);
+    CREATE INDEX signups_client ON signups(client, created_at);
+    CREATE INDEX signups_expires ON signups(expires_at);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -1,14 +1,450 @@
-"""Sign-up with double opt-in, /subscribe (issue 18): being built; its routes join the app here."""
+"""Sign-up with double opt-in (issue 18), when `[web] signup = true` (else these addresses are a 404):
+
+    GET  /subscribe         the form: email, name, keywords, liked papers, format, a schedule, a time zone
+    POST /subscribe         checked as a profile is, rate-limited, recorded, and a confirmation link emailed;
+                            nothing is created in subscribers/ yet
+    GET  /confirm/<code>    a page with a button (mail scanners open every link: GET changes nothing)
+    POST /confirm/<code>    creates the profile (digest.profile_files.create_profile: atomic, one per address),
+                            issues the reader's token and redirects to their settings page
+
+The answer to a sign-up never says whether the address is new, waiting for its confirmation or subscribed
+already: it is the same page, and an address that has a profile is emailed its settings link instead of a code
+(no second profile). Codes are 192 random bits, stored only as their SHA-256, looked up by it and compared again
+in constant time; a request expires after `[web] signup_expiry` and is purged a day later (a late click still
+hears "expired"). Sign-ups are limited per address (`signup_per_address` a day) and per client IP
+(`signup_per_ip` an hour; IPv6 by /64), counted in the store under a keyed hash of the IP, never the IP itself.
+Forms carry a token of digest.web.forms and must come from our own origin.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import secrets
+import zoneinfo
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
 
+import anyio.to_thread
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from digest.characters import INVISIBLE
+from digest.mail.message import message_bytes
+from digest.mail.notice import compose_notice
+from digest.mail.transport import make_transport
+from digest.profile_files import create_profile
+from digest.starter import parse_keywords
+from digest.store import Store
+from digest.store.records import Signup, SignupLimits
+from digest.subscribers import Profile, load_subscribers
+from digest.web import forms
+from digest.web.pages import render_page
 
 if TYPE_CHECKING:
     from digest.web.app import Handlers
 
+log = logging.getLogger(__name__)
+
+# The schedules a reader chooses from (any crontab can be set later, on the settings page or in the file).
+PRESETS: dict[str, tuple[str, str]] = {
+    "weekdays": ("Weekdays at 07:00", "0 7 * * mon-fri"),
+    "daily": ("Every day at 07:00", "0 7 * * *"),
+    "weekly": ("Mondays at 07:00", "0 7 * * mon"),
+}
+FORMATS = {"html": "HTML", "markdown": "Markdown (plain text)"}
+FIELDS = ("email", "name", "keywords", "papers", "format", "schedule", "timezone")
+DEFAULTS = {"format": "html", "schedule": "weekdays", "timezone": "UTC"}
+# A public form takes no essays: characters per field, and items per list.
+MAX_CHARS = {"email": 254, "name": 100, "keywords": 1000, "papers": 4000, "timezone": 64}
+MAX_KEYWORDS = 30
+MAX_PAPERS = 20
+MAX_BODY = 16 * 1024
+_MAX_CODE = 128  # codes are secrets.token_urlsafe(24): 32 characters
+PURPOSE = "subscribe"
+ADDRESS_WINDOW = timedelta(days=1)
+CLIENT_WINDOW = timedelta(hours=1)
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _page(template: str, status: int = 200, /, **context: Any) -> HTMLResponse:
+    from digest.web.app import page  # not at the top: digest.web.app imports this module
+
+    return page(template, status, **context)
+
+
+def _not_found() -> HTTPException:
+    from digest.web.app import not_found
+
+    return not_found()
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8", "replace")).hexdigest()
+
+
+def client_key(secret: bytes, host: str) -> str:
+    """What the per-IP limit counts: a keyed hash of the client's address (IPv6: of its /64, which one machine
+    usually holds whole), so the store never keeps an IP."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        bucket = host
+    else:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+            bucket = str(ipaddress.ip_network(f"{address}/64", strict=False))
+        else:
+            bucket = str(getattr(address, "ipv4_mapped", None) or address)
+    return hmac.new(secret, f"signup-client\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def time_zones() -> tuple[str, ...]:
+    """The zones the form suggests (any IANA name is taken)."""
+    areas = ("Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Australia/", "Europe/", "Indian/", "Pacific/")
+    return ("UTC", *sorted(z for z in zoneinfo.available_timezones() if z.startswith(areas)))
+
+
+def requested_profile(values: Mapping[str, str], now: datetime) -> tuple[Profile | None, dict[str, str]]:
+    """The profile a filled-in form asks for, checked with the rules of a profile file, or the problems: one
+    line per field, `<field> <problem>` (the profile's own wording where it has one)."""
+    problems: dict[str, str] = {}
+    for field, limit in MAX_CHARS.items():
+        if len(values.get(field, "")) > limit:
+            problems[field] = f"{field} is too long (at most {limit} characters)"
+    keywords = parse_keywords(values.get("keywords", ""))
+    papers = tuple(line.strip() for line in values.get("papers", "").splitlines() if line.strip())
+    if len(keywords) > MAX_KEYWORDS:
+        problems["keywords"] = f"keywords are too many (at most {MAX_KEYWORDS}); keep the ones that matter most"
+    if len(papers) > MAX_PAPERS:
+        problems["papers"] = f"papers are too many (at most {MAX_PAPERS}, one per line)"
+    if not keywords and not papers:
+        problems["keywords"] = "keywords must name at least one topic (comma-separated), or list a paper you liked"
+    for field, items in (("name", (values.get("name", ""),)), ("keywords", keywords), ("papers", papers)):
+        if any(INVISIBLE.search(item.replace("\n", "")) for item in items):
+            problems.setdefault(field, f"{field} must not contain control or invisible characters")
+    schedule = PRESETS.get(values.get("schedule", ""))
+    if schedule is None:
+        problems["schedule"] = f"schedule must be one of: {', '.join(label for label, _ in PRESETS.values())}"
+    data = {
+        "name": values.get("name", ""),
+        "email": values.get("email", "").strip(" \t"),
+        "format": values.get("format", ""),
+        "timezone": values.get("timezone", "").strip() or "UTC",
+        "schedule": schedule[1] if schedule else PRESETS["weekdays"][1],
+        "interests": {"keywords": list(keywords), "papers": list(papers)},
+    }
+    try:
+        profile = Profile.model_validate(data, context={"now": now})
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = [str(part) for part in error["loc"] if not isinstance(part, int)]
+            field = where[-1] if where else "email"
+            message = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+            problems[field] = f"{field} {message}"  # the profile's rule wins over ours: it is what a file says
+        return None, problems
+    return (None, problems) if problems else (profile, {})
+
+
+class SignupPages:
+    """The sign-up and confirmation pages, on the app's configuration, clock and store."""
+
+    def __init__(self, app: Handlers) -> None:
+        self.app = app
+        web = app.config.web
+        self.base_url = web.base_url or ""
+        self.expiry = timedelta(seconds=web.signup_expiry)
+        self.limits = SignupLimits(
+            per_email=web.signup_per_address,
+            email_window=ADDRESS_WINDOW,
+            per_client=web.signup_per_ip,
+            client_window=CLIENT_WINDOW,
+        )
+
+    @functools.cached_property
+    def secret(self) -> bytes:
+        return forms.server_secret(self.app.config.paths.database)
+
+    # ---- the form ------------------------------------------------------------------------------------------
+
+    def form_page(self, values: Mapping[str, str], problems: Mapping[str, str], status: int = 200) -> Response:
+        return _page(
+            "subscribe.html",
+            status,
+            title="Subscribe",
+            values={**DEFAULTS, **values},
+            problems=problems,
+            form_token=forms.form_token(self.secret, PURPOSE, self.app.clock()),
+            form_field=forms.FORM_FIELD,
+            presets={key: label for key, (label, _) in PRESETS.items()},
+            formats=FORMATS,
+            zones=time_zones(),
+        )
+
+    def form(self, request: Request) -> Response:
+        return self.form_page({}, {})
+
+    async def subscribe(self, request: Request) -> Response:
+        fields = await _read_form(request)
+        if cross_site(request, self.base_url) or not forms.form_token_ok(
+            self.secret, PURPOSE, fields.get(forms.FORM_FIELD, ""), self.app.clock()
+        ):
+            return _refused()
+        values = {name: fields.get(name, "") for name in FIELDS}
+        host = request.client.host if request.client else "unknown"
+        return await anyio.to_thread.run_sync(functools.partial(self.sign_up, values, client_key(self.secret, host)))
+
+    def sign_up(self, values: dict[str, str], client: str) -> Response:
+        now = self.app.clock()
+        with self.app.store() as store:  # a flood is turned away before any work is done for it
+            wait = store.signup_client_wait(client, now, self.limits)
+        if wait is not None:
+            return _too_many(wait)
+        profile, problems = requested_profile(values, now)
+        if profile is None:
+            return self.form_page(values, problems, 400)
+        existing = self.existing_subscriber(profile.email, now)
+        code = None if existing else secrets.token_urlsafe(24)
+        request = Signup(
+            code_hash=code_hash(code) if code else None,
+            email=profile.email.casefold(),
+            profile=json.dumps(profile.model_dump(mode="json")) if code else "{}",
+            created_at=now,
+            expires_at=now + self.expiry,
+        )
+        with self.app.store() as store:
+            # Recorded before the email goes (a crash between the two leaves a request that expires, never a
+            # link that finds nothing), and counted the same whether the address is new or not.
+            wait = store.add_signup(request, client, now, self.limits)
+            settings = self.settings_url(store.token(existing)) if existing and wait is None else None
+        if wait is not None:
+            return _too_many(wait)
+        if code:
+            subject, text, html = confirmation_email(f"{self.base_url}/confirm/{code}", request.expires_at)
+        else:
+            subject, text, html = already_subscribed_email(settings or "")
+            log.info("%s: sign-up for an address already subscribed; its settings link was emailed", existing)
+        self.send(subject, text, html, profile.email, now)
+        return _page("subscribe_sent.html", title="Check your inbox", email=profile.email, hours=self.expiry_hours)
+
+    def existing_subscriber(self, email: str, now: datetime) -> str | None:
+        folder = self.app.config.paths.subscribers
+        if not folder.is_dir():
+            return None
+        address = email.casefold()
+        for existing in load_subscribers(folder, now).profiles:
+            if existing.email.casefold() == address:
+                return existing.id
+        return None
+
+    def send(self, subject: str, text: str, html: str, to_email: str, now: datetime) -> None:
+        message = compose_notice(
+            subject=subject, text=text, html=html, to_email=to_email, sender=self.app.config.smtp.sender, now=now
+        )
+        transport = make_transport(self.app.config)
+        try:
+            transport.send(message_bytes(message), to_email)
+        finally:
+            transport.close()
+
+    @property
+    def expiry_hours(self) -> str:
+        hours = self.expiry.total_seconds() / 3600
+        return f"{hours:g} hour{'' if hours == 1 else 's'}" if hours >= 1 else f"{hours * 60:g} minutes"
+
+    def settings_url(self, token: str) -> str:
+        return f"{self.base_url}/settings/{quote(token, safe='')}"
+
+    # ---- the confirmation ----------------------------------------------------------------------------------
+
+    def find(self, store: Store, code: str) -> Signup:
+        """The request a presented code confirms; a 404 for anything else."""
+        digest = code_hash(code)
+        found = store.signup(digest)
+        if found is None or found.code_hash is None or not hmac.compare_digest(found.code_hash, digest):
+            raise _not_found()
+        return found
+
+    def confirm_page(self, request: Request) -> Response:
+        now = self.app.clock()
+        code = _code(request)
+        with self.app.store() as store:
+            found = self.find(store, code)
+            if found.confirmed_at is not None:
+                # Read only (GET writes nothing): the token was issued when the request was confirmed.
+                return self.done_page(store.subscriber_state(found.subscriber).token if found.subscriber else None)
+        if now >= found.expires_at:
+            return self.expired_page()
+        asked = json.loads(found.profile)
+        return _page(
+            "confirm.html",
+            title="Confirm your subscription",
+            profile=asked,
+            schedule=next((label for label, cron in PRESETS.values() if cron == asked.get("schedule")), None),
+            form_token=forms.form_token(self.secret, _confirm_purpose(code), now),
+            form_field=forms.FORM_FIELD,
+        )
+
+    async def confirm(self, request: Request) -> Response:
+        code = _code(request)
+        fields = await _read_form(request)
+        if cross_site(request, self.base_url):
+            return _refused()
+        presented = fields.get(forms.FORM_FIELD, "")
+        return await anyio.to_thread.run_sync(self.confirm_code, code, presented)
+
+    def confirm_code(self, code: str, presented: str) -> Response:
+        now = self.app.clock()
+        with self.app.store() as store:
+            found = self.find(store, code)  # unknown: 404, as on GET
+            if not forms.form_token_ok(self.secret, _confirm_purpose(code), presented, now):
+                return _refused()
+            if found.confirmed_at is not None:  # a replay creates nothing again
+                return self.done_page(store.token(found.subscriber) if found.subscriber else None)
+            if now >= found.expires_at:
+                return self.expired_page()
+            try:
+                profile = Profile.model_validate(json.loads(found.profile), context={"now": now})
+            except ValidationError as exc:  # checked when it was asked for; only a changed rule could get here
+                log.warning("a sign-up cannot be confirmed: its profile no longer validates (%s)", exc.error_count())
+                return self.expired_page()
+            subscriber, created = create_profile(self.app.config.paths.subscribers, profile, now)
+            if created:
+                state = store.subscriber_state(subscriber)
+                if state.token or state.paused:
+                    # The id belonged to a profile removed since (its state is still in the store): old links
+                    # must not open the new reader's pages, and the old pause is not theirs.
+                    store.token(subscriber, rotate=True)
+                    store.set_paused(subscriber, False, now)
+                log.info("%s: subscribed through the sign-up page", subscriber)
+            store.confirm_signup(code_hash(code), subscriber, now)
+            token = store.token(subscriber)
+            self.app.apply_pending(store)
+        return RedirectResponse(self.settings_url(token), status_code=303)
+
+    def done_page(self, token: str | None) -> Response:
+        settings = self.settings_url(token) if token else None
+        return _page("confirm_done.html", title="Already confirmed", settings=settings)
+
+    def expired_page(self) -> Response:
+        return _page("confirm_expired.html", 410, title="Link expired", hours=self.expiry_hours)
+
+
+def _code(request: Request) -> str:
+    code = str(request.path_params["code"])
+    if not code or len(code) > _MAX_CODE:
+        raise _not_found()
+    return code
+
+
+def _confirm_purpose(code: str) -> str:
+    # Bound to the code: a token from one confirmation page is no good on another.
+    return f"confirm:{code_hash(code)}"
+
+
+def cross_site(request: Request, base_url: str) -> bool:
+    """forms.cross_site, but with Sec-Fetch-Site, when the browser sends it, as the whole answer. Under the app's
+    `Referrer-Policy: no-referrer` the Fetch standard has a browser send `Origin: null` with every form POST, ours
+    included, and forms.cross_site would refuse it. Without Sec-Fetch-Site (older browsers) "null" says nothing
+    either way, and the form token decides; any other Origin must be ours."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site.lower() not in ("same-origin", "none")
+    if request.headers.get("origin", "").lower() == "null":
+        return False
+    return forms.cross_site(request, base_url)
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """A URL-encoded form of at most MAX_BODY bytes (413 beyond); the first value of each field."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != _FORM_TYPE:
+        raise HTTPException(415)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise HTTPException(413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413)
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=2 * len(FIELDS))
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400) from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+def _refused() -> Response:
+    return _page(
+        "error.html",
+        403,
+        title="Form expired",
+        message="This form is too old or was not sent from this site. Reload the page and try again.",
+    )
+
+
+def _too_many(wait: timedelta) -> Response:
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    minutes = max(1, math.ceil(seconds / 60))
+    response = _page(
+        "error.html",
+        429,
+        title="Too many sign-ups",
+        message=f"Too many sign-ups from here or for this address. Please try again in {minutes} minute"
+        f"{'' if minutes == 1 else 's'}.",
+    )
+    response.headers["retry-after"] = str(seconds)
+    return response
+
+
+def confirmation_email(link: str, expires: datetime) -> tuple[str, str, str]:
+    """(subject, text, HTML) of the email that carries a confirmation link. No text from the form goes in: anyone
+    can type any address into the form, so the message must not carry their words to its owner."""
+    until = expires.strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        "Someone, hopefully you, asked for a paper digest to be sent to this address.\n\n"
+        "To confirm, open this link and press the button on the page:\n\n"
+        f"{link}\n\n"
+        f"The link works until {until}. If you did not ask for this, ignore this email: nothing will be sent to you"
+        " unless you confirm.\n"
+    )
+    html = render_page("confirm_email.html", kind="confirm", link=link, until=until)
+    return "Confirm your paper digest subscription", text, html
+
+
+def already_subscribed_email(settings: str) -> tuple[str, str, str]:
+    """(subject, text, HTML) of the note to an address that has a profile already: its settings link."""
+    text = (
+        "Someone, hopefully you, asked for a paper digest to be sent to this address. It already has one, so nothing"
+        " new was made.\n\n"
+        "To change what you receive, or to resume it, open your settings page:\n\n"
+        f"{settings}\n\n"
+        "If you did not ask for this, ignore this email: nothing has changed.\n"
+    )
+    html = render_page("confirm_email.html", kind="subscribed", link=settings)
+    return "Your paper digest subscription", text, html
+
 
 def routes(app: Handlers) -> list[Route]:
-    return []
+    if not app.config.web.signup:
+        return []
+    pages = SignupPages(app)
+    return [
+        Route("/subscribe", pages.form, methods=["GET"]),
+        Route("/subscribe", pages.subscribe, methods=["POST"]),
+        Route("/confirm/{code}", pages.confirm_page, methods=["GET"]),
+        Route("/confirm/{code}", pages.confirm, methods=["POST"]),
+    ]

@@ -1,0 +1,44 @@
+"""One email to one person that is not a digest: the sign-up confirmation (digest.web.signup).
+
+It is a message the reader asked for, not a list message: no List-Id, List-Unsubscribe or Precedence. The
+headers are built by digest.mail.message's helpers, which refuse a line break in any of them; the subject is our
+own text and the address one that digest.subscribers.Profile validated.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.utils import format_datetime
+
+from digest.mail.message import (
+    _address,
+    _base64_part,
+    _header_text,
+    _sender_address,
+    _single_line,
+    _text_part,
+    new_message_id,
+)
+
+
+def compose_notice(*, subject: str, text: str, html: str, to_email: str, sender: str, now: datetime) -> Message:
+    """A multipart/alternative message (text, then HTML) to one address, from `[smtp] from`."""
+    from_name, from_email = _sender_address(sender)
+    message = MIMEMultipart("alternative", boundary=f"=_digest_{secrets.token_hex(12)}")
+    message["From"] = _address(from_name, from_email)
+    message["To"] = _address("", to_email)
+    message["Subject"] = _header_text(re.sub(r"\s+", " ", _single_line(subject, "subject")).strip())
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = new_message_id(sender)
+    message["Auto-Submitted"] = "auto-generated"
+    for name in ("MIME-Version", "Content-Type"):  # after the headers people read, as compose_message has them
+        value = message[name]
+        del message[name]
+        message[name] = value
+    message.attach(_text_part(text))
+    message.attach(_base64_part(html, "html"))
+    return message
