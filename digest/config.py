@@ -57,6 +57,8 @@ class Smtp(_Section):
     sender: str = Field(default="paper-digest <digest@localhost>", alias="from")
     timeout: float = Field(default=30.0, gt=0)
     max_per_minute: int = Field(default=0, ge=0, description="0 = no limit")
+    # SMTP connections kept open at once: a relay taking 20-50 ms per message bounds a send on one connection.
+    connections: int = Field(default=1, ge=1, le=32)
     retries: int = Field(default=3, ge=0)
     retry_backoff: float = Field(default=2.0, ge=0)
     verify: bool = Field(default=True, description="verify the server's TLS certificate")

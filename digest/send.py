@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -221,7 +222,7 @@ def send_digests(
     config: Config,
     env: Environment,
     profiles: Sequence[Profile],
-    transport: Transport | None,
+    transport: Transport | Sequence[Transport] | None,
     *,
     clock: Clock,
     dry_run: bool = False,
@@ -235,7 +236,9 @@ def send_digests(
     Digests are planned PLAN_BATCH subscribers at a time (plan_digests: one batched ranking, the same plans as
     plan_digest one by one). Each batch's messages are rendered and composed by `composer` (worker processes
     for a big send) while the next batch is planned; each message is then recorded and delivered on its own,
-    in this process: ledger `sending` -> hand-over -> `sent`/`failed`.
+    in this process: ledger `sending` -> hand-over -> `sent`/`failed`. Given several transports (`[smtp]
+    connections`), that many messages are delivered at once, each on its own connection (digest.send._Lanes),
+    every message still through the same ledger steps in the same order.
     """
     report = SendReport(dry_run=dry_run)
     if not dry_run:
@@ -254,7 +257,9 @@ def send_digests(
     # send with nobody due, or nothing new, touches no model.
     own_composer = composer is None
     composer = composer or composer_for(config, env)
-    run = _Run(store, config, transport, clock, dry_run, model, report, stop, progress)
+    transports = list(transport) if isinstance(transport, Sequence) else [transport]
+    run = _Run(store, config, transports[0], clock, dry_run, model, report, stop, progress)
+    lanes = _Lanes(run, transports) if len(transports) > 1 and not dry_run else None
     try:
         queued: tuple[list[_Ready], Iterator[ComposeResult]] | None = None
         size = batch_size(config)
@@ -264,14 +269,16 @@ def send_digests(
             ready = _prepare(run, profiles[start : start + size])
             composed = composer.compose([r.job for r in ready])
             if queued is not None:
-                _deliver(run, *queued)
+                _deliver(run, *queued, lanes)
             queued = (ready, composed)
         if queued is not None and not _stopping(run):
-            _deliver(run, *queued)
+            _deliver(run, *queued, lanes)
     except StoreError as exc:  # the ledger cannot record (a full disk): stop, and report what was done
         report.stopped_by = str(exc)
         log.error("%s; stopping the send", exc)
     finally:
+        if lanes is not None:
+            lanes.close()  # every message handed to a lane is settled before the report is made
         if own_composer:
             composer.close()
     if report.stopped_by or report.interrupted:
@@ -374,24 +381,88 @@ def _skipped_as_paused(run: _Run, profile: Profile) -> bool:
     return True
 
 
-def _deliver(run: _Run, ready: list[_Ready], composed: Iterator[ComposeResult]) -> None:
-    report = run.report
+def _deliver(run: _Run, ready: list[_Ready], composed: Iterator[ComposeResult], lanes: _Lanes | None = None) -> None:
     for item, result in zip(ready, composed, strict=True):
         if _stopping(run):
             return
+        if lanes is not None:
+            lanes.put(item, result)
+        else:
+            _deliver_item(run, item, result)
+
+
+def _deliver_item(run: _Run, item: _Ready, result: ComposeResult) -> None:
+    report = run.report
+    try:
+        _deliver_one(run, item, result)
+    except (UnreachableError, StoreError) as exc:
+        # Every other message would fail the same way (no server; a database that cannot record): stop here,
+        # with what was done so far reported.
+        report.failed.append(Failed(item.profile.id, str(exc)))
+        report.stopped_by = str(exc)
+        log.error("%s: %s; stopping the send", item.profile.id, exc)
+    except DigestError as exc:
+        report.failed.append(Failed(item.profile.id, str(exc)))
+        log.error("%s: %s", item.profile.id, exc)
+    if run.progress:
+        run.progress(item.profile)
+
+
+class _Lanes:
+    """Several deliveries at once: one thread per transport (an SMTP connection each), each with its own database
+    connection, taking messages from one short queue. A message goes through exactly the steps it goes through
+    alone (ledger `sending` committed -> hand-over marked -> `sent`/`failed`), so the guarantees are unchanged;
+    only different subscribers' messages overlap. A lane that meets an error that stops the send (no server, a
+    ledger that cannot record) stops them all: the other lanes skip what is queued, which the report lists as not
+    attempted."""
+
+    def __init__(self, run: _Run, transports: Sequence[Transport | None]) -> None:
+        self._run = run
+        self._queue: queue.Queue[tuple[_Ready, ComposeResult] | None] = queue.Queue(maxsize=2 * len(transports))
+        self._lock = threading.Lock()  # the progress bar and the report are shared
+        self._threads = [
+            threading.Thread(target=self._lane, args=(transport,), name=f"delivery-{number}", daemon=True)
+            for number, transport in enumerate(transports, start=1)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, item: _Ready, result: ComposeResult) -> None:
+        self._queue.put((item, result))
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _lane(self, transport: Transport | None) -> None:
+        run = self._run
         try:
-            _deliver_one(run, item, result)
-        except (UnreachableError, StoreError) as exc:
-            # Every other message would fail the same way (no server; a database that cannot record): stop here,
-            # with what was done so far reported.
-            report.failed.append(Failed(item.profile.id, str(exc)))
-            report.stopped_by = str(exc)
-            log.error("%s: %s; stopping the send", item.profile.id, exc)
-        except DigestError as exc:
-            report.failed.append(Failed(item.profile.id, str(exc)))
-            log.error("%s: %s", item.profile.id, exc)
-        if run.progress:
-            run.progress(item.profile)
+            own: Store | None = Store(run.store.path)
+        except StoreError as exc:
+            run.report.stopped_by = str(exc)
+            own = None
+        progress = run.progress
+        locked_progress = None if progress is None else lambda profile: self._locked(progress, profile)
+        lane = replace(run, store=own or run.store, transport=transport, progress=locked_progress)
+        try:
+            while (work := self._queue.get()) is not None:
+                if own is None or _stopping(run):
+                    continue  # keep taking work, so that the sender never waits on a full queue
+                try:
+                    _deliver_item(lane, *work)
+                except Exception as exc:  # a bug of ours: this message failed, and the send stops
+                    run.report.failed.append(Failed(work[0].profile.id, f"internal error: {exc!r}"))
+                    run.report.stopped_by = f"internal error in a delivery lane: {exc!r}"
+                    log.exception("%s: internal error while delivering", work[0].profile.id)
+        finally:
+            if own is not None:
+                own.close()
+
+    def _locked(self, progress: Callable[[Profile], None], profile: Profile) -> None:
+        with self._lock:
+            progress(profile)
 
 
 def _deliver_one(run: _Run, item: _Ready, result: ComposeResult) -> None:

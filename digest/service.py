@@ -141,15 +141,35 @@ def send(
                 if store.resolve_stuck(profile.id, "failed", clock(), "settled by hand as failed (--retry-stuck)"):
                     log.warning("%s: stuck message marked failed; sending again", profile.id)
         env = make_environment(config.paths.templates)
-        transport = None if dry_run or not any(p.wants_email for p in profiles) else transport_factory(config)
+        transports = (
+            [] if dry_run or not any(p.wants_email for p in profiles) else _transports(config, transport_factory)
+        )
         progress = progress_factory(len(profiles)) if progress_factory else None
         try:
             return send_digests(
-                store, config, env, profiles, transport, clock=clock, dry_run=dry_run, stop=stop, progress=progress
+                store,
+                config,
+                env,
+                profiles,
+                transports or None,
+                clock=clock,
+                dry_run=dry_run,
+                stop=stop,
+                progress=progress,
             )
         finally:
-            if transport is not None:
+            for transport in transports:
                 transport.close()
+
+
+def _transports(config: Config, factory: Callable[[Config], Transport]) -> list[Transport]:
+    """One transport per `[smtp] connections` (SMTP only; a Maildir takes one), each with its share of
+    `[smtp] max_per_minute`, so that together they keep the limit."""
+    count = config.smtp.connections if config.delivery.method == "smtp" else 1
+    if count > 1 and config.smtp.max_per_minute:
+        share = config.smtp.model_copy(update={"max_per_minute": config.smtp.max_per_minute / count})
+        config = config.model_copy(update={"smtp": share})
+    return [factory(config) for _ in range(count)]
 
 
 @dataclass

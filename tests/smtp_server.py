@@ -55,6 +55,8 @@ class RecordingHandler:
         self.received: list[Received] = []
         self.attempts = 0
         self.greetings = 0  # EHLOs: one per connection (plus one after STARTTLS)
+        self.in_data = 0  # messages being received at this moment
+        self.most_in_data = 0  # the most at any one moment: how many connections worked in parallel
         self.lock = threading.Lock()
 
     async def handle_EHLO(
@@ -81,7 +83,14 @@ class RecordingHandler:
         if attempt <= self.behaviour.drop_first + self.behaviour.defer_first:
             return "451 4.3.0 try again later"
         if self.behaviour.delay:
-            await asyncio.sleep(self.behaviour.delay)
+            with self.lock:
+                self.in_data += 1
+                self.most_in_data = max(self.most_in_data, self.in_data)
+            try:
+                await asyncio.sleep(self.behaviour.delay)
+            finally:
+                with self.lock:
+                    self.in_data -= 1
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.received.append(
