@@ -375,7 +375,8 @@ class Handlers:
             opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], self.clock())
             self.apply_pending(opened)
         other = "dislike" if rating == "like" else "like"
-        return page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other)
+        offers = settings_pages.feedback_offers(self, request, subscriber, paper)  # more like this, never...
+        return page("feedback.html", title="Thanks", paper_title=paper.title, rating=rating, other=other, offers=offers)
 
     def healthz(self, request: Request) -> Response:
         return PlainTextResponse("ok")
