@@ -181,10 +181,16 @@ def suggested_words(title: str, keywords: Sequence[str], exclude: Sequence[str])
     """Words of a paper's title a reader might never want to read about: not common words, not words of their
     own keywords (a reader who follows "graph neural networks" does not mean "never graphs"), not already
     excluded; lower-cased, in title order."""
-    taken = {word.casefold() for phrase in (*keywords, *exclude) for word in _WORD.findall(phrase)}
+    taken = {_stem(word) for phrase in (*keywords, *exclude) for word in _WORD.findall(phrase)}
     found: list[str] = []
     for word in _WORD.findall(title):
         folded = word.casefold()
-        if len(folded) >= MIN_WORD and folded not in _COMMON and folded not in taken and folded not in found:
+        if len(folded) >= MIN_WORD and folded not in _COMMON and _stem(folded) not in taken and folded not in found:
             found.append(folded)
     return found[:SUGGESTED_WORDS]
+
+
+def _stem(word: str) -> str:
+    """Enough of a stem to see that "graphs" is a word of the keyword "graph neural networks"."""
+    folded = word.casefold()
+    return folded[:-1] if len(folded) > MIN_WORD and folded.endswith("s") and not folded.endswith("ss") else folded
