@@ -131,7 +131,7 @@ def requested_profile(values: Mapping[str, str], now: datetime) -> tuple[Profile
     if not keywords and not papers:
         problems["keywords"] = "keywords must name at least one topic (comma-separated), or list a paper you liked"
     for field, items in (("name", (values.get("name", ""),)), ("keywords", keywords), ("papers", papers)):
-        if any(INVISIBLE.search(item.replace("\n", "")) for item in items):
+        if any(INVISIBLE.search(item) for item in items):
             problems.setdefault(field, f"{field} must not contain control or invisible characters")
     schedule = PRESETS.get(values.get("schedule", ""))
     if schedule is None:
