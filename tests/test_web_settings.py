@@ -385,7 +385,9 @@ def test_pause_then_resume_and_resume_after_an_unsubscribe(site: Site) -> None:
     assert not site.paused("gus")
     # The email's unsubscribe link, then the settings link: the reader undoes it themselves.
     unsubscribe = Links(site.url, site.tokens["gus"], "gus").unsubscribe() or ""
-    assert httpx.post(unsubscribe).status_code == 200 and site.paused("gus")
+    unsubscribed = httpx.post(unsubscribe)
+    assert unsubscribed.status_code == 200 and site.paused("gus")
+    assert '"Your settings" link' in unsubscribed.text.replace("&#34;", '"'), "the page says how to come back"
     page = httpx.get(url)
     assert "Your digest is paused" in page.text
     assert post(url, filled(page, "resume")).status_code == 303 and not site.paused("gus")
