@@ -87,10 +87,25 @@ def check_profile(subscriber_id: str, text: str, now: datetime) -> Profile:
 def _keep_version(folder: Path, subscriber_id: str, data: bytes, now: datetime) -> None:
     history = folder / HISTORY
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    write_atomically(history / f"{subscriber_id}.{stamp}.toml", data)
+    # The time orders the versions; the replaced version's hash keeps two saves in one instant (a fixed
+    # DIGEST_NOW, a coarse clock) from overwriting each other's copy.
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    write_atomically(history / f"{subscriber_id}.{stamp}-{digest}.toml", data)
     versions = sorted(history.glob(f"{subscriber_id}.*.toml"))
     for old in versions[:-KEEP_VERSIONS]:
         old.unlink(missing_ok=True)
+
+
+def read_profile(folder: Path, subscriber_id: str, now: datetime) -> tuple[Profile, str]:
+    """A subscriber's profile and the version it was read from, both from the same bytes (what a page shows and
+    later saves against). FileNotFoundError when there is no such profile."""
+    path = folder / f"{subscriber_id}.toml"
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    return check_profile(subscriber_id, text, now), hashlib.sha256(data).hexdigest()[:32]
 
 
 def save_profile(folder: Path, profile: Profile, *, expected_version: str, now: datetime) -> str:

@@ -108,11 +108,13 @@ class Daemon:
     misfire_grace_time: float
     watch_every: float = 30.0
     stop: threading.Event = field(default_factory=threading.Event)
-    _signature: tuple[tuple[str, float], ...] = ()
+    _signature: tuple[tuple[str, int, int, int], ...] = ()
     scheduler: BlockingScheduler | None = None
 
-    def _files_signature(self) -> tuple[tuple[str, float], ...]:
-        return tuple(sorted((p.name, p.stat().st_mtime) for p in self.subscribers_dir.glob("*.toml")))
+    def _files_signature(self) -> tuple[tuple[str, int, int, int], ...]:
+        # The inode too: an atomic replace (the settings page's) within one timestamp tick changes only that.
+        stats = ((p.name, p.stat()) for p in self.subscribers_dir.glob("*.toml"))
+        return tuple(sorted((name, st.st_ino, st.st_size, st.st_mtime_ns) for name, st in stats))
 
     def _job_options(self) -> dict[str, Any]:
         return {

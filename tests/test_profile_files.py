@@ -19,6 +19,7 @@ from digest.profile_files import (
     ProfileConflict,
     create_profile,
     file_version,
+    read_profile,
     save_profile,
 )
 from digest.subscribers import Profile, load_subscribers
@@ -130,3 +131,21 @@ def _request(**headers: str) -> Request:
 )
 def test_cross_site_requests_are_recognised(headers: dict[str, str], base_url: str | None, refused: bool) -> None:
     assert cross_site(_request(**headers), base_url) is refused
+
+
+def test_saves_in_one_instant_keep_every_replaced_version(tmp_path: Path) -> None:
+    create_profile(tmp_path, reader(), NOW)
+    path = tmp_path / "ada.toml"
+    for step in range(4):  # a fixed clock: four saves at the very same instant
+        profile = reader(max_papers=2 + step).model_copy(update={"id": "ada"})
+        save_profile(tmp_path, profile, expected_version=file_version(path), now=NOW)
+    kept = sorted(p.read_text(encoding="utf-8") for p in (tmp_path / HISTORY).glob("ada.*.toml"))
+    assert len(kept) == 4 and len(set(kept)) == 4
+
+
+def test_read_profile_gives_the_version_of_the_bytes_it_read(tmp_path: Path) -> None:
+    create_profile(tmp_path, reader(), NOW)
+    profile, version = read_profile(tmp_path, "ada", NOW)
+    assert profile.id == "ada" and version == file_version(tmp_path / "ada.toml")
+    with pytest.raises(FileNotFoundError):
+        read_profile(tmp_path, "nobody", NOW)

@@ -84,8 +84,9 @@ _MAX_UNCHECKED_JOURNAL = 1 << 20
 
 # ---- logging without secrets -------------------------------------------------------------------------------
 
-# The segment after /unsubscribe/ or /feedback/, in any case and under any prefix, is the token.
-_ROUTE_TOKEN = re.compile(r"(/(?:unsubscribe|feedback)/+)[^/]*", re.IGNORECASE)
+# The segment after /unsubscribe/, /feedback/, /settings/ or /confirm/, in any case and under any prefix, is the
+# token (or the confirmation code).
+_ROUTE_TOKEN = re.compile(r"(/(?:unsubscribe|feedback|settings|confirm)/+)[^/]*", re.IGNORECASE)
 # Any other run of token alphabet (URL-safe base64) this long could be a token, or most of one, wherever it
 # is: /UNSUBSCRIBE/T, /T, /feeds/T.xml, /x/Tjunk. Route words (unsubscribe: 11) and paper ids stay readable.
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{12,}")

@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.errors import ConfigError, DigestError, StoreError
+from digest.errors import DigestError, StoreError
 from digest.paper import Paper
-from digest.profile_files import ABSENT, ProfileConflict, check_profile, file_version, save_profile
+from digest.profile_files import ABSENT, ProfileConflict, file_version, read_profile, save_profile
 from digest.render.context import short_date
 from digest.subscribers import Profile, id_problem
 from digest.unsubscribes import apply_pending_unsubscribes, is_pending
@@ -135,23 +135,15 @@ class SettingsPages:
         return subscriber
 
     def current(self, subscriber: str, now: datetime) -> tuple[Profile, str]:
-        """The reader's profile as the file now says, and that file's version (read from the same bytes: a file
-        replaced between the two reads is read again). No file: 404. A file that does not load: ConfigError,
-        which the app logs for the operator and answers with "try again later"."""
-        path = self.app.config.paths.subscribers / f"{subscriber}.toml"
-        for _ in range(3):
-            version = file_version(path)
-            if version == ABSENT:
-                raise web.not_found()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: cannot be read ({exc})") from None
-            if file_version(path) == version:
-                return check_profile(subscriber, text, now), version
-        raise ConfigError(f"{path}: changed while being read, three times; the settings page could not show it")
+        """The reader's profile as the file now says, and that file's version (from the same bytes). No file: 404.
+        A file that does not load: ConfigError, which the app logs for the operator and answers with "try again
+        later"."""
+        if file_version(self.app.config.paths.subscribers / f"{subscriber}.toml") == ABSENT:
+            raise web.not_found()
+        try:
+            return read_profile(self.app.config.paths.subscribers, subscriber, now)
+        except FileNotFoundError:  # deleted in between
+            raise web.not_found() from None
 
     def form_tokens(self, subscriber: str, now: datetime, actions: tuple[str, ...] = ACTIONS) -> dict[str, str]:
         secret = forms.server_secret(self.app.config.paths.database)
