@@ -19,6 +19,7 @@ import hashlib
 import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -217,6 +218,14 @@ def test_sign_up_email_confirm_page_and_button_make_one_profile_and_lead_to_the_
         assert f"{BASE_URL}/settings/{token}" in replay.text
     assert site.profiles() == after and site.token_of("rosalind") == token
 
+    # Neither the code nor the reader's token reaches the server's log.
+    log = site.ws.root / "serve.log"
+    deadline = time.monotonic() + 5
+    while "POST /confirm/<token> 200" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "POST /confirm/<token> 303" in log.read_text()
+    assert code not in log.read_text() and token not in log.read_text()
+
     # Unknown codes: 404, however they are asked.
     for unknown in (link[:-1], link + "x", f"{site.url}/confirm/{'A' * 200}"):
         assert httpx.get(unknown).status_code == 404
@@ -261,6 +270,28 @@ def test_the_answer_never_says_whether_an_address_is_new_waiting_or_subscribed(s
     assert "/confirm/" not in text_of(notes[0]) + html_of(notes[0])
     assert [m["Subject"] for m in site.mail_to("quiet@example.net")][-1] == "Your paper digest subscription"
     assert sorted(p for p in site.profiles() if p.startswith(("ada", "quiet"))) == ["ada.toml", "quiet.toml"]
+
+
+def test_an_id_left_in_the_store_by_a_removed_profile_gets_a_new_token_and_no_old_pause(site: Site) -> None:
+    # "former" was a reader whose file the operator removed; their token and pause are still in the store, and
+    # their old emails still carry that token.
+    with Store(site.database) as store:
+        old_token = store.token("former")
+        store.set_paused("former", True, NOW)
+    assert site.sign_up("10.0.9.1", "former@example.net").status_code == 200
+    assert site.press(site.confirm_url(site.mail_to("former@example.net")[0])).status_code == 303
+    assert (site.subscribers / "former.toml").exists()
+    with Store(site.database) as store:
+        state = store.subscriber_state("former")
+    assert state.token and state.token != old_token and not state.paused
+
+
+def test_a_taken_id_gets_a_number_and_the_other_readers_file_is_left_alone(site: Site) -> None:
+    ada = (site.subscribers / "ada.toml").read_bytes()
+    assert site.sign_up("10.0.9.2", "ada@elsewhere.net").status_code == 200
+    assert site.press(site.confirm_url(site.mail_to("ada@elsewhere.net")[0])).status_code == 303
+    assert load_profile(site.subscribers / "ada-2.toml", NOW).email == "ada@elsewhere.net"
+    assert (site.subscribers / "ada.toml").read_bytes() == ada
 
 
 # ---- what an attacker tries -----------------------------------------------------------------------------------
