@@ -124,7 +124,12 @@ def _request(**headers: str) -> Request:
         ({"sec_fetch_site": "same-site"}, None, True),  # another app on a sibling subdomain
         ({"origin": "http://127.0.0.1:8080"}, None, False),
         ({"origin": "https://evil.example"}, None, True),
-        ({"origin": "null"}, None, True),  # a sandboxed frame or a data: page
+        # Under Referrer-Policy: no-referrer a browser sends Origin: null with our own forms' POSTs: no verdict
+        # (the form token decides), unless Sec-Fetch-Site gives one.
+        ({"origin": "null"}, None, False),
+        ({"origin": "null", "sec_fetch_site": "same-origin"}, None, False),
+        ({"origin": "null", "sec_fetch_site": "cross-site"}, None, True),
+        ({"origin": "https://evil.example", "sec_fetch_site": "same-origin"}, None, False),  # the browser knows
         ({"origin": "https://digest.example.org"}, "https://digest.example.org/app", False),
         ({"origin": "http://127.0.0.1:8080"}, "https://digest.example.org", True),
     ],

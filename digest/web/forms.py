@@ -72,13 +72,16 @@ def _origin(url: str) -> str:
 
 
 def cross_site(request: Request, base_url: str | None) -> bool:
-    """True when the browser says the request comes from another site: Sec-Fetch-Site other than same-origin or
-    none, or an Origin other than ours (the public base URL, else the address this request was made to)."""
+    """True when the browser says the request comes from another site. Sec-Fetch-Site, when sent, is the whole
+    answer (same-origin or none pass). Without it, an Origin other than ours (the public base URL, else the address
+    this request was made to) is cross-site; `Origin: null` says nothing: under our `Referrer-Policy: no-referrer`
+    the Fetch standard has a browser send it with every form POST, our own pages' included. Then the form token
+    decides."""
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site.lower() not in _SAME_SITE:
-        return True
+    if fetch_site is not None:
+        return fetch_site.lower() not in _SAME_SITE
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin.lower() == "null":
         return False
     ours = _origin(base_url) if base_url else _origin(str(request.base_url))
     return origin.lower() != ours

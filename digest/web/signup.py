@@ -196,7 +196,7 @@ class SignupPages:
 
     async def subscribe(self, request: Request) -> Response:
         fields = await _read_form(request)
-        if cross_site(request, self.base_url) or not forms.form_token_ok(
+        if forms.cross_site(request, self.base_url) or not forms.form_token_ok(
             self.secret, PURPOSE, fields.get(forms.FORM_FIELD, ""), self.app.clock()
         ):
             return _refused()
@@ -298,7 +298,7 @@ class SignupPages:
     async def confirm(self, request: Request) -> Response:
         code = _code(request)
         fields = await _read_form(request)
-        if cross_site(request, self.base_url):
+        if forms.cross_site(request, self.base_url):
             return _refused()
         presented = fields.get(forms.FORM_FIELD, "")
         return await anyio.to_thread.run_sync(self.confirm_code, code, presented)
@@ -350,19 +350,6 @@ def _code(request: Request) -> str:
 def _confirm_purpose(code: str) -> str:
     # Bound to the code: a token from one confirmation page is no good on another.
     return f"confirm:{code_hash(code)}"
-
-
-def cross_site(request: Request, base_url: str) -> bool:
-    """forms.cross_site, but with Sec-Fetch-Site, when the browser sends it, as the whole answer. Under the app's
-    `Referrer-Policy: no-referrer` the Fetch standard has a browser send `Origin: null` with every form POST, ours
-    included, and forms.cross_site would refuse it. Without Sec-Fetch-Site (older browsers) "null" says nothing
-    either way, and the form token decides; any other Origin must be ours."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None:
-        return fetch_site.lower() not in ("same-origin", "none")
-    if request.headers.get("origin", "").lower() == "null":
-        return False
-    return forms.cross_site(request, base_url)
 
 
 async def _read_form(request: Request) -> dict[str, str]:
