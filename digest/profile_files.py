@@ -12,7 +12,7 @@ import fcntl
 import hashlib
 import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,9 +126,10 @@ def save_profile(folder: Path, profile: Profile, *, expected_version: str, now: 
     return file_version(path)
 
 
-def create_profile(folder: Path, profile: Profile, now: datetime) -> tuple[str, bool]:
+def create_profile(folder: Path, profile: Profile, now: datetime, *, taken: Collection[str] = ()) -> tuple[str, bool]:
     """A new subscriber's profile file: (their id, True). The id comes from the email address, with -2, -3...
-    when taken. An address that already has a profile gets no second one: (that id, False), nothing written."""
+    when a file has it or `taken` names it (ids the store still holds a history for). An address that already has
+    a profile gets no second one: (that id, False), nothing written."""
     text = profile_text(profile.model_copy(update={"id": "new"}))
     check_profile("new", text, now)
     with write_lock(folder):
@@ -137,11 +138,11 @@ def create_profile(folder: Path, profile: Profile, now: datetime) -> tuple[str, 
         for existing in subscribers.profiles if subscribers else ():
             if existing.email.casefold() == address:
                 return existing.id, False
-        taken = {path.stem.casefold() for path in folder.glob("*.toml")}
+        used = {path.stem.casefold() for path in folder.glob("*.toml")} | {name.casefold() for name in taken}
         base = suggest_id(profile.email, profile.name)
         subscriber_id = base
         number = 2
-        while subscriber_id.casefold() in taken:
+        while subscriber_id.casefold() in used:
             suffix = f"-{number}"
             subscriber_id = base[: 64 - len(suffix)] + suffix
             number += 1

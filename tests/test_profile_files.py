@@ -154,3 +154,7 @@ def test_read_profile_gives_the_version_of_the_bytes_it_read(tmp_path: Path) -> 
     assert profile.id == "ada" and version == file_version(tmp_path / "ada.toml")
     with pytest.raises(FileNotFoundError):
         read_profile(tmp_path, "nobody", NOW)
+
+
+def test_an_id_the_store_still_knows_is_not_given_to_a_new_reader(tmp_path: Path) -> None:
+    assert create_profile(tmp_path, reader(), NOW, taken={"ADA"}) == ("ada-2", True)

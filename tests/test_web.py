@@ -292,9 +292,10 @@ def test_hostile_path_parameters_get_a_404_never_a_500_or_reflected_markup(serve
 def test_token_command_prints_the_token_and_feed_url_and_rotation_revokes_the_old_one(server: Server) -> None:
     shown = server.cli("token", "fiona")
     assert shown.returncode == 0, shown.stderr
-    old, url = shown.stdout.splitlines()
+    old, url, settings = shown.stdout.splitlines()
     assert old == server.tokens["fiona"]
     assert url == f"https://digest.example.org/feeds/fiona.xml?token={old}"
+    assert settings == f"https://digest.example.org/settings/{old}"
     rotated = server.cli("token", "fiona", "--rotate")
     new = rotated.stdout.splitlines()[0]
     assert new != old and len(new) >= 32

@@ -272,18 +272,22 @@ def test_the_answer_never_says_whether_an_address_is_new_waiting_or_subscribed(s
     assert sorted(p for p in site.profiles() if p.startswith(("ada", "quiet"))) == ["ada.toml", "quiet.toml"]
 
 
-def test_an_id_left_in_the_store_by_a_removed_profile_gets_a_new_token_and_no_old_pause(site: Site) -> None:
-    # "former" was a reader whose file the operator removed; their token and pause are still in the store, and
-    # their old emails still carry that token.
+def test_an_id_left_in_the_store_by_a_removed_profile_is_never_given_again(site: Site) -> None:
+    # "former" was a reader whose file the operator removed; their token, pause, ratings and sent history are still
+    # in the store, and their old emails still carry that token. A new reader with that address gets another id.
     with Store(site.database) as store:
         old_token = store.token("former")
         store.set_paused("former", True, NOW)
     assert site.sign_up("10.0.9.1", "former@example.net").status_code == 200
-    assert site.press(site.confirm_url(site.mail_to("former@example.net")[0])).status_code == 303
-    assert (site.subscribers / "former.toml").exists()
+    confirmed = site.press(site.confirm_url(site.mail_to("former@example.net")[0]))
+    assert confirmed.status_code == 303
+    assert not (site.subscribers / "former.toml").exists()
+    assert load_profile(site.subscribers / "former-2.toml", NOW).email == "former@example.net"
     with Store(site.database) as store:
-        state = store.subscriber_state("former")
-    assert state.token and state.token != old_token and not state.paused
+        assert store.subscriber_state("former").token == old_token  # the old reader's state, untouched
+        new = store.subscriber_state("former-2")
+    assert new.token and new.token != old_token and not new.paused
+    assert confirmed.headers["location"].endswith(f"/settings/{new.token}")
 
 
 def test_a_taken_id_gets_a_number_and_the_other_readers_file_is_left_alone(site: Site) -> None:

@@ -14,11 +14,14 @@ from digest.unsubscribes import apply_pending_unsubscribes
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [web] port, 8080).")
 @click.pass_obj
 def serve(app: App, host: str | None, port: int | None) -> None:
-    """Serve feeds, one-click unsubscribe and feedback links over HTTP (Starlette on uvicorn).
+    """Serve feeds, one-click unsubscribe, feedback links, each reader's settings page and (with [web] signup)
+    the sign-up form over HTTP (Starlette on uvicorn).
 
     Endpoints: GET /feeds/<id>.xml?token=..., GET and POST /unsubscribe/<token>,
-    GET and POST /feedback/<token>/<paper>/like|dislike (GET shows a button, POST records),
-    GET /healthz. Put it behind a TLS reverse proxy and set
+    GET and POST /feedback/<token>/<paper>/like|dislike, GET and POST /settings/<token>,
+    GET and POST /subscribe and /confirm/<code> (with [web] signup = true), GET /healthz.
+    GET never changes anything (it shows a button; the button POSTs), and every form that changes a profile
+    carries a form token and must come from this site. Put it behind a TLS reverse proxy and set
     [web] base_url to the public URL so that emails link to it. Tokens are never written to the log.
     """
     from digest.web.app import serve as run_server
@@ -35,19 +38,22 @@ def serve(app: App, host: str | None, port: int | None) -> None:
 @click.command()
 @click.argument("subscriber")
 @click.option(
-    "--rotate", is_flag=True, help="Replace the token: old feed, unsubscribe and feedback links stop working."
+    "--rotate",
+    is_flag=True,
+    help="Replace the token: old feed, unsubscribe, feedback and settings links stop working.",
 )
 @click.pass_obj
 def token(app: App, subscriber: str, rotate: bool) -> None:
-    """Print SUBSCRIBER's secret token (made on first use) and their feed URL."""
+    """Print SUBSCRIBER's secret token (made on first use), their feed URL and their settings page."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
         if rotate:  # a pending unsubscribe may be known only by the old token's hash
             apply_pending_unsubscribes(store, app.config)
         secret = store.token(profile.id, rotate=rotate)
     click.echo(secret)
-    feed_url = Links(app.config.web.base_url, secret, profile.id).feed()
-    click.echo(feed_url or f"/feeds/{profile.id}.xml?token={secret} (set [web] base_url for the full URL)")
+    links = Links(app.config.web.base_url, secret, profile.id)
+    click.echo(links.feed() or f"/feeds/{profile.id}.xml?token={secret} (set [web] base_url for the full URL)")
+    click.echo(links.settings() or f"/settings/{secret} (set [web] base_url for the full URL)")
 
 
 COMMANDS = [serve, token]

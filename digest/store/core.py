@@ -882,6 +882,15 @@ class Store:
                 )
         return [row["message_id"] for row in rows]
 
+    def known_subscribers(self) -> set[str]:
+        """Every subscriber id the store holds anything for (state, a token, messages, ratings): an id a new
+        subscriber must not be given, or they would inherit someone's history and links."""
+        rows = self._db.execute(
+            "SELECT subscriber FROM subscriber_state UNION SELECT subscriber FROM messages"
+            " UNION SELECT subscriber FROM feedback"
+        )
+        return {row[0] for row in rows}
+
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
         rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")

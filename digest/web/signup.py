@@ -318,14 +318,11 @@ class SignupPages:
             except ValidationError as exc:  # checked when it was asked for; only a changed rule could get here
                 log.warning("a sign-up cannot be confirmed: its profile no longer validates (%s)", exc.error_count())
                 return self.expired_page()
-            subscriber, created = create_profile(self.app.config.paths.subscribers, profile, now)
+            # An id the store still holds a history for (a profile removed since) is not given again: its sent
+            # papers, ratings and links would pass to the new reader.
+            subscribers = self.app.config.paths.subscribers
+            subscriber, created = create_profile(subscribers, profile, now, taken=store.known_subscribers())
             if created:
-                state = store.subscriber_state(subscriber)
-                if state.token or state.paused:
-                    # The id belonged to a profile removed since (its state is still in the store): old links
-                    # must not open the new reader's pages, and the old pause is not theirs.
-                    store.token(subscriber, rotate=True)
-                    store.set_paused(subscriber, False, now)
                 log.info("%s: subscribed through the sign-up page", subscriber)
             store.confirm_signup(code_hash(code), subscriber, now)
             token = store.token(subscriber)
