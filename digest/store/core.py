@@ -232,11 +232,11 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (paper_id, *_paper_columns(paper), stamp, stamp, seq),
             )
-            db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (paper_id, source))
+            db.execute("INSERT INTO paper_sources VALUES (?, ?) ON CONFLICT DO NOTHING", (paper_id, source))
             return "new"
         stored = self._paper(row)
         merged = self._keep_doi_unique(stored, _merge(stored, paper))
-        db.execute("INSERT OR IGNORE INTO paper_sources VALUES (?, ?)", (stored.id, source))
+        db.execute("INSERT INTO paper_sources VALUES (?, ?) ON CONFLICT DO NOTHING", (stored.id, source))
         if merged == stored:
             return "duplicate"
         self._update_paper(merged, stamp)
@@ -302,7 +302,7 @@ class Store:
         """The `limit` most recently committed papers up to sequence number `max_seq`, oldest first (what the
         ranking model is fitted on)."""
         rows = self._db.execute(
-            "SELECT * FROM (SELECT * FROM papers WHERE seq <= ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            "SELECT * FROM (SELECT * FROM papers WHERE seq <= ? ORDER BY seq DESC LIMIT ?) AS recent ORDER BY seq",
             (max_seq, limit),
         ).fetchall()
         return self._with_sources(rows)
@@ -380,10 +380,11 @@ class Store:
         """(title key, title) of the papers with no arXiv id and no URL whose title was never looked up, one per
         title key, newest first (the next digests' candidates before a backlog), at most `limit`."""
         rows = self._db.execute(
-            "SELECT title_key, title, MAX(seq) FROM papers p INDEXED BY papers_unlinked"
-            " WHERE arxiv_id IS NULL AND url IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
-            " GROUP BY title_key ORDER BY MAX(seq) DESC LIMIT ?",
+            "SELECT title_key, title FROM (SELECT title_key, title, seq,"
+            " ROW_NUMBER() OVER (PARTITION BY title_key ORDER BY seq DESC) AS newest"
+            " FROM papers p INDEXED BY papers_unlinked WHERE arxiv_id IS NULL AND url IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)) AS unasked"
+            " WHERE newest = 1 ORDER BY seq DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
@@ -469,8 +470,13 @@ class Store:
         links in emails already sent still find it), and its row goes. A message that held both keeps one pick;
         a reader who rated both keeps the later rating."""
         db = self._db
-        for table in ("paper_sources", "message_papers"):
-            db.execute(f"UPDATE OR IGNORE {table} SET paper_id = ? WHERE paper_id = ?", (into, gone))
+        for table, key in (("paper_sources", "source"), ("message_papers", "message")):
+            # Rows that `into` already has (the same source; the same message) stay behind and go with `gone`.
+            db.execute(
+                f"UPDATE {table} SET paper_id = ? WHERE paper_id = ? AND NOT EXISTS"
+                f" (SELECT 1 FROM {table} other WHERE other.paper_id = ? AND other.{key} = {table}.{key})",
+                (into, gone, into),
+            )
             db.execute(f"DELETE FROM {table} WHERE paper_id = ?", (gone,))
         db.execute(
             "DELETE FROM feedback WHERE paper_id = ? AND EXISTS (SELECT 1 FROM feedback f"
@@ -484,7 +490,10 @@ class Store:
         )
         db.execute("UPDATE feedback SET paper_id = ? WHERE paper_id = ?", (into, gone))
         db.execute("UPDATE paper_aliases SET paper_id = ? WHERE paper_id = ?", (into, gone))
-        db.execute("INSERT OR REPLACE INTO paper_aliases VALUES (?, ?)", (gone, into))
+        db.execute(
+            "INSERT INTO paper_aliases VALUES (?, ?) ON CONFLICT (alias) DO UPDATE SET paper_id = excluded.paper_id",
+            (gone, into),
+        )
         db.execute("DELETE FROM papers WHERE id = ?", (gone,))
 
     # ---- ingested files -----------------------------------------------------------------------
@@ -496,7 +505,11 @@ class Store:
 
     def remember_file_stat(self, path: str, signature: str, content_hash: str) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO file_stats VALUES (?, ?, ?)", (path, signature, content_hash))
+            db.execute(
+                "INSERT INTO file_stats VALUES (?, ?, ?) ON CONFLICT (path)"
+                " DO UPDATE SET signature = excluded.signature, content_hash = excluded.content_hash",
+                (path, signature, content_hash),
+            )
 
     def seen_file(self, content_hash: str) -> StoredFile | None:
         row = self._db.execute("SELECT * FROM ingested_files WHERE content_hash = ?", (content_hash,)).fetchone()
@@ -533,7 +546,8 @@ class Store:
                 self._bump_papers_version(part_counts)
                 if last and remember:
                     db.execute(
-                        "INSERT OR REPLACE INTO ingested_files VALUES (?, ?, ?, ?)",
+                        "INSERT INTO ingested_files VALUES (?, ?, ?, ?) ON CONFLICT (content_hash) DO UPDATE"
+                        " SET source = excluded.source, entries = excluded.entries, ingested_at = excluded.ingested_at",
                         (content_hash, source, len(papers), stamp),
                     )
             for key, value in part_counts.items():
@@ -621,9 +635,9 @@ class Store:
                 self._record_attempt(db, subscriber, now)
             if candidates_until_seq is None:
                 candidates_until_seq = self.max_seq()
-            cursor = db.execute(
+            ((rowid,),) = db.execute(
                 "INSERT INTO messages (subscriber, message_id, channel, state, subject, candidates_until,"
-                " created_at, candidates_until_seq) VALUES (?, ?, ?, 'sending', ?, ?, ?, ?)",
+                " created_at, candidates_until_seq) VALUES (?, ?, ?, 'sending', ?, ?, ?, ?) RETURNING id",
                 (
                     subscriber,
                     message_id,
@@ -633,8 +647,7 @@ class Store:
                     utc_iso(now),
                     candidates_until_seq,
                 ),
-            )
-            rowid = int(cursor.lastrowid or 0)
+            ).fetchall()
             db.executemany(
                 "INSERT INTO message_papers VALUES (?, ?, ?, ?, ?, ?)",
                 [(rowid, subscriber, p.paper_id, i, p.score, p.why) for i, p in enumerate(picks)],
@@ -698,7 +711,7 @@ class Store:
         row = self._db.execute(
             "SELECT MAX(seq) FROM (SELECT MAX(candidates_until_seq) AS seq FROM messages"
             " WHERE subscriber = ? AND state IN ('sending', 'sent')"
-            " UNION ALL SELECT empty_window_seq FROM subscriber_state WHERE subscriber = ?)",
+            " UNION ALL SELECT empty_window_seq FROM subscriber_state WHERE subscriber = ?) AS windows",
             (subscriber, subscriber),
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
@@ -801,7 +814,7 @@ class Store:
         """Pause or resume; returns whether anything changed (so a replayed unsubscribe is harmless)."""
         with self.transaction() as db:
             before = self.subscriber_state(subscriber)
-            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
             db.execute(
                 "UPDATE subscriber_state SET paused = ?, paused_at = ? WHERE subscriber = ?",
                 (int(paused), utc_iso(now) if paused else None, subscriber),
@@ -822,7 +835,7 @@ class Store:
             if state.token and not rotate:
                 return state.token
             token = secrets.token_urlsafe(24)
-            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
             db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
             return token
 
@@ -842,7 +855,7 @@ class Store:
 
     @staticmethod
     def _record_attempt(db: sqlite3.Connection, subscriber: str, now: datetime) -> None:
-        db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+        db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
         db.execute("UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber))
 
     def joined_at(self, subscriber: str, now: datetime) -> datetime:
@@ -851,7 +864,7 @@ class Store:
         if row and row[0]:
             return parse_iso(row[0])
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO subscriber_state (subscriber) VALUES (?)", (subscriber,))
+            db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
             db.execute(
                 "UPDATE subscriber_state SET joined_at = COALESCE(joined_at, ?) WHERE subscriber = ?",
                 (utc_iso(now), subscriber),
