@@ -44,7 +44,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "run": "Run the scheduler: ingest every [schedule] ingest_every, and send to each subscriber on their own crontab"
     " and time zone.",
     "feeds": "Write an Atom feed per subscriber (DIR/<id>.xml) and the shared DIR/all.xml.",
-    "serve": "Serve feeds, one-click unsubscribe and feedback links over HTTP (Starlette on uvicorn).",
+    "serve": "Serve feeds, unsubscribe, feedback, settings and sign-up pages over HTTP (Starlette on uvicorn).",
     "token": "Print SUBSCRIBER's secret token (made on first use) and their feed URL.",
     "resume": "Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it).",
     "demo": "Run the whole pipeline on built-in sample data (no network, no server) and say where the output is.",

@@ -14,8 +14,7 @@ from digest.unsubscribes import apply_pending_unsubscribes
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: [web] port, 8080).")
 @click.pass_obj
 def serve(app: App, host: str | None, port: int | None) -> None:
-    """Serve feeds, one-click unsubscribe, feedback links, each reader's settings page and (with [web] signup)
-    the sign-up form over HTTP (Starlette on uvicorn).
+    """Serve feeds, unsubscribe, feedback, settings and sign-up pages over HTTP (Starlette on uvicorn).
 
     Endpoints: GET /feeds/<id>.xml?token=..., GET and POST /unsubscribe/<token>,
     GET and POST /feedback/<token>/<paper>/like|dislike, GET and POST /settings/<token>,
