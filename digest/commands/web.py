@@ -43,7 +43,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
 )
 @click.pass_obj
 def token(app: App, subscriber: str, rotate: bool) -> None:
-    """Print SUBSCRIBER's secret token (made on first use), their feed URL and their settings page."""
+    """Print SUBSCRIBER's secret token (made on first use) and their feed and settings URLs."""
     profile = app.subscribers(report=False).get(subscriber)
     with app.store() as store:
         if rotate:  # a pending unsubscribe may be known only by the old token's hash
