@@ -25,7 +25,7 @@ from digest.starter import suggest_id, toml_value
 from digest.subscribers import Interests, Profile, load_subscribers
 from digest.validation import format_validation_error
 
-HISTORY = ".history"  # subscribers/.history/<id>.<UTC time>.toml: the versions a write replaced
+HISTORY = ".history"  # subscribers/.history/<id>/<UTC time>-<hash>.toml: the versions a write replaced
 KEEP_VERSIONS = 20  # per subscriber; older ones are removed
 LOCK_FILE = ".write.lock"
 ABSENT = "absent"  # the version of a file that does not exist
@@ -35,10 +35,14 @@ class ProfileConflict(ConfigError):
     """The profile changed on disk since the version the change was made against."""
 
 
+def _version_of(data: bytes | None) -> str:
+    return ABSENT if data is None else hashlib.sha256(data).hexdigest()[:32]
+
+
 def file_version(path: Path) -> str:
     """What a page remembers of the file it was made from: a hash of its bytes ("absent" for no file)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+        return _version_of(path.read_bytes())
     except FileNotFoundError:
         return ABSENT
 
@@ -85,13 +89,14 @@ def check_profile(subscriber_id: str, text: str, now: datetime) -> Profile:
 
 
 def _keep_version(folder: Path, subscriber_id: str, data: bytes, now: datetime) -> None:
-    history = folder / HISTORY
+    # One folder per subscriber: pruning "ada" must never touch "ada.2" or "ada.lovelace".
+    history = folder / HISTORY / subscriber_id
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     # The time orders the versions; the replaced version's hash keeps two saves in one instant (a fixed
     # DIGEST_NOW, a coarse clock) from overwriting each other's copy.
     digest = hashlib.sha256(data).hexdigest()[:12]
-    write_atomically(history / f"{subscriber_id}.{stamp}-{digest}.toml", data)
-    versions = sorted(history.glob(f"{subscriber_id}.*.toml"))
+    write_atomically(history / f"{stamp}-{digest}.toml", data)
+    versions = sorted(history.glob("*.toml"))
     for old in versions[:-KEEP_VERSIONS]:
         old.unlink(missing_ok=True)
 
@@ -105,7 +110,7 @@ def read_profile(folder: Path, subscriber_id: str, now: datetime) -> tuple[Profi
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
-    return check_profile(subscriber_id, text, now), hashlib.sha256(data).hexdigest()[:32]
+    return check_profile(subscriber_id, text, now), _version_of(data)
 
 
 def save_profile(folder: Path, profile: Profile, *, expected_version: str, now: datetime) -> str:
@@ -114,14 +119,23 @@ def save_profile(folder: Path, profile: Profile, *, expected_version: str, now: 
     path = folder / f"{profile.id}.toml"
     text = profile_text(profile)
     check_profile(profile.id, text, now)  # what is written must load, whatever the caller checked
+    conflict = ProfileConflict(
+        f"{path.name} was changed after this page was opened (by hand, or in another window); "
+        "reload the page and make your change again"
+    )
     with write_lock(folder):
+        # One read serves both the check and the copy kept, so what is kept is what was checked.
+        try:
+            before: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            before = None
+        if _version_of(before) != expected_version:
+            raise conflict
+        if before is not None:
+            _keep_version(folder, profile.id, before, now)
+        # A hand edit (which takes no lock) that landed while the copy was written: refuse rather than lose it.
         if file_version(path) != expected_version:
-            raise ProfileConflict(
-                f"{path.name} was changed after this page was opened (by hand, or in another window); "
-                "reload the page and make your change again"
-            )
-        if path.exists():
-            _keep_version(folder, profile.id, path.read_bytes(), now)
+            raise conflict
         write_atomically(path, text.encode("utf-8"))
     return file_version(path)
 
@@ -134,9 +148,9 @@ def create_profile(folder: Path, profile: Profile, now: datetime, *, taken: Coll
     check_profile("new", text, now)
     with write_lock(folder):
         subscribers = load_subscribers(folder, now) if any(folder.glob("*.toml")) else None
-        address = profile.email.casefold()
+        address = profile.email.lower()  # not casefold(): it would make "ſam@" the mailbox "sam@"
         for existing in subscribers.profiles if subscribers else ():
-            if existing.email.casefold() == address:
+            if existing.email.lower() == address:
                 return existing.id, False
         used = {path.stem.casefold() for path in folder.glob("*.toml")} | {name.casefold() for name in taken}
         base = suggest_id(profile.email, profile.name)

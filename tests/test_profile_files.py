@@ -63,7 +63,7 @@ def test_save_keeps_the_old_version_and_refuses_a_file_changed_meanwhile(tmp_pat
     new_version = save_profile(tmp_path, changed, expected_version=seen, now=NOW)
     assert new_version == file_version(path) != seen
     assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 5
-    (kept,) = (tmp_path / HISTORY).glob("ada.*.toml")
+    (kept,) = (tmp_path / HISTORY / "ada").glob("*.toml")
     assert "max_papers = 10" in kept.read_text(encoding="utf-8")
     # An operator edits the file by hand; a page opened before that must not overwrite it.
     path.write_text(path.read_text(encoding="utf-8").replace("max_papers = 5", "max_papers = 7"), encoding="utf-8")
@@ -82,7 +82,7 @@ def test_only_the_last_versions_are_kept(tmp_path: Path) -> None:
     for step in range(KEEP_VERSIONS + 5):
         profile = reader(max_papers=1 + step).model_copy(update={"id": "ada"})
         save_profile(tmp_path, profile, expected_version=file_version(path), now=NOW + timedelta(seconds=step))
-    assert len(list((tmp_path / HISTORY).glob("ada.*.toml"))) == KEEP_VERSIONS
+    assert len(list((tmp_path / HISTORY / "ada").glob("*.toml"))) == KEEP_VERSIONS
 
 
 def test_what_does_not_validate_is_never_written(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_saves_in_one_instant_keep_every_replaced_version(tmp_path: Path) -> Non
     for step in range(4):  # a fixed clock: four saves at the very same instant
         profile = reader(max_papers=2 + step).model_copy(update={"id": "ada"})
         save_profile(tmp_path, profile, expected_version=file_version(path), now=NOW)
-    kept = sorted(p.read_text(encoding="utf-8") for p in (tmp_path / HISTORY).glob("ada.*.toml"))
+    kept = sorted(p.read_text(encoding="utf-8") for p in (tmp_path / HISTORY / "ada").glob("*.toml"))
     assert len(kept) == 4 and len(set(kept)) == 4
 
 
@@ -158,3 +158,55 @@ def test_read_profile_gives_the_version_of_the_bytes_it_read(tmp_path: Path) -> 
 
 def test_an_id_the_store_still_knows_is_not_given_to_a_new_reader(tmp_path: Path) -> None:
     assert create_profile(tmp_path, reader(), NOW, taken={"ADA"}) == ("ada-2", True)
+
+
+def test_pruning_one_readers_versions_never_touches_anothers(tmp_path: Path) -> None:
+    """Ids may hold dots: "ada" and "ada.2" are two readers, and each keeps its own last versions."""
+    for email, subscriber in (("ada@example.org", "ada"), ("ada.2@example.org", "ada.2")):
+        assert create_profile(tmp_path, reader(email), NOW) == (subscriber, True)
+    for step in range(KEEP_VERSIONS + 5):
+        for subscriber in ("ada", "ada.2"):
+            path = tmp_path / f"{subscriber}.toml"
+            profile = load_subscribers(tmp_path, NOW).get(subscriber).model_copy(update={"max_papers": 1 + step})
+            save_profile(tmp_path, profile, expected_version=file_version(path), now=NOW + timedelta(seconds=step))
+    for subscriber in ("ada", "ada.2"):
+        assert len(list((tmp_path / HISTORY / subscriber).glob("*.toml"))) == KEEP_VERSIONS
+
+
+def test_a_hand_edit_during_a_save_is_refused_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.profile_files as files
+
+    create_profile(tmp_path, reader(), NOW)
+    path = tmp_path / "ada.toml"
+    seen = file_version(path)
+    keep = files._keep_version
+
+    def keep_then_an_editor_saves(*args: object) -> None:
+        keep(*args)  # type: ignore[arg-type]
+        path.write_text(path.read_text(encoding="utf-8").replace("max_papers = 10", "max_papers = 7"), encoding="utf-8")
+
+    monkeypatch.setattr(files, "_keep_version", keep_then_an_editor_saves)
+    with pytest.raises(ProfileConflict):
+        save_profile(tmp_path, reader(max_papers=3).model_copy(update={"id": "ada"}), expected_version=seen, now=NOW)
+    assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 7
+
+
+def test_the_form_key_is_whole_even_when_many_make_it_at_once(tmp_path: Path) -> None:
+    for trial in range(30):
+        database = tmp_path / f"t{trial}" / "digest.db"
+        got: list[bytes] = []
+        threads = [
+            threading.Thread(target=lambda got=got, database=database: got.append(server_secret(database)))
+            for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(got) == 8 and len(set(got)) == 1 and len(got[0]) == 32
+    damaged = tmp_path / "d" / "digest.db"
+    damaged.parent.mkdir()
+    damaged.with_name("digest.db.web-secret").write_text("", encoding="ascii")  # a crash left it empty
+    key = server_secret(damaged)
+    assert len(key) == 32 and server_secret(damaged) == key
+    assert sorted(p.name for p in damaged.parent.iterdir()) == ["digest.db.web-secret"]  # no temporary left

@@ -78,7 +78,7 @@ class Site:
         return (self.folder / f"{subscriber}.toml").read_bytes()
 
     def history(self, subscriber: str) -> list[Path]:
-        return sorted((self.folder / HISTORY).glob(f"{subscriber}.*.toml"))
+        return sorted((self.folder / HISTORY / subscriber).glob("*.toml"))
 
     def cli(self, *args: str) -> Ran:
         return digest("--config", self.ws.config_path, *args)

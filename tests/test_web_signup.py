@@ -573,3 +573,22 @@ def test_over_smtp_the_confirmation_reaches_the_address_and_a_refusal_is_a_503_n
             refused = site.sign_up("10.2.0.2", "bounce@example.net")
             assert refused.status_code == 503 and refused.headers["retry-after"]
             assert "Check your inbox" not in refused.text
+
+
+def test_a_used_confirmation_link_stops_leading_to_the_settings_page(tmp_path: Path) -> None:
+    """Just after confirming (a second tab, a double press) the link still shows the settings link; later it opens
+    nothing: it sits in mail archives and histories, and must not outlive a `digest token --rotate`."""
+    ws = make_workspace(tmp_path, web=f'base_url = "{BASE_URL}"\nsignup = true\n')
+    clock = Clock(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
+    with in_thread(create_app(ws.config, clock=clock)) as url:
+        site = Site(ws, url)
+        assert site.sign_up("10.2.0.1", "kept@example.net").status_code == 200
+        link = site.confirm_url(site.mail_to("kept@example.net")[0])
+        assert site.press(link).status_code == 303
+        token = site.token_of("kept")
+        clock.now += timedelta(minutes=5)
+        assert f"/settings/{token}" in httpx.get(link).text
+        clock.now += timedelta(minutes=11)
+        later = httpx.get(link)
+        assert later.status_code == 200 and "Already confirmed" in later.text
+        assert token not in later.text and "/settings/" not in later.text

@@ -217,7 +217,7 @@ class SignupPages:
         code = None if existing else secrets.token_urlsafe(24)
         request = Signup(
             code_hash=code_hash(code) if code else None,
-            email=profile.email.casefold(),
+            email=profile.email.lower(),
             profile=json.dumps(profile.model_dump(mode="json")) if code else "{}",
             created_at=now,
             expires_at=now + self.expiry,
@@ -241,9 +241,9 @@ class SignupPages:
         folder = self.app.config.paths.subscribers
         if not folder.is_dir():
             return None
-        address = email.casefold()
+        address = email.lower()  # lower(), not casefold(): casefold makes "ſam@" "sam@", another mailbox
         for existing in load_subscribers(folder, now).profiles:
-            if existing.email.casefold() == address:
+            if existing.email.lower() == address:
                 return existing.id
         return None
 
@@ -282,7 +282,7 @@ class SignupPages:
             found = self.find(store, code)
             if found.confirmed_at is not None:
                 # Read only (GET writes nothing): the token was issued when the request was confirmed.
-                return self.done_page(store.subscriber_state(found.subscriber).token if found.subscriber else None)
+                return self.done_page(self.fresh_token(store, found, now))
         if now >= found.expires_at:
             return self.expired_page()
         asked = json.loads(found.profile)
@@ -310,7 +310,7 @@ class SignupPages:
             if not forms.form_token_ok(self.secret, _confirm_purpose(code), presented, now):
                 return _refused()
             if found.confirmed_at is not None:  # a replay creates nothing again
-                return self.done_page(store.token(found.subscriber) if found.subscriber else None)
+                return self.done_page(self.fresh_token(store, found, now))
             if now >= found.expires_at:
                 return self.expired_page()
             try:
@@ -329,12 +329,24 @@ class SignupPages:
             self.app.apply_pending(store)
         return RedirectResponse(self.settings_url(token), status_code=303)
 
+    @staticmethod
+    def fresh_token(store: Store, found: Signup, now: datetime) -> str | None:
+        """The settings token an "already confirmed" page may link, only just after the confirmation (a second
+        tab, a double press). Later, a used confirmation link opens nothing: it sits in mail archives, scanners and
+        browser histories, and must not outlive a `digest token --rotate`."""
+        if found.subscriber is None or found.confirmed_at is None or now - found.confirmed_at > REPLAY_LINK_WINDOW:
+            return None
+        return store.subscriber_state(found.subscriber).token
+
     def done_page(self, token: str | None) -> Response:
         settings = self.settings_url(token) if token else None
         return _page("confirm_done.html", title="Already confirmed", settings=settings)
 
     def expired_page(self) -> Response:
         return _page("confirm_expired.html", 410, title="Link expired", hours=self.expiry_hours)
+
+
+REPLAY_LINK_WINDOW = timedelta(minutes=15)
 
 
 def _code(request: Request) -> str:
