@@ -31,7 +31,7 @@ from digest.links import Links
 from digest.profile_files import HISTORY, file_version
 from digest.schedule import Daemon
 from digest.store import Store
-from digest.subscribers import load_subscribers
+from digest.subscribers import Profile, load_subscribers
 from digest.web.forms import FORM_FIELD, form_token, server_secret
 from digest.web.settings import CONFLICT, FORBIDDEN
 
@@ -510,3 +510,23 @@ def test_no_token_reaches_the_log(site: Site) -> None:
     for secret in site.tokens.values():
         assert secret not in text and secret[:20] not in text
     assert re.search(r"max: settings saved", text)
+
+
+def test_the_settings_form_caps_lists_and_refuses_invisible_characters() -> None:
+    from conftest import NOW
+
+    from digest.web.settings_form import MAX_ITEMS, profile_from_form
+
+    current = Profile.model_validate(
+        {"name": "Ada", "email": "ada@example.org", "interests": {"keywords": ["graphs"]}}, context={"now": NOW}
+    ).model_copy(update={"id": "ada"})
+    base = {"format": "html", "delivery": "email", "timezone": "UTC", "schedule": "0 7 * * *"}
+    base |= {"max_papers": "10", "min_score": "0.05", "diversity": "0.3"}
+    ok, problems = profile_from_form(current, {**base, "keywords": "graphs\nmessage passing"}, NOW)
+    assert ok is not None and not problems
+    many = "\n".join(f"topic {n}" for n in range(MAX_ITEMS + 1))
+    assert profile_from_form(current, {**base, "keywords": many}, NOW)[1]["keywords"].startswith(
+        "keywords are too many"
+    )
+    hidden = profile_from_form(current, {**base, "keywords": "graphs", "authors": "A\u200bda Lovelace"}, NOW)
+    assert hidden[0] is None and "invisible" in hidden[1]["authors"]

@@ -16,6 +16,7 @@ from zoneinfo import available_timezones
 
 from pydantic import ValidationError
 
+from digest.characters import INVISIBLE
 from digest.paper import Paper
 from digest.subscribers import Profile
 from digest.validation import format_validation_error
@@ -107,6 +108,10 @@ def _validated(current: Profile, changes: Mapping[str, Any], interests: Mapping[
     return Profile.model_validate(data, context={"now": now}).model_copy(update={"id": current.id})
 
 
+MAX_ITEMS = 50  # entries in each list (keywords, liked papers, authors...)
+MAX_ITEM_CHARS = 300
+
+
 def profile_from_form(
     current: Profile, fields: Mapping[str, str], now: datetime
 ) -> tuple[Profile | None, dict[str, str]]:
@@ -125,6 +130,20 @@ def profile_from_form(
     }
     interests = {key: _lines(fields.get(key, "")) for key in LIST_FIELDS if key != "categories"}
     interests["categories"] = _categories(fields.get("categories", ""))
+    # The web's own caps, as on the sign-up form (a profile file written by hand has none): a page must not be a
+    # way to store megabytes of terms, or text that reads one way and is another.
+    problems = {
+        key: f"{key} are too many (at most {MAX_ITEMS} entries); keep the ones that matter most"
+        for key, items in interests.items()
+        if len(items) > MAX_ITEMS
+    }
+    for key, items in interests.items():
+        if any(INVISIBLE.search(item) or len(item) > MAX_ITEM_CHARS for item in items):
+            problems.setdefault(
+                key, f"{key} entries must be at most {MAX_ITEM_CHARS} characters, without invisible characters"
+            )
+    if problems:
+        return None, problems
     try:
         return _validated(current, changes, interests, now), {}
     except ValidationError as exc:
