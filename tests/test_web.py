@@ -321,3 +321,31 @@ def test_the_server_log_never_contains_a_token(server: Server) -> None:
     assert "nope\\x0aforged" in log, "a decoded newline cannot forge a log line"
     for secret in server.tokens.values():
         assert secret not in log
+
+
+def test_a_token_guess_costs_the_same_whether_it_is_close_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Token guessing learns nothing from time: every issued token is compared, in constant time, whatever the guess
+    (no early exit on a match or on a length mismatch), and an absurdly long guess is not compared at all."""
+    import hmac
+
+    import digest.web.app as web
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    with Store(tmp_path / "d.db") as store:
+        tokens = {name: store.token(name) for name in ("ada", "grace", "alan")}
+        monkeypatch.setattr(web.hmac, "compare_digest", counting)
+        for guess in (tokens["grace"], tokens["grace"][:-1] + "x", "x", "", tokens["ada"] + "tail"):
+            compared.clear()
+            found = web.subscriber_for_token(store, guess)
+            assert found == ("grace" if guess == tokens["grace"] else None)
+            assert len(compared) == (3 if guess else 0)  # all of them, or none for an empty guess
+        compared.clear()
+        assert web.subscriber_for_token(store, "x" * 10_000) is None and compared == []
