@@ -172,6 +172,10 @@ class SignupPages:
         )
 
     @functools.cached_property
+    def mail_threads(self) -> anyio.CapacityLimiter:
+        return anyio.CapacityLimiter(SIGNUP_THREADS)
+
+    @functools.cached_property
     def secret(self) -> bytes:
         return forms.server_secret(self.app.config.paths.database)
 
@@ -202,7 +206,10 @@ class SignupPages:
             return _refused()
         values = {name: fields.get(name, "") for name in FIELDS}
         host = request.client.host if request.client else "unknown"
-        return await anyio.to_thread.run_sync(functools.partial(self.sign_up, values, client_key(self.secret, host)))
+        work = functools.partial(self.sign_up, values, client_key(self.secret, host))
+        # Sign-ups wait on the mail server; they get threads of their own, so that a slow or dead relay (or a flood
+        # of sign-ups) never takes the threads that unsubscribes, feeds and settings need.
+        return await anyio.to_thread.run_sync(work, limiter=self.mail_threads)
 
     def sign_up(self, values: dict[str, str], client: str) -> Response:
         now = self.app.clock()
@@ -347,6 +354,7 @@ class SignupPages:
 
 
 REPLAY_LINK_WINDOW = timedelta(minutes=15)
+SIGNUP_THREADS = 4  # sign-ups handled at once (each may wait up to [smtp] timeout on the mail server)
 
 
 def _code(request: Request) -> str:
