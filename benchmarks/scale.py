@@ -53,7 +53,7 @@ from digest.mail.composer import auto_workers  # noqa: E402
 from digest.mail.transport import make_transport  # noqa: E402
 from digest.paper import Paper, make_paper  # noqa: E402
 from digest.plan import resolve_liked  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.store import Store, open_store  # noqa: E402
 from digest.subscribers import Profile, SubscriberSet  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "papers.jsonl"
@@ -279,7 +279,7 @@ def run(
         now = datetime.now(UTC)
         with smtp_server() if smtp else _no_server() as port:
             config = load_config(write_config(Path(folder), port, workers))
-            with Store(config.paths.database) as store:
+            with open_store(config) as store:
                 history, new, source = fill_store(store, papers, now, rng)
                 # What `digest ingest` does after storing papers (not timed: the send is measured): the model is
                 # fitted and saved, and with sentence embeddings on, every new paper's vector is stored.
@@ -288,7 +288,7 @@ def run(
             if not first_send:
                 # Yesterday's send embedded these readers' keywords and kept them (a daily send only embeds the
                 # keywords of readers who changed their profile); then the send runs as a new process would.
-                with Store(config.paths.database) as store:
+                with open_store(config) as store:
                     model = digest.model_cache.planning_model(store, config.rank.policy(), save=True)
                     if model.vectors is not None:
                         model.vectors.queries(sorted({k for p in profiles for k in p.interests.keywords}))
@@ -323,7 +323,7 @@ def run(
             if report.failed or report.stuck:
                 raise RuntimeError(f"failed: {report.failed[:3]}, stuck: {report.stuck[:3]}")
             delivered = len(list((config.delivery.maildir / "new").iterdir())) if not smtp else len(sends)
-            with Store(config.paths.database) as store:
+            with open_store(config) as store:
                 baseline = baseline_seconds(store, profiles, new, baseline_sample)
     stages = {name: round(timers.seconds.get(name, 0.0), 3) for name in STAGES}
     stages["candidates"] = round(stages["candidates"], 3)

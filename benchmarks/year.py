@@ -93,7 +93,7 @@ from digest.config import Config, load_config  # noqa: E402
 from digest.paper import title_key  # noqa: E402
 from digest.preview import preview_digest  # noqa: E402
 from digest.render import make_environment  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.store import open_store  # noqa: E402
 from digest.subscribers import load_subscribers  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "arxiv-2012-2017.jsonl"
@@ -439,7 +439,7 @@ def timed(function: Callable[[], Any]) -> tuple[float, Any]:
 
 def ingest(config: Config, moment: datetime) -> float:
     def run() -> Any:
-        with Store(config.paths.database) as store:
+        with open_store(config) as store:
             return service.ingest_configured(store, config, clock)
 
     with digest_now(moment) as clock:
@@ -455,7 +455,7 @@ def preview(config: Config, subscriber: str, moment: datetime) -> tuple[float, f
     def run() -> Any:
         profile = load_subscribers(config.paths.subscribers).get(subscriber)
         env = make_environment(config.paths.templates)
-        with Store(config.paths.database) as store:
+        with open_store(config) as store:
             store.subscriber_state(profile.id)
             return preview_digest(store, config, env, profile, clock())
 
@@ -504,7 +504,7 @@ class Totals:
 
 
 def store_papers(config: Config) -> int:
-    with Store(config.paths.database) as store:
+    with open_store(config) as store:
         return store.count_papers()
 
 

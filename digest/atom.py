@@ -29,7 +29,7 @@ from digest.paper import Paper
 from digest.render.context import reading_links
 from digest.render.text import code_label, safe_url
 from digest.render.text import teaser as text_teaser
-from digest.store import Message, Store, parse_iso
+from digest.store import Message, Store, open_store, parse_iso
 from digest.subscribers import Profile, load_subscribers
 
 if TYPE_CHECKING:  # the report only: importing the sender would load rendering and mail
@@ -333,6 +333,6 @@ def refresh_after_send(config: Config, report: SendReport, *, clock: Clock = utc
     # Display names come from the profiles: loaded only when someone was sent to (all.xml needs none).
     known = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles} if sent else {}
     profiles = [known.get(name, name) for name in dict.fromkeys(sent)]
-    with Store(config.paths.database) as store:
+    with open_store(config) as store:
         paths = write_feeds(store, config, profiles, config.paths.feeds, now=clock())
     return [str(path) for path in paths]

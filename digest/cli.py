@@ -17,7 +17,7 @@ import click
 from digest import __version__, clock
 from digest.config import Config, load_config, resolve_config_path
 from digest.errors import DigestError
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.subscribers import SubscriberSet, load_subscribers
 
 
@@ -36,7 +36,7 @@ class App:
         return self._config
 
     def store(self) -> Store:
-        return Store(self.config.paths.database)
+        return open_store(self.config)
 
     def subscribers(self, *, report: bool = True) -> SubscriberSet:
         loaded = load_subscribers(self.config.paths.subscribers)

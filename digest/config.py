@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -71,6 +72,45 @@ class Smtp(_Section):
         value = os.environ.get(self.password_env)
         if value is None:
             raise ConfigError(f"[smtp] password_env names ${self.password_env}, which is not set; export it first")
+        return value
+
+
+class Database(_Section):
+    """Where the store lives: without `url`, the SQLite file of [paths] database; with it, a PostgreSQL database
+    (psycopg needed: pip install 'paper-digest[postgres]')."""
+
+    url: str | None = Field(default=None, description='"postgresql://user@host:5432/dbname", never with a password')
+    password_env: str | None = Field(default=None, description="the environment variable holding the password")
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from digest.store.engine import POSTGRES_SCHEMES, redact_url  # here: no database code at config load
+
+        try:
+            parts = urlsplit(value)
+            password = parts.password
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            raise ValueError("must be a URL like postgresql://user@host:5432/dbname (got something else)") from None
+        if parts.scheme not in POSTGRES_SCHEMES or not parts.path.strip("/"):
+            raise ValueError(f"must be a URL like postgresql://user@host:5432/dbname (got {redact_url(value)!r})")
+        if password is not None:
+            raise ValueError(
+                "must not hold a password: put it in an environment variable and name that in [database] "
+                f"password_env (got {redact_url(value)!r})"
+            )
+        return value
+
+    def password(self) -> str | None:
+        """Read from the environment at use time, never stored in config objects."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"[database] password_env names ${self.password_env}, which is not set; export it first")
         return value
 
 
@@ -195,6 +235,7 @@ class Config(_Section):
     sources: Sources = Field(default_factory=Sources)
     ingest: Ingest = Field(default_factory=Ingest)
     smtp: Smtp = Field(default_factory=Smtp)
+    database: Database = Field(default_factory=Database)
     delivery: Delivery = Field(default_factory=Delivery)
     schedule: Schedule = Field(default_factory=Schedule)
     web: Web = Field(default_factory=Web)

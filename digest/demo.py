@@ -13,7 +13,7 @@ from digest.clock import utc_now
 from digest.config import Config, load_config
 from digest.ingest import IngestReport
 from digest.service import ingest
-from digest.store import Store
+from digest.store import open_store
 
 DEMO_CONFIG = """\
 # Written by `digest demo`: the sample workspace. Delivery goes to a local Maildir, no server needed.
@@ -79,7 +79,7 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     config = prepare_workspace(workdir)
     result = DemoResult(workdir=workdir, config=config, ingest=IngestReport(), papers=0)
     subscribers = load_subscribers(config.paths.subscribers)
-    with Store(config.paths.database) as store:
+    with open_store(config) as store:
         result.ingest = ingest(store, config, [str(config.paths.inbox)], clock=lambda: now)
         result.papers = store.count_papers()
         report = result.ingest
@@ -106,7 +106,7 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     sent = send(config, selection="all", clock=lambda: now, subscribers=subscribers)
     say(f"3. deliver: {sent.summary()} (into the Maildir {config.delivery.maildir})")
     result.outputs["maildir"] = [config.delivery.maildir]
-    with Store(config.paths.database) as store:
+    with open_store(config) as store:
         feeds = write_feeds(store, config, subscribers.profiles, config.paths.feeds, now=now)
     say(f"4. feeds: {len(feeds)} Atom feed(s) written")
     result.outputs["feed"] = feeds

@@ -21,6 +21,14 @@ class StoreError(DigestError):
     """The paper store cannot be opened or is in an unexpected state."""
 
 
+class StoreConflictError(StoreError):
+    """The database refused a row: a unique (or other) constraint says it contradicts one already stored."""
+
+
+class StoreValueError(StoreError):
+    """The database refused a value (a number out of its range, a character it cannot store)."""
+
+
 class RankError(DigestError):
     """A profile cannot be ranked against (for example: it is empty)."""
 

@@ -15,7 +15,7 @@ from digest.atom import refresh_after_send
 from digest.config import Config
 from digest.schedule import Daemon
 from digest.service import CycleReport, ingest_configured, run_cycle, send, step_error
-from digest.store import Store
+from digest.store import open_store
 from digest.subscribers import SubscriberSet, load_subscribers
 
 log = logging.getLogger("digest.run")
@@ -55,7 +55,7 @@ def _subscribers(config: Config, *, report: bool) -> SubscriberSet:
 
 def _ingest(config: Config) -> None:
     try:
-        with Store(config.paths.database) as store:
+        with open_store(config) as store:
             report = ingest_configured(store, config)
         log_cycle(CycleReport(ingest=report))
     except Exception as exc:  # the scheduler keeps running whatever one ingest does

@@ -439,7 +439,7 @@ class _Lanes:
     def _lane(self, transport: Transport | None) -> None:
         run = self._run
         try:
-            own: Store | None = Store(run.store.path)
+            own: Store | None = run.store.reopen()
         except StoreError as exc:
             run.report.stopped_by = str(exc)
             own = None

@@ -23,7 +23,7 @@ from digest.model_cache import refresh_model
 from digest.render import make_environment
 from digest.schedule import is_due
 from digest.send import SendReport, lock_path, send_digests, send_lock
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.subscribers import Profile, SubscriberSet, load_subscribers
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def send(
     """Send the next digest to the selected subscribers, under the one-sender lock. `retry_stuck`: first mark
     their stuck messages failed (under the same lock, so no sender is mid-hand-over), then send afresh."""
     subscribers = subscribers or load_subscribers(config.paths.subscribers)
-    with send_lock(lock_path(config), wait=lock_wait), Store(config.paths.database) as store:
+    with send_lock(lock_path(config), wait=lock_wait), open_store(config) as store:
         profiles = select_profiles(
             subscribers, store, selection, names, clock(), welcome=config.schedule.welcome_digest
         )
@@ -194,7 +194,7 @@ def run_cycle(
     """One cycle of `digest run`: ingest, every due send, then the feeds. A failing step does not stop the next."""
     report = CycleReport()
     try:
-        with Store(config.paths.database) as store:
+        with open_store(config) as store:
             report.ingest = ingest_configured(store, config, clock)
     except Exception as exc:  # any failure of a step is reported, and the next step still runs
         report.errors.append(f"ingest: {step_error(exc)}")

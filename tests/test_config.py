@@ -75,13 +75,13 @@ def test_sources_and_ingest_values_are_read(tmp_path: Path) -> None:
         ),
         (
             "[sourcez]\n",
-            "sourcez is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, "
-            "web); remove it or fix its spelling",
+            "sourcez is not a known key (allowed: database, delivery, enrich, ingest, paths, rank, schedule, smtp, "
+            "sources, web); remove it or fix its spelling",
         ),
         (
             'source_file = "/etc/passwd"\n',
-            "source_file is not a known key (allowed: delivery, enrich, ingest, paths, rank, schedule, smtp, sources, "
-            "web); remove it or fix its spelling",
+            "source_file is not a known key (allowed: database, delivery, enrich, ingest, paths, rank, schedule, smtp, "
+            "sources, web); remove it or fix its spelling",
         ),
         ('[smtp]\nport = "x"\n', "[smtp] port must be an integer (got 'x')"),
         ("[smtp]\nport = 99999\n", "[smtp] port must be less than or equal to 65535 (got 99999)"),
@@ -99,6 +99,20 @@ def test_sources_and_ingest_values_are_read(tmp_path: Path) -> None:
         ('[ingest]\nmax_file_mb = "big"\n', "[ingest] max_file_mb must be a number (got 'big')"),
         ("[paths]\ninbox = 3\n", "[paths] inbox must be a path, as a string (got 3)"),
         ("paths = 3\n", "paths must be a table (got 3)"),
+        (
+            '[database]\nurl = "postgresql://digest:hunter2@db.example.org/digest"\n',
+            "[database] url must not hold a password: put it in an environment variable and name that in [database] "
+            "password_env (got 'postgresql://digest:***@db.example.org/digest')",
+        ),
+        (
+            '[database]\nurl = "mysql://digest@db.example.org/digest"\n',
+            "[database] url must be a URL like postgresql://user@host:5432/dbname "
+            "(got 'mysql://digest@db.example.org/digest')",
+        ),
+        (
+            '[database]\nurl = "postgresql://digest@db.example.org"\n',
+            "[database] url must be a URL like postgresql://user@host:5432/dbname (got 'postgresql://digest@db.example.org')",
+        ),
         (
             '[schedule]\ningest_every = "soon"\n',
             "[schedule] ingest_every must be a duration like '30m', '2h' or seconds (got 'soon')",

@@ -181,7 +181,7 @@ def test_the_ledger_refuses_a_paper_already_sending_or_sent(store: Store) -> Non
     picks = [PickRecord(paper.id or "", 0.5, "why")]
     kwargs = {"channel": "email", "subject": "s", "candidates_until": SEND_AT, "now": SEND_AT}
     first = store.begin_message("reader", "<a@x>", picks, **kwargs)  # type: ignore[arg-type]
-    with Store(store.path) as other, pytest.raises(LedgerConflictError):  # another sender, its own connection
+    with store.reopen() as other, pytest.raises(LedgerConflictError):  # another sender, its own connection
         other.begin_message("reader", "<b@x>", picks, **kwargs)  # type: ignore[arg-type]
     store.finish_message(first, "sent", SEND_AT)
     with pytest.raises(LedgerConflictError):
@@ -387,7 +387,7 @@ def test_a_message_released_by_another_sender_is_not_handed_over(store: Store) -
     picks = [PickRecord(paper.id or "", 0.5, "why")]
     kwargs = {"channel": "email", "subject": "s", "candidates_until": SEND_AT, "now": SEND_AT}
     first = store.begin_message("reader", "<a@x>", picks, **kwargs)  # type: ignore[arg-type]
-    with Store(store.path) as other:
+    with store.reopen() as other:
         assert other.release_unhanded(SEND_AT) == ["<a@x>"]
         other.begin_message("reader", "<b@x>", picks, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(LedgerConflictError):

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("sqlite3", "apscheduler", "pydantic", "sklearn", "digest.store", "digest.subscribers", "digest.plan")
+HEAVY = (
+    "sqlite3",
+    "psycopg",
+    "apscheduler",
+    "pydantic",
+    "sklearn",
+    "digest.store",
+    "digest.subscribers",
+    "digest.plan",
+)
 
 
 def loaded_by(module: str) -> set[str]:
@@ -23,7 +32,10 @@ def loaded_by(module: str) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [
-        ("digest.rank", {"sqlite3", "apscheduler", "pydantic", "digest.store", "digest.subscribers", "digest.plan"}),
+        (
+            "digest.rank",
+            {"sqlite3", "psycopg", "apscheduler", "pydantic", "digest.store", "digest.subscribers", "digest.plan"},
+        ),
         ("digest.render", set(HEAVY)),
         ("digest.mail.composer", set(HEAVY)),  # what every compose worker process imports
         ("digest.picks", set(HEAVY)),

@@ -1,4 +1,6 @@
-"""digest/store.py, the papers and ingested-files part: schema, identity, merging, atomicity."""
+"""digest/store, the papers and ingested-files part: schema, identity, merging, atomicity. Every test that takes
+`store` or `make_store` runs on SQLite and on PostgreSQL (tests/conftest.py); the few that look at SQLite's own
+files and query plans say so."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import StoreMaker
 
 from digest.errors import StoreError
 from digest.paper import Paper, make_paper
@@ -26,7 +29,14 @@ def paper(
 # ---- schema -----------------------------------------------------------------------------------------
 
 
-def test_new_store_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
+def test_a_new_store_runs_every_migration(make_store: StoreMaker) -> None:
+    with make_store(migrated=False) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 1
+        tables = store._engine.tables(store._db)
+    assert {"papers", "paper_sources", "ingested_files", "messages", "signups"} <= tables
+
+
+def test_new_sqlite_store_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
     with Store(tmp_path / "d.db") as store:
         assert store.schema_version == SCHEMA_VERSION >= 1
     raw = sqlite3.connect(tmp_path / "d.db")
@@ -37,20 +47,19 @@ def test_new_store_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
     raw.close()
 
 
-def test_reopening_keeps_the_data_and_does_not_migrate_again(tmp_path: Path) -> None:
-    with Store(tmp_path / "d.db") as store:
+def test_reopening_keeps_the_data_and_does_not_migrate_again(make_store: StoreMaker) -> None:
+    with make_store(migrated=False) as store:
         store.add_papers([paper()], "a.txt", T0)
-    with Store(tmp_path / "d.db") as store:
+    with make_store() as store:
         assert store.schema_version == SCHEMA_VERSION
         assert [p.title for p in store.list_papers()] == ["A Study of Invented Things"]
 
 
-def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    raw = sqlite3.connect(tmp_path / "d.db")
-    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    raw.close()
+def test_store_from_a_newer_version_is_refused(make_store: StoreMaker) -> None:
+    with make_store() as store, store.transaction() as db:
+        store._engine.set_schema_version(db, SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="newer than this paper-digest"):
-        Store(tmp_path / "d.db")
+        make_store()
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
@@ -147,7 +156,7 @@ def test_a_doi_already_held_by_another_paper_is_not_copied_onto_a_second(store: 
     assert store.get_paper("doi:10.5555/d") is not None
 
 
-def test_merge_is_independent_of_arrival_order(tmp_path: Path) -> None:
+def test_merge_is_independent_of_arrival_order(make_store: StoreMaker, tmp_path: Path) -> None:
     """Four records of one paper, every order: the same stored paper each time.
 
     Only the id may differ: it is fixed when the paper is first seen (the arXiv id, or a title hash when the
@@ -182,7 +191,7 @@ def test_merge_is_independent_of_arrival_order(tmp_path: Path) -> None:
     ]
     results = set()
     for number, order in enumerate(itertools.permutations(records)):
-        with Store(tmp_path / f"{number}.db") as store:
+        with make_store(tmp_path / f"{number}.db") as store:
             for index, record in enumerate(order):
                 store.add_papers([record], f"source-{records.index(record)}", T0 + timedelta(seconds=index))
             [stored] = store.list_papers()
@@ -244,8 +253,7 @@ def test_add_papers_is_all_or_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError):
         store.add_papers(_papers_then_failure(5), "broken", T0)
     assert [p.title for p in store.list_papers()] == ["Already There"]
-    with sqlite3.connect(store.path) as db:
-        assert db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0] == 1
+    assert store._db.execute("SELECT COUNT(*) FROM paper_sources").fetchone()[0] == 1
     # The connection is usable afterwards: no transaction left open.
     assert store.add_papers([paper("After")], "after", T0)["new"] == 1
 
@@ -285,8 +293,8 @@ def test_ingest_file_remembers_the_hash_only_when_asked(store: Store) -> None:
     assert store.count_papers() == 2
 
 
-def test_a_second_connection_sees_only_committed_papers(tmp_path: Path) -> None:
-    with Store(tmp_path / "d.db") as writer, Store(tmp_path / "d.db") as reader:
+def test_a_second_connection_sees_only_committed_papers(make_store: StoreMaker) -> None:
+    with make_store() as writer, make_store() as reader:
         writer.add_papers([paper("Committed")], "a", T0)
         assert reader.count_papers() == 1
         with pytest.raises(RuntimeError):
@@ -300,9 +308,11 @@ def test_an_arxiv_doi_finds_the_arxiv_paper(store: Store) -> None:
     assert found is not None and found.arxiv_id == "2403.00042"
 
 
-def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> None:
+def test_ledger_and_window_queries_never_scan_a_growing_table(tmp_path: Path) -> None:
     """A year of 1,000 readers is millions of ledger rows: every query a send or a preview makes on them is
-    answered from an index (checked with SQLite's own query plans of the statements the store runs)."""
+    answered from an index (checked with SQLite's own query plans of the statements the store runs; PostgreSQL
+    has the same indexes, and its planner picks by statistics)."""
+    store = Store(tmp_path / "d.db")
     store.add_papers([paper("Indexed", arxiv="2403.00077")], "s", T0)
     executed: list[str] = []
     store._db.set_trace_callback(executed.append)
@@ -336,6 +346,7 @@ def test_ledger_and_window_queries_never_scan_a_growing_table(store: Store) -> N
         plan = " | ".join(row[-1] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
         for table in ("messages", "message_papers", "papers", "file_stats"):
             assert f"SCAN {table}" not in plan or "INDEX" in plan.split(f"SCAN {table}")[1].split("|")[0], (sql, plan)
+    store.close()
 
 
 def test_sent_among_names_the_papers_each_subscriber_has_in_flight_or_sent(store: Store) -> None:
@@ -365,18 +376,19 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
         "INSERT INTO t VALUES ('a;b');",
         "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
     ]
-    assert sum(len(_statements(m)) for m in _MIGRATIONS) == 33  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3 + 4
+    for engine in ("sqlite", "postgresql"):  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3 + 4 statements, in both spellings
+        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4]
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
 
 
-def test_ratings_are_listed_latest_first_and_can_be_undone(tmp_path: Path) -> None:
+def test_ratings_are_listed_latest_first_and_can_be_undone(make_store: StoreMaker) -> None:
     from datetime import UTC, datetime, timedelta
 
     from digest.paper import make_paper
 
     at = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-    with Store(tmp_path / "d.db") as store:
+    with make_store() as store:
         store.add_papers([make_paper(title=f"Paper {n}", abstract="An abstract.") for n in range(3)], "t", at)
         ids = [p.id or "" for p in store.list_papers()]
         store.set_feedback("ada", ids[0], 1, at)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from digest.clock import Clock, utc_now
-from digest.errors import IngestError
+from digest.errors import IngestError, StoreValueError
 from digest.ingest.daily import looks_like_daily, parse_daily
 from digest.ingest.feeds import looks_like_html_page, parse_feed
 from digest.ingest.jsonlist import parse_json
@@ -150,7 +149,7 @@ def ingest_sources(
             continue
         try:
             counts = store.ingest_file(content_hash, label, papers, clock(), remember=not problems)
-        except (ValueError, OverflowError, sqlite3.DataError, sqlite3.InterfaceError) as exc:
+        except (ValueError, OverflowError, StoreValueError) as exc:
             # A value the database refuses: the file's transaction is rolled back, the other sources still go in.
             report.rejected.append(Rejection(source, f"{source}: cannot store its papers ({describe(exc)})"))
             continue

@@ -1,8 +1,10 @@
 """The paper store: the only module that speaks SQL (schema in digest.store.schema, records in
 digest.store.records, the merge policy for a paper seen again in digest.store.merge).
 
-SQLite in WAL mode, schema versioned with PRAGMA user_version; every write that must be atomic is one
-transaction. Times are ISO-8601 strings in UTC so that they sort as text.
+One Store for both engines (digest.store.engine: SQLite, the default, or PostgreSQL): its SQL is written once, in
+what both accept, with `?` placeholders; the engine supplies the connection, the write transaction and the few
+spellings that differ. Every write that must be atomic is one transaction. Times are ISO-8601 strings in UTC so
+that they sort as text.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import itertools
 import json
 import logging
 import secrets
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Literal
 from digest import trace
 from digest.errors import LedgerConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
+from digest.store.engine import Connection, Engine, Row, SQLiteEngine
 from digest.store.merge import _merge, _paper_columns
 from digest.store.records import (
     ArxivMatch,
@@ -45,57 +47,58 @@ INGEST_CHUNK = 2000
 
 
 class Store:
-    """A connection to the SQLite paper store. Use as a context manager, or call close().
+    """A connection to the paper store. Use as a context manager, or call close().
 
-    A new store is created only where no file exists. An existing file that is empty or holds some other
-    database is refused: quietly starting over would forget what was sent, and send it again.
+    `path`: the SQLite file (and, whatever the engine, where the files kept beside the database go: the model
+    cache, the web app's secret, the pending unsubscribes, the send lock). `engine`: another database (a
+    PostgreSQL server, digest.store.engine); digest.store.open_store picks it from config.toml.
+
+    A new store is created only where no database exists. An existing one that is empty (a 0-byte file) or holds
+    some other program's tables is refused: quietly starting over would forget what was sent, and send it again.
     """
 
-    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path | str, *, timeout: float = 30.0, engine: Engine | None = None) -> None:
         self.path = Path(path)
+        self.timeout = timeout
+        self._engine = engine or SQLiteEngine(self.path)
+        self._db: Connection = self._engine.connect(timeout)
         try:
-            size = self.path.stat().st_size if self.path.exists() else None
-        except OSError as exc:
-            raise StoreError(
-                f"{self.path}: cannot open the database ({exc.strerror}); check [paths] database"
-            ) from None
-        if size == 0:
-            raise StoreError(
-                f"{self.path}: the database file is empty (0 bytes), so the send history is gone; restore it from a "
-                "backup, or delete the file to start a new store (papers already sent would be sent again)"
-            )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the database ({exc}); check [paths] database") from None
-        self._db.row_factory = sqlite3.Row
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            if size is not None:
-                self._check_ours()
+            self._check_ours()
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
             self._db.close()
-            raise StoreError(f"{self.path}: not a paper-digest database ({exc})") from None
-        except StoreError:
-            self._db.close()
+            mapped = self._engine.open_error(exc)
+            if mapped is not None:
+                raise mapped from None
             raise
 
+    @property
+    def engine(self) -> str:
+        """The engine: "sqlite" or "postgresql"."""
+        return self._engine.name
+
+    @property
+    def where(self) -> str:
+        """What messages name: the SQLite file, or the PostgreSQL URL (never with a password)."""
+        return self._engine.where
+
+    def reopen(self) -> Store:
+        """Another connection to the same store (for another thread: a connection is never shared)."""
+        return Store(self.path, timeout=self.timeout, engine=self._engine)
+
     def _check_ours(self) -> None:
-        """An existing file must be a store we made (a schema version, our papers table), not another program's
-        database or one whose creation never finished."""
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        """An existing database must be a store we made (a schema version, our papers table), not another
+        program's database or one whose creation never finished."""
+        version = self._engine.schema_version(self._db)
+        tables = self._engine.tables(self._db)
         if (version == 0 and not tables) or version > SCHEMA_VERSION:
             # Created by a run that stopped before its first migration committed (nothing to lose), or by a
             # newer paper-digest (_migrate says to upgrade).
             return
         if version == 0 or "papers" not in tables or "messages" not in tables:
+            setting = "[paths] database" if self.engine == "sqlite" else "[database] url (use an empty database)"
             raise StoreError(
-                f"{self.path}: not a paper-digest database (it has tables {sorted(tables)[:5]}); check [paths] database"
+                f"{self.where}: not a paper-digest database (it has tables {sorted(tables)[:5]}); check {setting}"
             )
 
     def __enter__(self) -> Store:
@@ -107,63 +110,35 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: all or nothing, and writers queue (up to the busy timeout) instead of
-        failing. A write the database cannot take (a full disk, a lock held too long) is a StoreError that says
-        so; nothing of the transaction is kept."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._write_error(exc) from None
-        try:
-            yield self._db
-        except BaseException as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
-                raise self._write_error(exc) from None
-            raise
-        else:
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise self._write_error(exc) from None
-
-    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
-        text = str(exc)
-        if "full" in text:
-            return StoreError(
-                f"{self.path}: the disk is full; nothing of this step was recorded; free space and run again"
-            )
-        if "locked" in text or "busy" in text:
-            return StoreError(f"{self.path}: the database stayed busy (another process held a long write); run again")
-        return StoreError(f"{self.path}: cannot write to the database ({text})")
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """All or nothing, one writer at a time (SQLite: BEGIN IMMEDIATE; PostgreSQL: the store's advisory lock):
+        writers queue (up to the timeout) instead of failing. A write the database cannot take (a full disk, a
+        lock held too long, a refused value or row) is a StoreError that says so; nothing of the transaction is
+        kept."""
+        return self._engine.transaction(self._db)
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        engine, version = self._engine, self._engine.schema_version(self._db)
         if version > SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path}: schema version {version} is newer than this paper-digest ({SCHEMA_VERSION}); upgrade"
+                f"{self.where}: schema version {version} is newer than this paper-digest ({SCHEMA_VERSION}); upgrade"
             )
         for number in range(version, SCHEMA_VERSION):
             with self.transaction() as db:
                 # Read again under the write lock: another process may have migrated meanwhile.
-                if db.execute("PRAGMA user_version").fetchone()[0] > number:
+                if engine.schema_version(db) > number:
                     continue
-                for statement in _statements(_MIGRATIONS[number]):
+                for statement in _statements(_MIGRATIONS[number].script(engine.name)):
                     db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number + 1}")
+                engine.set_schema_version(db, number + 1)
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._engine.schema_version(self._db)
 
     # ---- papers -------------------------------------------------------------------------------
 
-    def _match(self, paper: Paper) -> sqlite3.Row | None:
+    def _match(self, paper: Paper) -> Row | None:
         db = self._db
         if paper.arxiv_id:
             row = db.execute("SELECT * FROM papers WHERE arxiv_id = ?", (paper.arxiv_id,)).fetchone()
@@ -257,7 +232,7 @@ class Store:
             (*_paper_columns(merged), stamp, merged.id),
         )
 
-    def _paper(self, row: sqlite3.Row, sources: tuple[str, ...] = ()) -> Paper:
+    def _paper(self, row: Row, sources: tuple[str, ...] = ()) -> Paper:
         return Paper(
             id=row["id"],
             title=row["title"],
@@ -274,7 +249,7 @@ class Store:
             sources=sources,
         )
 
-    def _with_sources(self, rows: Sequence[sqlite3.Row]) -> list[Paper]:
+    def _with_sources(self, rows: Sequence[Row]) -> list[Paper]:
         if not rows:
             return []
         sources: dict[str, list[str]] = {}
@@ -373,8 +348,12 @@ class Store:
         return int(self._db.execute("SELECT COUNT(*) FROM papers").fetchone()[0])
 
     # ---- arXiv lookups (digest.enrich) --------------------------------------------------------
-    # INDEXED BY papers_unlinked: without statistics SQLite prefers the arxiv_id index for "arxiv_id IS NULL",
-    # which also holds every paper a journal feed gave with a link; the partial index holds only those without.
+    # INDEXED BY papers_unlinked (SQLite's index hint; PostgreSQL takes none): without statistics SQLite prefers
+    # the arxiv_id index for "arxiv_id IS NULL", which also holds every paper a journal feed gave with a link; the
+    # partial index holds only those without.
+
+    def _unlinked(self) -> str:
+        return self._engine.indexed_by("papers_unlinked")
 
     def unasked_titles(self, limit: int) -> list[tuple[str, str]]:
         """(title key, title) of the papers with no arXiv id and no URL whose title was never looked up, one per
@@ -382,7 +361,7 @@ class Store:
         rows = self._db.execute(
             "SELECT title_key, title FROM (SELECT title_key, title, seq,"
             " ROW_NUMBER() OVER (PARTITION BY title_key ORDER BY seq DESC) AS newest"
-            " FROM papers p INDEXED BY papers_unlinked WHERE arxiv_id IS NULL AND url IS NULL"
+            f" FROM papers p {self._unlinked()} WHERE arxiv_id IS NULL AND url IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)) AS unasked"
             " WHERE newest = 1 ORDER BY seq DESC LIMIT ?",
             (limit,),
@@ -392,7 +371,7 @@ class Store:
     def count_unasked_titles(self) -> int:
         return int(
             self._db.execute(
-                "SELECT COUNT(DISTINCT title_key) FROM papers p INDEXED BY papers_unlinked"
+                f"SELECT COUNT(DISTINCT title_key) FROM papers p {self._unlinked()}"
                 " WHERE arxiv_id IS NULL AND url IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
             ).fetchone()[0]
@@ -427,7 +406,7 @@ class Store:
         """Papers without a link whose title was already found on arXiv (a record that came after the answer and
         was not merged with the paper found, e.g. another DOI): filled from the stored answer, never asked again."""
         rows = self._db.execute(
-            "SELECT DISTINCT l.title_key, l.answer FROM papers p INDEXED BY papers_unlinked"
+            f"SELECT DISTINCT l.title_key, l.answer FROM papers p {self._unlinked()}"
             " JOIN arxiv_lookups l ON l.title_key = p.title_key"
             " WHERE p.arxiv_id IS NULL AND p.url IS NULL AND l.answer IS NOT NULL"
         ).fetchall()
@@ -443,7 +422,7 @@ class Store:
         db = self._db
         filled = 0
         rows = db.execute(
-            "SELECT * FROM papers INDEXED BY papers_unlinked WHERE title_key = ? AND arxiv_id IS NULL AND url IS NULL"
+            f"SELECT * FROM papers {self._unlinked()} WHERE title_key = ? AND arxiv_id IS NULL AND url IS NULL"
             " ORDER BY seq",
             (key,),
         ).fetchall()
@@ -848,13 +827,13 @@ class Store:
             self._record_attempt(db, subscriber, now)
             if empty_window_seq is not None:
                 db.execute(
-                    "UPDATE subscriber_state SET empty_window_seq = MAX(COALESCE(empty_window_seq, 0), ?)"
-                    " WHERE subscriber = ?",
+                    f"UPDATE subscriber_state SET empty_window_seq = {self._engine.greatest}"
+                    "(COALESCE(empty_window_seq, 0), ?) WHERE subscriber = ?",
                     (empty_window_seq, subscriber),
                 )
 
     @staticmethod
-    def _record_attempt(db: sqlite3.Connection, subscriber: str, now: datetime) -> None:
+    def _record_attempt(db: Connection, subscriber: str, now: datetime) -> None:
         db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
         db.execute("UPDATE subscriber_state SET last_attempt_at = ? WHERE subscriber = ?", (utc_iso(now), subscriber))
 
@@ -942,7 +921,7 @@ class Store:
 
     @staticmethod
     def _signup_wait(
-        db: sqlite3.Connection,
+        db: Connection,
         column: Literal["client", "email"],
         key: str,
         limit: int,

@@ -46,7 +46,7 @@ from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.errors import DigestError, StoreError
 from digest.paper import Paper
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.subscribers import load_subscribers
 from digest.unsubscribes import (
     append_pending,
@@ -213,7 +213,7 @@ class Handlers:
         self.journal_retry = journal_retry
 
     def store(self) -> Store:
-        return Store(self.config.paths.database, timeout=self.store_timeout)
+        return open_store(self.config, timeout=self.store_timeout)
 
     def display_name(self, subscriber: str) -> str:
         try:
