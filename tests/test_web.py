@@ -251,6 +251,22 @@ def test_feedback_on_ids_with_slashes_and_dois_and_an_escaped_title(server: Serv
         assert store.feedback("fiona")[SLASH_ID] == -1
 
 
+def test_a_rating_posted_from_another_site_is_refused(server: Server) -> None:
+    """A rating comes from our own page's button: a POST the browser says is cross-site changes nothing (the
+    one-click unsubscribe stays open: mail providers POST it from their servers)."""
+    links = Links(server.url, server.tokens["alan"], "alan")
+    with Store(server.ws.config.paths.database) as store:
+        before = store.feedback("alan")
+    target = links.feedback("2611.00101", "dislike") or ""
+    for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+        refused = httpx.post(target, headers=headers)
+        assert refused.status_code == 403, headers
+    with Store(server.ws.config.paths.database) as store:
+        assert store.feedback("alan") == before
+    same_site = httpx.post(target, headers={"sec-fetch-site": "same-origin", "origin": "null"})
+    assert same_site.status_code == 200
+
+
 HOSTILE_PATHS = [
     "/feedback/{t}/..%2F..%2F..%2Fetc%2Fpasswd/like",
     "/feedback/{t}/%2E%2E/%2E%2E/config.toml/like",

@@ -56,6 +56,7 @@ from digest.unsubscribes import (
     pending_unsubscribe_journal,
     token_hash,
 )
+from digest.web import forms
 from digest.web import settings as settings_pages
 from digest.web import signup as signup_pages
 from digest.web.pages import render_page
@@ -370,7 +371,11 @@ class Handlers:
         )
 
     def feedback(self, request: Request) -> Response:
-        # The latest rating wins, so a replayed POST records the same thing again.
+        # The latest rating wins, so a replayed POST records the same thing again. Unlike the one-click
+        # unsubscribe (which mail providers POST from their servers), a rating comes from our own page's button:
+        # a browser that says the POST comes from another site is refused.
+        if forms.cross_site(request, self.config.web.base_url):
+            return page("error.html", 403, title="Not allowed", message="This request did not come from this site.")
         with self.store() as opened:
             subscriber, paper, rating = self.feedback_target(opened, request)
             opened.set_feedback(subscriber, paper.id or "", _RATINGS[rating], self.clock())
