@@ -160,11 +160,10 @@ def build_feed(
     per_subscriber: bool,
     now: datetime,
     self_url: str | None = None,
-    settings_url: str | None = None,
 ) -> bytes:
     """An Atom document. Titles, names and the summary go in as type="text" (feedgen escapes them); the content
-    is HTML that we built from escaped values (entry_content). `settings_url`, the reader's settings page, is a
-    feed-level rel="related" link."""
+    is HTML that we built from escaped values (entry_content). A feed never links the reader's settings page: feed
+    URLs get pasted into third-party readers, and the settings key (digest.tokens) stays in emails."""
     fg = FeedGenerator()
     fg.id(feed_id(name))
     fg.title(xml_text(title))
@@ -196,11 +195,6 @@ def build_feed(
             entry.summary(xml_text(item.why), type="text")
         entry.content(entry_content(item), type="html")
     feed_links = [{"href": url, "rel": "self", "type": "application/atom+xml"} for url in [checked_self] if url]
-    feed_links += [
-        {"href": url, "rel": "related", "type": "text/html", "title": "Your settings"}
-        for url in [_http_url(settings_url)]
-        if url
-    ]
     return _with_links(bytes(fg.atom_str(pretty=False, encoding="UTF-8")), feed_links, entry_links)
 
 
@@ -240,13 +234,6 @@ def feed_self_url(store: Store, config: Config, name: str) -> str | None:
     return Links(config.web.base_url, token or "", name).feed() if token else f"{config.web.base_url}/feeds/all.xml"
 
 
-def settings_url(store: Store, config: Config, subscriber: str) -> str | None:
-    """The reader's settings page under `digest serve`, once they have a token (a feed-level rel="related")."""
-    if not config.web.base_url:
-        return None
-    return Links(config.web.base_url, store.subscriber_state(subscriber).token, subscriber).settings()
-
-
 def subscriber_feed(
     store: Store,
     config: Config,
@@ -273,7 +260,6 @@ def subscriber_feed(
         per_subscriber=True,
         now=now,
         self_url=self_url if self_url is not None else feed_self_url(store, config, subscriber),
-        settings_url=settings_url(store, config, subscriber),
     )
 
 

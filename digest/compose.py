@@ -20,6 +20,7 @@ from digest.plan import DigestPlan, plan_digest
 from digest.render.email import render_and_compose
 from digest.store import Store
 from digest.subscribers import Profile
+from digest.tokens import server_secret, settings_key
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ def links_for(store: Store, config: Config, profile: Profile, *, create_token: b
     if not config.web.base_url:
         return Links()
     token = store.token(profile.id) if create_token else store.subscriber_state(profile.id).token
-    return Links(config.web.base_url, token or "preview-token-made-on-first-send", profile.id)
+    # The settings key needs the server's secret; a preview does not make it (it writes nothing).
+    secret = server_secret(store.path, create=create_token)
+    settings = settings_key(secret, token) if secret and token else "preview-settings-key-made-on-first-send"
+    return Links(config.web.base_url, token or "preview-token-made-on-first-send", profile.id, settings)
 
 
 def compose_digest(store: Store, config: Config, env: Environment, profile: Profile, now: datetime) -> ComposedDigest:

@@ -14,7 +14,7 @@ from digest.picks import DigestPlan, Scored
 from digest.subscribers import Interests, Profile
 
 SAMPLE_NOW = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
-SAMPLE_LINKS = Links("https://digest.example.org", "tok-3f9a1c", "ada")
+SAMPLE_LINKS = Links("https://digest.example.org", "tok-3f9a1c", "ada", "set-8b41d0")
 
 _PAPERS: tuple[tuple[str, tuple[str, ...], str, tuple[str, ...], float, str], ...] = (
     (

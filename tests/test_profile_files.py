@@ -3,6 +3,7 @@ and the form tokens and origin checks that keep other sites from making those wr
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -210,3 +211,18 @@ def test_the_form_key_is_whole_even_when_many_make_it_at_once(tmp_path: Path) ->
     key = server_secret(damaged)
     assert len(key) == 32 and server_secret(damaged) == key
     assert sorted(p.name for p in damaged.parent.iterdir()) == ["digest.db.web-secret"]  # no temporary left
+
+
+def test_the_settings_key_is_the_tokens_hmac_under_the_servers_secret(tmp_path: Path) -> None:
+    from digest.tokens import secret_path, settings_key
+    from digest.tokens import server_secret as make_secret
+
+    assert make_secret(tmp_path / "digest.db", create=False) is None  # a preview makes nothing
+    assert not secret_path(tmp_path / "digest.db").exists()
+    secret = make_secret(tmp_path / "digest.db")
+    assert secret is not None
+    key = settings_key(secret, "token-one")
+    assert key == settings_key(secret, "token-one") and len(key) == 32 and re.fullmatch(r"[A-Za-z0-9_-]{32}", key)
+    assert key != settings_key(secret, "token-two")  # a rotated token: another key
+    assert key != settings_key(b"another server's secret", "token-one")
+    assert "token-one" not in key

@@ -157,7 +157,7 @@ def test_the_context_carries_what_the_readme_documents() -> None:
     assert first["like_url"] == "https://digest.example.org/feedback/tok-3f9a1c/2611.10001/like"
     assert context["unsubscribe_url"] == "https://digest.example.org/unsubscribe/tok-3f9a1c"
     assert context["feed_url"].startswith("https://digest.example.org/feeds/ada.xml?token=")
-    assert context["settings_url"] == "https://digest.example.org/settings/tok-3f9a1c"
+    assert context["settings_url"] == "https://digest.example.org/settings/set-8b41d0"  # the key, not the token
 
 
 def test_the_issue_date_is_the_subscribers_local_date() -> None:

@@ -28,6 +28,7 @@ from digest.links import Links
 from digest.plan import plan_digest
 from digest.store import Store
 from digest.subscribers import load_subscribers
+from digest.tokens import server_secret, settings_key
 
 NOW = INGESTED_AT + timedelta(hours=2)
 SECURITY = {
@@ -311,7 +312,8 @@ def test_token_command_prints_the_token_and_feed_url_and_rotation_revokes_the_ol
     old, url, settings = shown.stdout.splitlines()
     assert old == server.tokens["fiona"]
     assert url == f"https://digest.example.org/feeds/fiona.xml?token={old}"
-    assert settings == f"https://digest.example.org/settings/{old}"
+    key = settings_key(server_secret(server.ws.config.paths.database) or b"", old)
+    assert settings == f"https://digest.example.org/settings/{key}" and old not in settings
     rotated = server.cli("token", "fiona", "--rotate")
     new = rotated.stdout.splitlines()[0]
     assert new != old and len(new) >= 32

@@ -32,6 +32,7 @@ from digest.profile_files import HISTORY, file_version
 from digest.schedule import Daemon
 from digest.store import Store
 from digest.subscribers import Profile, load_subscribers
+from digest.tokens import settings_key
 from digest.web.forms import FORM_FIELD, form_token, server_secret
 from digest.web.settings import CONFLICT, FORBIDDEN
 
@@ -71,8 +72,12 @@ class Site:
             self.tokens[subscriber] = store.token(subscriber)
         return self.settings(subscriber)
 
+    def key(self, subscriber: str) -> str:
+        """The reader's settings key: derived from their token under the server's secret (digest.tokens)."""
+        return settings_key(self.secret, self.tokens[subscriber])
+
     def settings(self, subscriber: str) -> str:
-        return f"{self.url}/settings/{self.tokens[subscriber]}"
+        return f"{self.url}/settings/{self.key(subscriber)}"
 
     def profile_bytes(self, subscriber: str) -> bytes:
         return (self.folder / f"{subscriber}.toml").read_bytes()
@@ -351,11 +356,22 @@ def test_cross_site_posts_and_bad_form_tokens_are_refused_and_change_nothing(sit
 def test_unknown_tokens_and_odd_paths_are_a_plain_404(site: Site, path: str) -> None:
     if "ann" not in site.tokens:
         site.reader("ann")
-    path = path.replace("{t}", site.tokens["ann"])
+    path = path.replace("{t}", site.key("ann"))
     for response in (httpx.get(site.url + path), httpx.post(site.url + path, data={"action": "pause"})):
         assert response.status_code == 404, (response.request.method, path)
         assert "This link is not valid" in response.text
-        assert site.tokens["ann"] not in response.text
+        assert site.key("ann") not in response.text
+
+
+def test_the_readers_token_alone_does_not_open_the_settings_page(site: Site) -> None:
+    """The token is in the feed's URL, which readers paste into third-party feed readers: it opens the feed, never
+    the page that shows the address and changes what is sent."""
+    site.reader("nia")
+    token = site.tokens["nia"]
+    assert httpx.get(f"{site.url}/feeds/nia.xml", params={"token": token}).status_code == 200
+    for response in (httpx.get(f"{site.url}/settings/{token}"), httpx.post(f"{site.url}/settings/{token}")):
+        assert response.status_code == 404
+    assert httpx.get(site.settings("nia")).status_code == 200
 
 
 def test_odd_bodies_are_refused(site: Site) -> None:
@@ -490,24 +506,25 @@ def test_a_following_then_never_removes_the_author_from_those_followed(site: Sit
 # ---- links to the page; the log ---------------------------------------------------------------------------
 
 
-def test_the_feed_links_to_the_settings_page(site: Site) -> None:
+def test_the_feed_never_carries_the_settings_key(site: Site) -> None:
     site.reader("lou")
     token = site.tokens["lou"]
-    feed = feedparser.parse(httpx.get(f"{site.url}/feeds/lou.xml", params={"token": token}).content)
-    related = [link.href for link in feed.feed.links if link.rel == "related"]
-    assert related == [f"https://digest.example.org/settings/{token}"]
+    body = httpx.get(f"{site.url}/feeds/lou.xml", params={"token": token}).text
+    feed = feedparser.parse(body)
+    assert [link for link in feed.feed.links if link.rel == "related"] == []
+    assert site.key("lou") not in body and "/settings/" not in body
 
 
 def test_no_token_reaches_the_log(site: Site) -> None:
     url = site.reader("max")
     post(url, filled(httpx.get(url), max_papers="4"))
-    httpx.get(f"{site.url}/settings/{quote(site.tokens['max'][:20])}")
+    httpx.get(f"{site.url}/settings/{quote(site.key('max')[:20])}")
     deadline = time.monotonic() + 5  # a request's line is written just after its response
     while "GET /settings/<token> 404" not in (text := site.log.read_text(errors="replace")):
         assert time.monotonic() < deadline, text[-2000:]
         time.sleep(0.05)
     assert "POST /settings/<token> 303" in text
-    for secret in site.tokens.values():
+    for secret in [*site.tokens.values(), *(site.key(name) for name in site.tokens)]:
         assert secret not in text and secret[:20] not in text
     assert re.search(r"max: settings saved", text)
 

@@ -40,6 +40,7 @@ from test_web_faults import assert_all_security_headers, dump, in_thread
 from digest.config import load_config
 from digest.store import Store
 from digest.subscribers import Profile, load_profile
+from digest.tokens import server_secret, settings_key
 from digest.web.app import create_app
 
 BASE_URL = "https://digest.example.org"
@@ -119,6 +120,12 @@ class Site:
     def token_of(self, subscriber: str) -> str | None:
         with Store(self.database) as store:
             return store.subscriber_state(subscriber).token
+
+    def key_of(self, subscriber: str) -> str | None:
+        """The reader's settings key (digest.tokens): what the settings links carry, not the token itself."""
+        token = self.token_of(subscriber)
+        secret = server_secret(self.database, create=False)
+        return settings_key(secret, token) if token and secret else None
 
 
 def text_of(message: EmailMessage) -> str:
@@ -209,13 +216,14 @@ def test_sign_up_email_confirm_page_and_button_make_one_profile_and_lead_to_the_
     assert profile.interests.keywords == ("graph neural networks", "message passing")
     assert profile.interests.papers == ("2611.00101", "Sparse Message Passing for Billion-Edge Graphs")
     token = site.token_of("rosalind")
-    assert token and done.headers["location"] == f"{BASE_URL}/settings/{token}"
+    key = site.key_of("rosalind")
+    assert token and key and done.headers["location"] == f"{BASE_URL}/settings/{key}"
 
     # Replayed (a second tab, the back button): nothing is created again; the page says so, with the settings link.
     after = site.profiles()
     for replay in (httpx.post(link, data={"form_token": button.group(1)}), httpx.get(link)):
         assert replay.status_code == 200 and "Already confirmed" in replay.text
-        assert f"{BASE_URL}/settings/{token}" in replay.text
+        assert f"{BASE_URL}/settings/{key}" in replay.text and token not in replay.text
     assert site.profiles() == after and site.token_of("rosalind") == token
 
     # Neither the code nor the reader's token reaches the server's log.
@@ -243,7 +251,7 @@ def test_the_same_address_twice_gets_one_profile_and_the_same_answer(site: Site)
     (new,) = set(site.profiles()) - set(before)
     # The second link finds the profile the first made, and leads to the same settings page.
     second = site.press(site.confirm_url(two))
-    assert second.status_code == 303 and second.headers["location"] == f"{BASE_URL}/settings/{site.token_of('twice')}"
+    assert second.status_code == 303 and second.headers["location"] == f"{BASE_URL}/settings/{site.key_of('twice')}"
     assert set(site.profiles()) - set(before) == {new} == {"twice.toml"}
     assert load_profile(site.subscribers / new, NOW).name == "Rosalind Reader"
 
@@ -266,7 +274,7 @@ def test_the_answer_never_says_whether_an_address_is_new_waiting_or_subscribed(s
     # link, and no second profile.
     notes = site.mail_to("ada@example.org")
     assert [m["Subject"] for m in notes] == ["Your paper digest subscription"]
-    assert f"{BASE_URL}/settings/{site.token_of('ada')}" in text_of(notes[0])
+    assert f"{BASE_URL}/settings/{site.key_of('ada')}" in text_of(notes[0])
     assert "/confirm/" not in text_of(notes[0]) + html_of(notes[0])
     assert [m["Subject"] for m in site.mail_to("quiet@example.net")][-1] == "Your paper digest subscription"
     assert sorted(p for p in site.profiles() if p.startswith(("ada", "quiet"))) == ["ada.toml", "quiet.toml"]
@@ -287,7 +295,7 @@ def test_an_id_left_in_the_store_by_a_removed_profile_is_never_given_again(site:
         assert store.subscriber_state("former").token == old_token  # the old reader's state, untouched
         new = store.subscriber_state("former-2")
     assert new.token and new.token != old_token and not new.paused
-    assert confirmed.headers["location"].endswith(f"/settings/{new.token}")
+    assert confirmed.headers["location"].endswith(f"/settings/{site.key_of('former-2')}")
 
 
 def test_a_taken_id_gets_a_number_and_the_other_readers_file_is_left_alone(site: Site) -> None:
@@ -585,10 +593,11 @@ def test_a_used_confirmation_link_stops_leading_to_the_settings_page(tmp_path: P
         assert site.sign_up("10.2.0.1", "kept@example.net").status_code == 200
         link = site.confirm_url(site.mail_to("kept@example.net")[0])
         assert site.press(link).status_code == 303
-        token = site.token_of("kept")
+        token, key = site.token_of("kept"), site.key_of("kept")
+        assert token and key
         clock.now += timedelta(minutes=5)
-        assert f"/settings/{token}" in httpx.get(link).text
+        assert f"/settings/{key}" in httpx.get(link).text
         clock.now += timedelta(minutes=11)
         later = httpx.get(link)
         assert later.status_code == 200 and "Already confirmed" in later.text
-        assert token not in later.text and "/settings/" not in later.text
+        assert token not in later.text and key not in later.text and "/settings/" not in later.text

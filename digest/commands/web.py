@@ -6,6 +6,7 @@ import click
 
 from digest.cli import App
 from digest.links import Links
+from digest.tokens import server_secret, settings_key
 from digest.unsubscribes import apply_pending_unsubscribes
 
 
@@ -17,7 +18,7 @@ def serve(app: App, host: str | None, port: int | None) -> None:
     """Serve feeds, unsubscribe, feedback, settings and sign-up pages over HTTP (Starlette on uvicorn).
 
     Endpoints: GET /feeds/<id>.xml?token=..., GET and POST /unsubscribe/<token>,
-    GET and POST /feedback/<token>/<paper>/like|dislike, GET and POST /settings/<token>,
+    GET and POST /feedback/<token>/<paper>/like|dislike, GET and POST /settings/<settings key>,
     GET and POST /subscribe and /confirm/<code> (with [web] signup = true), GET /healthz.
     GET never changes anything (it shows a button; the button POSTs), and every form that changes a profile
     carries a form token and must come from this site. Put it behind a TLS reverse proxy and set
@@ -50,9 +51,10 @@ def token(app: App, subscriber: str, rotate: bool) -> None:
             apply_pending_unsubscribes(store, app.config)
         secret = store.token(profile.id, rotate=rotate)
     click.echo(secret)
-    links = Links(app.config.web.base_url, secret, profile.id)
+    key = settings_key(server_secret(app.config.paths.database) or b"", secret)
+    links = Links(app.config.web.base_url, secret, profile.id, key)
     click.echo(links.feed() or f"/feeds/{profile.id}.xml?token={secret} (set [web] base_url for the full URL)")
-    click.echo(links.settings() or f"/settings/{secret} (set [web] base_url for the full URL)")
+    click.echo(links.settings() or f"/settings/{key} (set [web] base_url for the full URL)")
 
 
 COMMANDS = [serve, token]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
+
+from digest import tokens
 
 FORM_FIELD = "form_token"
 MAX_AGE = 4 * 3600.0  # a page left open longer is reloaded before its form is taken
@@ -26,49 +25,10 @@ _SAME_SITE = ("same-origin", "none")  # "none": the user typed the address or us
 
 
 def server_secret(database: Path) -> bytes:
-    """The key of the form tokens: random, made once, kept beside the database (0600), never sent anywhere.
-
-    It appears whole or not at all (written to a temporary file, synced, then linked into place), so two processes
-    starting at once, or a crash while writing, can never leave an empty or partial key that others would use."""
-    path = database.with_name(database.name + ".web-secret")
-    found = _read_secret(path)
-    if found is not None:
-        return found
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="ascii") as out:  # mkstemp makes it 0600
-            out.write(secrets.token_bytes(32).hex())
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(temp, path)  # fails if another process linked its key first: theirs is the one
-        except FileExistsError:
-            found = _read_secret(path)
-            if found is None:  # a damaged key (not ours to have made): replaced whole
-                os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
-    found = _read_secret(path)
-    if found is None:
-        raise OSError(f"{path}: the form key could not be made")
-    return found
-
-
-def _read_secret(path: Path) -> bytes | None:
-    """The key in the file, or None when there is no file or it does not hold a whole key."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError):
-        return None
-    if len(text) != 64:
-        return None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return None
+    """The key of the form tokens (digest.tokens: made once beside the database, whole or not at all)."""
+    secret = tokens.server_secret(database)
+    assert secret is not None  # made when missing
+    return secret
 
 
 def _mac(secret: bytes, purpose: str, issued: int) -> str:

@@ -1,7 +1,8 @@
-"""The reader's own settings page (issue 18): /settings/<token>, linked from every email and feed.
+"""The reader's own settings page (issue 18): /settings/<key>, linked from every email (never from a feed: the key is
+an HMAC of the reader's token under the server's secret, digest.tokens, and a feed URL carries only the token).
 
-    GET  /settings/<T>    the profile as a form, pause or resume, the reader's ratings each with an undo
-    POST /settings/<T>    one change, named by the form's `action`: save (the profile form), pause, resume, undo
+    GET  /settings/<K>    the profile as a form, pause or resume, the reader's ratings each with an undo
+    POST /settings/<K>    one change, named by the form's `action`: save (the profile form), pause, resume, undo
                           (a rating); and from the page after a like or dislike: like (keep the paper among the
                           liked papers), never_author, never_about (an exclusion)
 
@@ -18,6 +19,7 @@ files afresh, so a change takes effect from the next digest.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -35,7 +37,9 @@ from digest.errors import DigestError, StoreError
 from digest.paper import Paper
 from digest.profile_files import ABSENT, ProfileConflict, file_version, read_profile, save_profile
 from digest.render.context import short_date
+from digest.store import Store
 from digest.subscribers import Profile, id_problem
+from digest.tokens import settings_key
 from digest.unsubscribes import apply_pending_unsubscribes, is_pending
 
 # digest.web.app includes these routes; by the time a request comes, it is loaded.
@@ -126,10 +130,10 @@ class SettingsPages:
 
     # ---- what a page is made of ----------------------------------------------------------------------------
 
-    def owner(self, token: str) -> str:
-        """The reader whose token this is (else 404)."""
+    def owner(self, key: str) -> str:
+        """The reader whose settings key this is (else 404): their token alone (a feed's) does not open the page."""
         with self.app.store() as opened:
-            subscriber = web.subscriber_for_token(opened, token)
+            subscriber = subscriber_for_settings_key(opened, forms.server_secret(self.app.config.paths.database), key)
         if subscriber is None or id_problem(subscriber):
             raise web.not_found()
         return subscriber
@@ -324,6 +328,26 @@ class _Refused(Exception):
     """A feedback-page form without its choice (no author, no word): a 400 saying what to choose."""
 
 
+def subscriber_for_settings_key(store: Store, secret: bytes, presented: str) -> str | None:
+    """The reader whose settings key this is: compared with every reader's key in constant time, without stopping
+    at a match (like web.subscriber_for_token)."""
+    if not presented or len(presented) > 128:
+        return None
+    given = presented.encode("utf-8", "replace")
+    found = None
+    for subscriber, token in store.subscriber_tokens().items():
+        if hmac.compare_digest(given, settings_key(secret, token).encode("ascii")):
+            found = subscriber
+    return found
+
+
+def settings_key_of(app: Handlers, subscriber: str) -> str | None:
+    """The settings key of a reader who has a token (made by their first digest, or their sign-up)."""
+    with app.store() as opened:
+        token = opened.subscriber_state(subscriber).token
+    return settings_key(forms.server_secret(app.config.paths.database), token) if token else None
+
+
 def feedback_offers(app: Handlers, request: Request, subscriber: str, paper: Paper) -> dict[str, object]:
     """What the page after a like or dislike offers besides the rating: keep the paper among the liked papers,
     never this author, never this word, each a form posting to the settings page (a relative address, so a proxy
@@ -339,7 +363,7 @@ def feedback_offers(app: Handlers, request: Request, subscriber: str, paper: Pap
     interests = profile.interests
     authors = [a for a in dict.fromkeys(paper.authors) if a.strip()][:AUTHORS_OFFERED]
     return {
-        "action": "../" * depth + "settings/" + quote(request.path_params["token"], safe=""),
+        "action": "../" * depth + "settings/" + quote(settings_key_of(app, subscriber) or "", safe=""),
         "paper_id": paper.id,
         "liked": paper_reference(paper).casefold() in {p.casefold() for p in interests.papers},
         "authors": [a for a in authors if not excludes_author(profile, a)],

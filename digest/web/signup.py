@@ -48,6 +48,7 @@ from digest.starter import parse_keywords
 from digest.store import Store
 from digest.store.records import Signup, SignupLimits
 from digest.subscribers import Profile, load_subscribers
+from digest.tokens import settings_key
 from digest.web import forms
 from digest.web.pages import render_page
 
@@ -270,7 +271,8 @@ class SignupPages:
         return f"{hours:g} hour{'' if hours == 1 else 's'}" if hours >= 1 else f"{hours * 60:g} minutes"
 
     def settings_url(self, token: str) -> str:
-        return f"{self.base_url}/settings/{quote(token, safe='')}"
+        """The reader's settings page: under the key derived from their token (digest.tokens), not the token."""
+        return f"{self.base_url}/settings/{quote(settings_key(self.secret, token), safe='')}"
 
     # ---- the confirmation ----------------------------------------------------------------------------------
 
