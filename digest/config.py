@@ -81,6 +81,11 @@ class Database(_Section):
 
     url: str | None = Field(default=None, description='"postgresql://user@host:5432/dbname", never with a password')
     password_env: str | None = Field(default=None, description="the environment variable holding the password")
+    # Several senders (digest.claims): how long a sender's claim on a subscriber lasts unless it renews it (it does,
+    # every third of this, while it works): after a sender dies, its subscribers wait this long for another.
+    lease_seconds: float = Field(default=60.0, ge=1)
+    # Subscribers a sender claims at a time: smaller shares the work more evenly, larger plans more at once.
+    claim_batch: int = Field(default=100, ge=1, le=10_000)
 
     @field_validator("url")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 from digest.atom import refresh_after_send
 from digest.config import Config
 from digest.schedule import Daemon
+from digest.scheduler_lock import SchedulerLock
 from digest.service import CycleReport, ingest_configured, run_cycle, send, step_error
 from digest.store import open_store
 from digest.subscribers import SubscriberSet, load_subscribers
@@ -41,6 +42,8 @@ def log_cycle(report: CycleReport) -> None:
             log.error("stuck: %s: %s (%s)", stuck.subscriber, stuck.message_id, stuck.fix)
     for path in report.feeds:
         log.info("feed written: %s", path)
+    for note in report.notes:
+        log.info("%s", note)
     for error in report.errors:
         log.error("%s", error)
 
@@ -53,17 +56,35 @@ def _subscribers(config: Config, *, report: bool) -> SubscriberSet:
     return loaded
 
 
-def _ingest(config: Config) -> None:
+def _ingest(config: Config, scheduler: SchedulerLock, stop: threading.Event) -> None:
     try:
         with open_store(config) as store:
             report = ingest_configured(store, config)
         log_cycle(CycleReport(ingest=report))
     except Exception as exc:  # the scheduler keeps running whatever one ingest does
         log.error("ingest: %s", step_error(exc))
+    if scheduler.held() and scheduler.took_over():
+        _catch_up(config, stop)
 
 
-def _send_to(config: Config, names: Sequence[str], stop: threading.Event) -> None:
-    """A subscriber's cron job: send if due (a slot already handled, e.g. by a catch-up, is not resent)."""
+def _catch_up(config: Config, stop: threading.Event) -> None:
+    """This daemon just took the scheduler lock over: everyone due (slots passed while nobody held it)."""
+    try:
+        result = send(config, selection="due", stop=stop, lock_wait=600)
+        log_cycle(CycleReport(send=result, feeds=refresh_after_send(config, result)))
+    except Exception as exc:
+        log.error("send: %s", step_error(exc))
+
+
+def _send_to(config: Config, names: Sequence[str], stop: threading.Event, scheduler: SchedulerLock) -> None:
+    """A subscriber's cron job: send if due (a slot already handled, e.g. by a catch-up, is not resent), when
+    this daemon holds the scheduler lock (another daemon's job sends it otherwise)."""
+    if not scheduler.held():
+        log.debug("%s: another `digest run` holds the scheduler lock and sends", ", ".join(names))
+        return
+    if scheduler.took_over():
+        _catch_up(config, stop)
+        return
     try:
         loaded = _subscribers(config, report=False)
         chosen = SubscriberSet(tuple(p for p in loaded.profiles if p.id in names), ())
@@ -90,23 +111,26 @@ def run_service(config: Config, *, once: bool, stop: threading.Event | None = No
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheduler = SchedulerLock(config)
     try:
-        report = run_cycle(config, after_send=refresh_after_send, stop=stop)
+        report = run_cycle(config, after_send=refresh_after_send, stop=stop, scheduler=scheduler.held)
+        scheduler.took_over()  # the first cycle sent to everyone due
         log_cycle(report)
         if not (once or stop.is_set()):
-            _schedule(config, stop)
+            _schedule(config, stop, scheduler)
     finally:
+        scheduler.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return report
 
 
-def _schedule(config: Config, stop: threading.Event) -> None:
+def _schedule(config: Config, stop: threading.Event, scheduler: SchedulerLock) -> None:
     daemon = Daemon(
         subscribers_dir=config.paths.subscribers,
         load_profiles=lambda: _subscribers(config, report=True).profiles,
-        ingest=lambda: _ingest(config),
-        send=lambda names, event: _send_to(config, names, event),
+        ingest=lambda: _ingest(config, scheduler, stop),
+        send=lambda names, event: _send_to(config, names, event, scheduler),
         ingest_every=config.schedule.ingest_every,
         misfire_grace_time=config.schedule.misfire_grace_time,
         stop=stop,

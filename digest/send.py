@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,6 +23,7 @@ from pathlib import Path
 from jinja2 import Environment
 
 from digest import trace
+from digest.claims import Claims
 from digest.clock import Clock
 from digest.compose import links_for
 from digest.config import Config
@@ -230,6 +231,7 @@ def send_digests(
     stop: threading.Event | None = None,
     progress: Callable[[Profile], None] | None = None,
     composer: Composer | None = None,
+    claims: Claims | None = None,
 ) -> SendReport:
     """Compose and deliver each subscriber's next digest; one failure never stops the others.
 
@@ -239,6 +241,9 @@ def send_digests(
     in this process: ledger `sending` -> hand-over -> `sent`/`failed`. Given several transports (`[smtp]
     connections`), that many messages are delivered at once, each on its own connection (digest.send._Lanes),
     every message still through the same ledger steps in the same order.
+
+    With `claims` (several senders on PostgreSQL, digest.claims) the batches are the subscribers this sender
+    claimed, each let go as soon as its digest is settled; without, `profiles` in order, under the send lock.
     """
     report = SendReport(dry_run=dry_run)
     if not dry_run:
@@ -246,8 +251,9 @@ def send_digests(
             # Web unsubscribes the store could not take when they came are applied before anyone is mailed.
             apply_pending_unsubscribes(store, config, clock=clock)
             # Under the send lock no other sender runs: a `sending` message whose hand-over never started belongs
-            # to a sender that died before it; its papers go back to the candidates.
-            for message_id in store.release_unhanded(clock()):
+            # to a sender that died before it; its papers go back to the candidates. (With claims, this is done
+            # for each claimed batch: only the subscribers this sender holds.)
+            for message_id in store.release_unhanded(clock()) if claims is None else ():
                 log.info("released %s: its sender stopped before handing it over", message_id)
         except StoreError as exc:
             report.stopped_by = str(exc)
@@ -258,15 +264,26 @@ def send_digests(
     own_composer = composer is None
     composer = composer or composer_for(config, env)
     transports = list(transport) if isinstance(transport, Sequence) else [transport]
-    run = _Run(store, config, transports[0], clock, dry_run, model, report, stop, progress)
+    if claims is not None:
+        progress = _settling(claims, progress)
+    run = _Run(store, config, transports[0], clock, dry_run, model, report, stop, progress, claims)
     lanes = _Lanes(run, transports) if len(transports) > 1 and not dry_run else None
     try:
         queued: tuple[list[_Ready], Iterator[ComposeResult]] | None = None
         size = batch_size(config)
-        for start in range(0, len(profiles), size):
+        if claims is None:
+            batches: Iterable[Sequence[Profile]] = (profiles[i : i + size] for i in range(0, len(profiles), size))
+        else:
+            batches = claims.batches(size, lambda: _stopping(run))
+        for batch in batches:
             if _stopping(run):
                 break
-            ready = _prepare(run, profiles[start : start + size])
+            if not batch:  # waiting for other senders' claims: deliver what this one holds meanwhile
+                if queued is not None:
+                    _deliver(run, *queued, lanes)
+                    queued = None
+                continue
+            ready = _prepare(run, batch)
             composed = composer.compose([r.job for r in ready])
             if queued is not None:
                 _deliver(run, *queued, lanes)
@@ -282,8 +299,19 @@ def send_digests(
         if own_composer:
             composer.close()
     if report.stopped_by or report.interrupted:
-        _report_not_attempted(report, profiles)
+        _report_not_attempted(report, profiles if claims is None else claims.claimed)
     return report
+
+
+def _settling(claims: Claims, progress: Callable[[Profile], None] | None) -> Callable[[Profile], None]:
+    """Every subscriber reaches the progress callback once, when their digest is settled: their claim goes then."""
+
+    def settled(profile: Profile) -> None:
+        claims.settled(profile.id)
+        if progress is not None:
+            progress(profile)
+
+    return settled
 
 
 def _report_not_attempted(report: SendReport, profiles: Sequence[Profile]) -> None:
@@ -316,6 +344,7 @@ class _Run:
     report: SendReport
     stop: threading.Event | None
     progress: Callable[[Profile], None] | None
+    claims: Claims | None = None
 
 
 def _stopping(run: _Run) -> bool:
@@ -492,6 +521,7 @@ def _deliver_one(run: _Run, item: _Ready, result: ComposeResult) -> None:
             candidates_until_seq=plan.candidates_until_seq,
             now=job.now,
             record_attempt=True,
+            claim=run.claims.holder if run.claims is not None else None,
         )
     except LedgerConflictError as exc:
         report.skipped.append(Skipped(profile.id, str(exc)))

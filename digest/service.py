@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from digest.claims import Claims
 from digest.clock import Clock, utc_now
 from digest.config import Config
 from digest.enrich import ArxivClient, enrich_papers, lookups_enabled
@@ -129,17 +131,45 @@ def send(
     subscribers: SubscriberSet | None = None,
     retry_stuck: bool = False,
 ) -> SendReport:
-    """Send the next digest to the selected subscribers, under the one-sender lock. `retry_stuck`: first mark
-    their stuck messages failed (under the same lock, so no sender is mid-hand-over), then send afresh."""
+    """Send the next digest to the selected subscribers. SQLite: under the one-sender lock. PostgreSQL: beside any
+    other senders, each subscriber claimed by one of them at a time (digest.claims). `retry_stuck`: first mark
+    their stuck messages failed (under the same lock or claim, so no sender is mid-hand-over), then send afresh."""
     subscribers = subscribers or load_subscribers(config.paths.subscribers)
-    with send_lock(lock_path(config), wait=lock_wait), open_store(config) as store:
+    shared = config.database.url is not None and not dry_run
+    with ExitStack() as held:
+        if not shared:
+            held.enter_context(send_lock(lock_path(config), wait=lock_wait))
+        store = held.enter_context(open_store(config))
         profiles = select_profiles(
             subscribers, store, selection, names, clock(), welcome=config.schedule.welcome_digest
         )
-        if retry_stuck and not dry_run:
-            for profile in profiles:
-                if store.resolve_stuck(profile.id, "failed", clock(), "settled by hand as failed (--retry-stuck)"):
-                    log.warning("%s: stuck message marked failed; sending again", profile.id)
+
+        def settle(store: Store, claimed: Sequence[Profile]) -> list[Profile]:
+            """A batch just claimed (or, under the lock, everyone): still due (another sender may have served them
+            since they were selected), and their stuck messages settled for --retry-stuck."""
+            if shared and selection == "due":
+                welcome = config.schedule.welcome_digest
+                claimed = [p for p in claimed if _due(store, p, clock(), welcome=welcome)]
+            if retry_stuck and not dry_run:
+                for profile in claimed:
+                    if store.resolve_stuck(profile.id, "failed", clock(), "settled by hand as failed (--retry-stuck)"):
+                        log.warning("%s: stuck message marked failed; sending again", profile.id)
+            return list(claimed)
+
+        claims = None
+        if shared:
+            claims = held.enter_context(
+                Claims(
+                    store,
+                    profiles,
+                    lease=config.database.lease_seconds,
+                    batch=config.database.claim_batch,
+                    clock=clock,
+                    on_claimed=settle,
+                )
+            )
+        else:
+            settle(store, profiles)
         env = make_environment(config.paths.templates)
         transports = (
             [] if dry_run or not any(p.wants_email for p in profiles) else _transports(config, transport_factory)
@@ -156,6 +186,7 @@ def send(
                 dry_run=dry_run,
                 stop=stop,
                 progress=progress,
+                claims=claims,
             )
         finally:
             for transport in transports:
@@ -178,6 +209,7 @@ class CycleReport:
     send: SendReport | None = None
     errors: list[str] = field(default_factory=list)
     feeds: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 AfterSend = Callable[[Config, SendReport], list[str]]
@@ -190,14 +222,19 @@ def run_cycle(
     transport_factory: Callable[[Config], Transport] = make_transport,
     stop: threading.Event | None = None,
     after_send: AfterSend | None = None,
+    scheduler: Callable[[], bool] | None = None,
 ) -> CycleReport:
-    """One cycle of `digest run`: ingest, every due send, then the feeds. A failing step does not stop the next."""
+    """One cycle of `digest run`: ingest, every due send, then the feeds. A failing step does not stop the next.
+    `scheduler`: whether this daemon fires the scheduled sends (digest.scheduler_lock; False: it only ingests)."""
     report = CycleReport()
     try:
         with open_store(config) as store:
             report.ingest = ingest_configured(store, config, clock)
     except Exception as exc:  # any failure of a step is reported, and the next step still runs
         report.errors.append(f"ingest: {step_error(exc)}")
+    if scheduler is not None and not scheduler():
+        report.notes.append("send: another `digest run` holds the scheduler lock and sends; this one only ingests")
+        return report
     try:
         report.send = send(config, selection="due", clock=clock, transport_factory=transport_factory, stop=stop)
     except Exception as exc:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from digest import trace
-from digest.errors import LedgerConflictError, StoreError
+from digest.errors import LedgerConflictError, StoreConflictError, StoreError
 from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id, title_key
-from digest.store.engine import Connection, Engine, Row, SQLiteEngine
+from digest.store.engine import SCHEDULER_LOCK, Connection, Engine, Row, SQLiteEngine
 from digest.store.merge import _merge, _paper_columns
 from digest.store.records import (
     ArxivMatch,
@@ -110,12 +110,13 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def transaction(self) -> AbstractContextManager[Connection]:
+    def transaction(self, *, exclusive: bool = True) -> AbstractContextManager[Connection]:
         """All or nothing, one writer at a time (SQLite: BEGIN IMMEDIATE; PostgreSQL: the store's advisory lock):
         writers queue (up to the timeout) instead of failing. A write the database cannot take (a full disk, a
         lock held too long, a refused value or row) is a StoreError that says so; nothing of the transaction is
-        kept."""
-        return self._engine.transaction(self._db)
+        kept. `exclusive=False` (the send ledger and the send claims): on PostgreSQL without the store-wide lock,
+        beside other writers; constraints and row locks keep those writes right."""
+        return self._engine.transaction(self._db, exclusive=exclusive)
 
     def _migrate(self) -> None:
         engine, version = self._engine, self._engine.schema_version(self._db)
@@ -449,6 +450,13 @@ class Store:
         links in emails already sent still find it), and its row goes. A message that held both keeps one pick;
         a reader who rated both keeps the later rating."""
         db = self._db
+        # A reader sent both records keeps one live pick (message_papers_live allows one per reader and paper).
+        db.execute(
+            "UPDATE message_papers SET live = NULL WHERE paper_id = ? AND live = 1 AND EXISTS (SELECT 1 FROM"
+            " message_papers other WHERE other.subscriber = message_papers.subscriber AND other.paper_id = ?"
+            " AND other.live = 1)",
+            (gone, into),
+        )
         for table, key in (("paper_sources", "source"), ("message_papers", "message")):
             # Rows that `into` already has (the same source; the same message) stay behind and go with `gone`.
             db.execute(
@@ -583,15 +591,28 @@ class Store:
         now: datetime,
         candidates_until_seq: int | None = None,
         record_attempt: bool = False,
+        claim: str | None = None,
     ) -> int:
         """Record a message as `sending`, with its papers, committed before anything leaves the building.
 
         Refuses (LedgerConflictError, nothing written) when any of the papers is already in a `sending` or `sent`
-        message to this subscriber: checked inside the write transaction, so even two senders that both got past
-        the send lock cannot send a paper twice. `candidates_until_seq`: the last paper sequence number the plan
-        could see (the next digest's window starts after it). `record_attempt`: also what record_attempt does,
-        in the same transaction (one commit less per message)."""
-        with self.transaction() as db:
+        message to this subscriber: the unique index message_papers_live refuses a second live pick of a paper for
+        a subscriber, whichever sender, host or transaction writes it (the check below only words the refusal),
+        so even two senders that both got past the send lock cannot send a paper twice. `claim`: the sender's
+        claim id (digest.claims); the message is refused unless that sender still holds the subscriber (and
+        the claim cannot change hands until this commits). `candidates_until_seq`: the last paper sequence number
+        the plan could see (the next digest's window starts after it). `record_attempt`: also what
+        record_attempt does, in the same transaction (one commit less per message)."""
+        with self.transaction(exclusive=False) as db:
+            if claim is not None:
+                row = db.execute(
+                    f"SELECT holder FROM send_claims WHERE subscriber = ? {self._engine.for_share}", (subscriber,)
+                ).fetchone()
+                if row is None or row[0] != claim:
+                    raise LedgerConflictError(
+                        f"{subscriber}: another sender took this subscriber over (this sender's claim expired); "
+                        "not sent from here"
+                    )
             ids = [p.paper_id for p in picks]
             taken: list[str] = []
             for start in range(0, len(ids), 500):
@@ -627,10 +648,16 @@ class Store:
                     candidates_until_seq,
                 ),
             ).fetchall()
-            db.executemany(
-                "INSERT INTO message_papers VALUES (?, ?, ?, ?, ?, ?)",
-                [(rowid, subscriber, p.paper_id, i, p.score, p.why) for i, p in enumerate(picks)],
-            )
+            try:
+                db.executemany(
+                    "INSERT INTO message_papers (message, subscriber, paper_id, position, score, why, live)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 1)",
+                    [(rowid, subscriber, p.paper_id, i, p.score, p.why) for i, p in enumerate(picks)],
+                )
+            except StoreConflictError:  # message_papers_live: another writer committed one of these papers first
+                raise LedgerConflictError(
+                    f"{subscriber}: these papers are already sent or being sent (another sender?); not sent again"
+                ) from None
         return rowid
 
     @trace.traced("ledger+delivery")
@@ -638,11 +665,13 @@ class Store:
         """Settle a `sending` message as `sent` or `failed` (failed papers become candidates again)."""
         if state not in ("sent", "failed"):
             raise ValueError("a message finishes as sent or failed")
-        with self.transaction() as db:
+        with self.transaction(exclusive=False) as db:
             changed = db.execute(
                 "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = 'sending'",
                 (state, utc_iso(now), error, rowid),
             ).rowcount
+            if changed and state == "failed":
+                db.execute("UPDATE message_papers SET live = NULL WHERE message = ?", (rowid,))
             if not changed and state == "sent":
                 # Settled by someone else meanwhile (by hand, as failed): it did arrive, and the ledger must say
                 # so, or its papers would be candidates again.
@@ -651,34 +680,139 @@ class Store:
                     " error = 'delivered after it had been settled as failed' WHERE id = ?",
                     (utc_iso(now), rowid),
                 )
+                # Its papers are live again, but for those another message carries meanwhile (sent twice, then).
+                db.execute(
+                    "UPDATE message_papers SET live = 1 WHERE message = ? AND live IS NULL AND NOT EXISTS (SELECT 1"
+                    " FROM message_papers other WHERE other.subscriber = message_papers.subscriber"
+                    " AND other.paper_id = message_papers.paper_id AND other.live = 1)",
+                    (rowid,),
+                )
                 log.error("message %d was delivered after it had been settled as failed; recorded as sent", rowid)
 
     def mark_handed_over(self, rowid: int, now: datetime) -> None:
         """The hand-over starts (the message body is about to go out): from here on a crash leaves it stuck.
         Refuses (LedgerConflictError) when the message is no longer `sending`: another sender released it, and
         its papers may be on their way in another message."""
-        with self.transaction() as db:
+        with self.transaction(exclusive=False) as db:
             changed = db.execute(
                 "UPDATE messages SET handed_over_at = ? WHERE id = ? AND state = 'sending'", (utc_iso(now), rowid)
             ).rowcount
         if not changed:
             raise LedgerConflictError(f"message {rowid} was settled by another sender before its hand-over; not sent")
 
-    def release_unhanded(self, now: datetime) -> list[str]:
+    def release_unhanded(self, now: datetime, subscribers: Sequence[str] | None = None) -> list[str]:
         """`sending` messages whose hand-over never started (their sender died first) become `failed`, so their
-        papers are candidates again. Only for a caller that holds the send lock: no other sender is running."""
-        with self.transaction() as db:
-            rows = db.execute(
-                "SELECT id, message_id FROM messages WHERE state = 'sending' AND handed_over_at IS NULL"
-            ).fetchall()
-            db.executemany(
-                "UPDATE messages SET state = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                [
-                    (utc_iso(now), "the sender stopped before handing it over; its papers are candidates again", r[0])
-                    for r in rows
-                ],
+        papers are candidates again. Only for a caller that holds the send lock (no other sender is running), or,
+        with `subscribers`, the claims on those subscribers (digest.claims: their previous holder's lease ran
+        out, so it is gone or no longer allowed to send them). Returns their Message-IDs."""
+        note = "the sender stopped before handing it over; its papers are candidates again"
+        with self.transaction(exclusive=subscribers is None) as db:
+            sql = "SELECT id, message_id FROM messages WHERE state = 'sending' AND handed_over_at IS NULL"
+            rows: list[Row] = []
+            if subscribers is None:
+                rows = db.execute(sql).fetchall()
+            for start in range(0, len(subscribers or ()), 500):
+                chunk = list(subscribers or ())[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += db.execute(f"{sql} AND subscriber IN ({marks})", chunk).fetchall()
+            released: list[str] = []
+            # Only while still unhanded: a sender that lost its claim may have started the hand-over meanwhile.
+            for rowid, message_id in ((row[0], row[1]) for row in rows):
+                if db.execute(
+                    "UPDATE messages SET state = 'failed', finished_at = ?, error = ? WHERE id = ?"
+                    " AND state = 'sending' AND handed_over_at IS NULL",
+                    (utc_iso(now), note, rowid),
+                ).rowcount:
+                    db.execute("UPDATE message_papers SET live = NULL WHERE message = ?", (rowid,))
+                    released.append(message_id)
+        return released
+
+    # ---- send claims (several senders on one PostgreSQL database: digest.claims) --------------------------------
+    # A lease is measured on the database server's clock (one clock for every host; DIGEST_NOW, the domain's clock,
+    # may be frozen): expires_at and finished_at are seconds since the epoch on it.
+
+    def database_time(self) -> float:
+        """Now, in seconds since the epoch, on the database's clock."""
+        return float(self._db.execute(f"SELECT {self._engine.epoch_now}").fetchone()[0])
+
+    def offer_claims(self, subscribers: Sequence[str]) -> None:
+        """Make a claim row (held by nobody) for each of these subscribers that has none yet."""
+        ordered = sorted(set(subscribers))  # the same order in every sender: concurrent inserts never deadlock
+        members, argument = self._engine.member_of("?")
+        with self.transaction(exclusive=False) as db:
+            db.execute(
+                f"INSERT INTO send_claims (subscriber) SELECT value FROM {members} AS wanted WHERE true ORDER BY value"
+                " ON CONFLICT (subscriber) DO NOTHING",
+                (argument(ordered),),
             )
-        return [row[1] for row in rows]
+
+    def claim_subscribers(
+        self, holder: str, subscribers: Sequence[str], *, limit: int, lease: float, started: float
+    ) -> list[str]:
+        """Take up to `limit` of these subscribers for `holder` for `lease` seconds: those nobody holds, or whose
+        holder's lease ran out, and that no sender finished with since `started` (this sender's start, on the
+        database's clock). Rows another claimer is taking at this moment are skipped, not waited for (FOR UPDATE
+        SKIP LOCKED), so concurrent senders take disjoint batches. Returns the subscribers taken, in order."""
+        members, argument = self._engine.member_of("?")
+        now = self._engine.epoch_now
+        with self.transaction(exclusive=False) as db:
+            rows = db.execute(
+                "WITH picked AS (SELECT subscriber FROM send_claims"
+                f" WHERE subscriber IN (SELECT value FROM {members} AS wanted)"
+                f" AND (holder IS NULL OR expires_at < {now}) AND (finished_at IS NULL OR finished_at < ?)"
+                f" ORDER BY subscriber LIMIT ? {self._engine.skip_locked})"
+                f" UPDATE send_claims SET holder = ?, expires_at = {now} + ?, finished_at = NULL"
+                " WHERE subscriber IN (SELECT subscriber FROM picked) RETURNING subscriber",
+                (argument(list(subscribers)), started, limit, holder, lease),
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def renew_claims(self, holder: str, lease: float) -> int:
+        """Push the lease of every claim `holder` still holds `lease` seconds past now; returns how many."""
+        with self.transaction(exclusive=False) as db:
+            return db.execute(
+                f"UPDATE send_claims SET expires_at = {self._engine.epoch_now} + ? WHERE holder = ?", (lease, holder)
+            ).rowcount
+
+    def release_claims(self, holder: str, subscribers: Sequence[str], *, finished: bool) -> None:
+        """Let go of these claims of `holder`: `finished` (their digest was handled: no sender that started
+        before now takes them again), or not (not attempted: any sender may take them at once)."""
+        members, argument = self._engine.member_of("?")
+        stamp = self._engine.epoch_now if finished else "NULL"
+        with self.transaction(exclusive=False) as db:
+            db.execute(
+                f"UPDATE send_claims SET holder = NULL, expires_at = NULL, finished_at = {stamp}"
+                f" WHERE holder = ? AND subscriber IN (SELECT value FROM {members} AS wanted)",
+                (holder, argument(list(subscribers))),
+            )
+
+    def claimed_elsewhere(self, holder: str, subscribers: Sequence[str]) -> int:
+        """How many of these subscribers another sender holds now (its lease running or run out)."""
+        members, argument = self._engine.member_of("?")
+        return int(
+            self._db.execute(
+                "SELECT COUNT(*) FROM send_claims WHERE holder IS NOT NULL AND holder != ?"
+                f" AND subscriber IN (SELECT value FROM {members} AS wanted)",
+                (holder, argument(list(subscribers))),
+            ).fetchone()[0]
+        )
+
+    def try_scheduler_lock(self) -> bool:
+        """Take the scheduler's lock on this connection, if no other connection holds it (digest.scheduler_lock):
+        on PostgreSQL a session-level advisory lock, held until this store is closed or its connection is lost;
+        SQLite has one host and the send lock, so it is always taken."""
+        if self._engine.name != "postgresql":
+            return True
+        return bool(self._db.execute(f"SELECT pg_try_advisory_lock({SCHEDULER_LOCK})").fetchone()[0])
+
+    def release_scheduler_lock(self) -> None:
+        """Let the scheduler's lock go now (closing the connection does too, once the server notices)."""
+        if self._engine.name == "postgresql":
+            self._db.execute(f"SELECT pg_advisory_unlock({SCHEDULER_LOCK})").fetchone()
+
+    def ping(self) -> None:
+        """A StoreError when the connection is gone (with it, any session-level lock it held)."""
+        self._db.execute("SELECT 1").fetchone()
 
     def max_seq(self) -> int:
         """The newest committed paper's sequence number (sequence numbers follow commit order)."""
@@ -872,6 +1006,8 @@ class Store:
                     "UPDATE messages SET state = ?, finished_at = ?, error = ? WHERE id = ?",
                     (state, utc_iso(now), note, row["id"]),
                 )
+                if state == "failed":
+                    db.execute("UPDATE message_papers SET live = NULL WHERE message = ?", (row["id"],))
         return [row["message_id"] for row in rows]
 
     def known_subscribers(self) -> set[str]:

@@ -19,10 +19,11 @@ StoreError subclasses (digest.errors), so callers never see a driver's exception
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,8 @@ SQLITE_MINIMUM = (3, 35, 0)
 # The key of the advisory lock every PostgreSQL write transaction of the store takes (any constant that no other
 # program on the same database uses: "digest" in ASCII).
 WRITE_LOCK = 0x646967657374
+# The session-level advisory lock the one `digest run` that fires scheduled sends holds ("digest.s").
+SCHEDULER_LOCK = 0x6469676573742E73
 
 
 class Row(Protocol):
@@ -88,8 +91,10 @@ class Engine(ABC):
         """A new connection; `timeout`: how long a write waits for another writer before it gives up."""
 
     @abstractmethod
-    def transaction(self, db: Connection) -> AbstractContextManager[Connection]:
-        """All or nothing, one writer at a time; errors mapped to StoreError (see the module's docstring)."""
+    def transaction(self, db: Connection, *, exclusive: bool = True) -> AbstractContextManager[Connection]:
+        """All or nothing; errors mapped to StoreError (see the module's docstring). `exclusive`: one writer at a
+        time (False: PostgreSQL lets it run beside other writers, for writes that constraints and row locks keep
+        right; SQLite has one writer at a time either way)."""
 
     @abstractmethod
     def schema_version(self, db: Connection) -> int: ...
@@ -101,9 +106,22 @@ class Engine(ABC):
     @abstractmethod
     def tables(self, db: Connection) -> set[str]: ...
 
+    # Now, in seconds since the epoch, on the database's clock; and what makes a locking read skip rows another
+    # transaction has locked (PostgreSQL's FOR UPDATE SKIP LOCKED; SQLite has one writer, so nothing to skip).
+    epoch_now: ClassVar[str]
+    skip_locked: ClassVar[str] = ""
+    # A read that keeps the rows it read from changing until the transaction ends (SQLite: its one writer does).
+    for_share: ClassVar[str] = ""
+
     def indexed_by(self, index: str) -> str:
         """An index hint where the engine takes one (after a table name in FROM)."""
         return ""
+
+    @staticmethod
+    @abstractmethod
+    def member_of(placeholder: str) -> tuple[str, Callable[[list[str]], Any]]:
+        """A list of texts passed as one parameter, whatever its length: the table expression to select `value`
+        from, and what turns the list into that parameter."""
 
     def open_error(self, exc: BaseException) -> StoreError | None:
         """What an error while checking and migrating a newly opened database means (None: raise it as it is)."""
@@ -118,6 +136,11 @@ class SQLiteEngine(Engine):
 
     name = "sqlite"
     greatest = "MAX"
+    epoch_now = "((julianday('now') - 2440587.5) * 86400.0)"
+
+    @staticmethod
+    def member_of(placeholder: str) -> tuple[str, Callable[[list[str]], Any]]:
+        return f"(SELECT value FROM json_each({placeholder}))", json.dumps
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -159,8 +182,9 @@ class SQLiteEngine(Engine):
         return db
 
     @contextmanager
-    def transaction(self, db: Connection) -> Iterator[Connection]:
-        """BEGIN IMMEDIATE ... COMMIT: writers queue (up to the busy timeout) instead of failing."""
+    def transaction(self, db: Connection, *, exclusive: bool = True) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: writers queue (up to the busy timeout) instead of failing (always one writer
+        at a time: `exclusive` changes nothing here)."""
         assert isinstance(db, sqlite3.Connection)
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -330,6 +354,13 @@ class PostgresEngine(Engine):
 
     name = "postgresql"
     greatest = "GREATEST"
+    epoch_now = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+    skip_locked = "FOR UPDATE SKIP LOCKED"
+    for_share = "FOR SHARE"
+
+    @staticmethod
+    def member_of(placeholder: str) -> tuple[str, Callable[[list[str]], Any]]:
+        return f"(SELECT unnest({placeholder}::TEXT[]) AS value)", list
 
     def __init__(self, url: str, password: str | None = None) -> None:
         parts = urlsplit(url)
@@ -381,14 +412,17 @@ class PostgresEngine(Engine):
         return db
 
     @contextmanager
-    def transaction(self, db: Connection) -> Iterator[Connection]:
+    def transaction(self, db: Connection, *, exclusive: bool = True) -> Iterator[Connection]:
         """BEGIN, then the store's advisory lock: one writer at a time, as with SQLite's BEGIN IMMEDIATE (so a
-        check and the write it guards, like the ledger's, cannot interleave with another writer's). Every
-        statement after the lock sees what the writers before committed (READ COMMITTED)."""
+        check and the write it guards cannot interleave with another writer's). Every statement after the lock
+        sees what the writers before committed (READ COMMITTED). `exclusive=False` leaves the lock out: the send
+        ledger's writes, which the unique index message_papers_live and row locks keep right (so that senders on
+        several hosts do not queue behind each other's every message)."""
         assert isinstance(db, _PostgresConnection)
         try:
             db.execute("BEGIN")
-            db.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            if exclusive:
+                db.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
         except BaseException:
             _rollback(db)
             raise

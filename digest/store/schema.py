@@ -330,6 +330,41 @@ _MIGRATIONS: list[Migration] = [
         CREATE INDEX signups_expires ON signups(expires_at);
         """,
     ),
+    # 11: several senders on one database (PostgreSQL). `live` marks a message's papers while the message is
+    # `sending` or `sent` (NULL once it failed), and a unique index over the live ones is the constraint that
+    # refuses a paper already sending or sent to that subscriber, whoever writes it. `send_claims`: which sender
+    # holds each subscriber, until when (seconds since the epoch on the database's clock), and when the last
+    # holder finished with them (digest.claims).
+    Migration(
+        sqlite="""
+        ALTER TABLE message_papers ADD COLUMN live INTEGER CHECK (live = 1);
+        UPDATE message_papers SET live = 1 WHERE message IN (SELECT id FROM messages WHERE state IN ('sending', 'sent'))
+            AND NOT EXISTS (SELECT 1 FROM message_papers o JOIN messages m ON m.id = o.message
+                WHERE m.state IN ('sending', 'sent') AND o.subscriber = message_papers.subscriber
+                AND o.paper_id = message_papers.paper_id AND o.message < message_papers.message);
+        CREATE UNIQUE INDEX message_papers_live ON message_papers(subscriber, paper_id) WHERE live = 1;
+        CREATE TABLE send_claims (
+            subscriber TEXT PRIMARY KEY,
+            holder TEXT,
+            expires_at REAL,
+            finished_at REAL
+        ) WITHOUT ROWID;
+        """,
+        postgresql="""
+        ALTER TABLE message_papers ADD COLUMN live BIGINT CHECK (live = 1);
+        UPDATE message_papers SET live = 1 WHERE message IN (SELECT id FROM messages WHERE state IN ('sending', 'sent'))
+            AND NOT EXISTS (SELECT 1 FROM message_papers o JOIN messages m ON m.id = o.message
+                WHERE m.state IN ('sending', 'sent') AND o.subscriber = message_papers.subscriber
+                AND o.paper_id = message_papers.paper_id AND o.message < message_papers.message);
+        CREATE UNIQUE INDEX message_papers_live ON message_papers(subscriber, paper_id) WHERE live = 1;
+        CREATE TABLE send_claims (
+            subscriber TEXT COLLATE "C" PRIMARY KEY,
+            holder TEXT COLLATE "C",
+            expires_at DOUBLE PRECISION,
+            finished_at DOUBLE PRECISION
+        );
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
