@@ -42,7 +42,7 @@ def links_for(store: Store, config: Config, profile: Profile, *, create_token: b
         return Links()
     token = store.token(profile.id) if create_token else store.subscriber_state(profile.id).token
     # The settings key needs the server's secret; a preview does not make it (it writes nothing).
-    secret = server_secret(store.path, create=create_token)
+    secret = server_secret(store, create=create_token)
     settings = settings_key(secret, token) if secret and token else "preview-settings-key-made-on-first-send"
     return Links(config.web.base_url, token or "preview-token-made-on-first-send", profile.id, settings)
 

@@ -23,8 +23,10 @@ from digest.profile_files import (
     read_profile,
     save_profile,
 )
+from digest.store import Store
 from digest.subscribers import Profile, load_subscribers
-from digest.web.forms import cross_site, form_token, form_token_ok, server_secret
+from digest.tokens import server_secret
+from digest.web.forms import cross_site, form_token, form_token_ok
 
 
 def reader(email: str = "ada@example.org", name: str = "Ada", **fields: object) -> Profile:
@@ -96,9 +98,9 @@ def test_what_does_not_validate_is_never_written(tmp_path: Path) -> None:
 
 
 def test_form_tokens_are_bound_to_purpose_and_time(tmp_path: Path) -> None:
-    secret = server_secret(tmp_path / "digest.db")
-    assert server_secret(tmp_path / "digest.db") == secret and len(secret) == 32
-    assert oct((tmp_path / "digest.db.web-secret").stat().st_mode & 0o777) == "0o600"
+    with Store(tmp_path / "digest.db") as store:
+        secret = server_secret(store)
+        assert secret is not None and server_secret(store) == secret and len(secret) == 32
     token = form_token(secret, "settings:ada", NOW)
     assert form_token_ok(secret, "settings:ada", token, NOW + timedelta(hours=1))
     assert not form_token_ok(secret, "settings:grace", token, NOW)  # another reader's form
@@ -192,34 +194,49 @@ def test_a_hand_edit_during_a_save_is_refused_not_lost(tmp_path: Path, monkeypat
     assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 7
 
 
-def test_the_form_key_is_whole_even_when_many_make_it_at_once(tmp_path: Path) -> None:
-    for trial in range(30):
+def test_one_secret_wins_however_many_processes_make_it_at_once(tmp_path: Path) -> None:
+    """The secret lives in the store (shared by every host on one database): racing makers all get one value."""
+    for trial in range(10):
         database = tmp_path / f"t{trial}" / "digest.db"
+        with Store(database):
+            pass  # the schema, made once
+
+        def make(got: list[bytes], database: Path = database) -> None:
+            with Store(database) as store:
+                made = server_secret(store)
+                assert made is not None
+                got.append(made)
+
         got: list[bytes] = []
-        threads = [
-            threading.Thread(target=lambda got=got, database=database: got.append(server_secret(database)))
-            for _ in range(8)
-        ]
+        threads = [threading.Thread(target=make, args=(got,)) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         assert len(got) == 8 and len(set(got)) == 1 and len(got[0]) == 32
-    damaged = tmp_path / "d" / "digest.db"
-    damaged.parent.mkdir()
-    damaged.with_name("digest.db.web-secret").write_text("", encoding="ascii")  # a crash left it empty
-    key = server_secret(damaged)
-    assert len(key) == 32 and server_secret(damaged) == key
-    assert sorted(p.name for p in damaged.parent.iterdir()) == ["digest.db.web-secret"]  # no temporary left
+
+
+def test_a_secret_from_the_old_file_is_taken_into_the_store(tmp_path: Path) -> None:
+    """Settings links already sent keep working: a key from the file of before becomes the store's."""
+    from digest.tokens import legacy_secret_path
+
+    old = "ab" * 32
+    legacy_secret_path(tmp_path / "digest.db").write_text(old, encoding="ascii")
+    with Store(tmp_path / "digest.db") as store:
+        assert server_secret(store, create=False) is None  # a preview takes nothing over
+        assert server_secret(store) == bytes.fromhex(old)
+    legacy_secret_path(tmp_path / "other.db").write_text("not a key", encoding="ascii")
+    with Store(tmp_path / "other.db") as store:
+        made = server_secret(store)
+        assert made is not None and made.hex() != "not a key" and len(made) == 32
 
 
 def test_the_settings_key_is_the_tokens_hmac_under_the_servers_secret(tmp_path: Path) -> None:
-    from digest.tokens import secret_path, settings_key
-    from digest.tokens import server_secret as make_secret
+    from digest.tokens import settings_key
 
-    assert make_secret(tmp_path / "digest.db", create=False) is None  # a preview makes nothing
-    assert not secret_path(tmp_path / "digest.db").exists()
-    secret = make_secret(tmp_path / "digest.db")
+    with Store(tmp_path / "digest.db") as store:
+        assert server_secret(store, create=False) is None  # a preview makes nothing
+        secret = server_secret(store)
     assert secret is not None
     key = settings_key(secret, "token-one")
     assert key == settings_key(secret, "token-one") and len(key) == 32 and re.fullmatch(r"[A-Za-z0-9_-]{32}", key)

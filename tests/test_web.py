@@ -312,7 +312,8 @@ def test_token_command_prints_the_token_and_feed_url_and_rotation_revokes_the_ol
     old, url, settings = shown.stdout.splitlines()
     assert old == server.tokens["fiona"]
     assert url == f"https://digest.example.org/feeds/fiona.xml?token={old}"
-    key = settings_key(server_secret(server.ws.config.paths.database) or b"", old)
+    with Store(server.ws.config.paths.database) as store:
+        key = settings_key(server_secret(store) or b"", old)
     assert settings == f"https://digest.example.org/settings/{key}" and old not in settings
     rotated = server.cli("token", "fiona", "--rotate")
     new = rotated.stdout.splitlines()[0]

@@ -32,8 +32,8 @@ from digest.profile_files import HISTORY, file_version
 from digest.schedule import Daemon
 from digest.store import Store
 from digest.subscribers import Profile, load_subscribers
-from digest.tokens import settings_key
-from digest.web.forms import FORM_FIELD, form_token, server_secret
+from digest.tokens import server_secret, settings_key
+from digest.web.forms import FORM_FIELD, form_token
 from digest.web.settings import CONFLICT, FORBIDDEN
 
 PROFILE = """name = "{name}"
@@ -111,7 +111,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         env.setenv("DIGEST_ENRICH", "off")
         process, url = start(ws, root / "serve.log")
     try:
-        yield Site(ws, url, root / "serve.log", server_secret(ws.config.paths.database))
+        with Store(ws.config.paths.database) as store:
+            secret = server_secret(store)
+        assert secret is not None
+        yield Site(ws, url, root / "serve.log", secret)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -124,7 +124,8 @@ class Site:
     def key_of(self, subscriber: str) -> str | None:
         """The reader's settings key (digest.tokens): what the settings links carry, not the token itself."""
         token = self.token_of(subscriber)
-        secret = server_secret(self.database, create=False)
+        with Store(self.database) as store:
+            secret = server_secret(store, create=False)
         return settings_key(secret, token) if token and secret else None
 
 

@@ -50,8 +50,8 @@ def token(app: App, subscriber: str, rotate: bool) -> None:
         if rotate:  # a pending unsubscribe may be known only by the old token's hash
             apply_pending_unsubscribes(store, app.config)
         secret = store.token(profile.id, rotate=rotate)
+        key = settings_key(server_secret(store) or b"", secret)
     click.echo(secret)
-    key = settings_key(server_secret(app.config.paths.database) or b"", secret)
     links = Links(app.config.web.base_url, secret, profile.id, key)
     click.echo(links.feed() or f"/feeds/{profile.id}.xml?token={secret} (set [web] base_url for the full URL)")
     click.echo(links.settings() or f"/settings/{key} (set [web] base_url for the full URL)")

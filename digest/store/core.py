@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -1018,6 +1018,17 @@ class Store:
             " UNION SELECT subscriber FROM feedback"
         )
         return {row[0] for row in rows}
+
+    def secret(self, name: str, make: Callable[[], str] | None = None) -> str | None:
+        """A secret kept in the store; with `make`, made on first use (one value wins however many processes, on
+        however many hosts, make it at once). Without `make`, None while there is none (a preview writes nothing)."""
+        row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is not None or make is None:
+            return row[0] if row is not None else None
+        with self.transaction(exclusive=False) as db:
+            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, make()))
+        row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
 
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""

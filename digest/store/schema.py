@@ -365,6 +365,16 @@ _MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    # 12: the server's secrets (the key of form tokens and settings keys), in the store itself: every host that shares
+    # the database (several web servers and senders on one PostgreSQL) then makes and checks the same keys.
+    Migration(
+        sqlite="""
+        CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        """,
+        postgresql="""
+        CREATE TABLE secrets (name TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT NULL);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

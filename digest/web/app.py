@@ -20,6 +20,7 @@ a send.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -48,6 +49,7 @@ from digest.errors import DigestError, StoreError
 from digest.paper import Paper
 from digest.store import Store, open_store
 from digest.subscribers import load_subscribers
+from digest.tokens import server_secret
 from digest.unsubscribes import (
     append_pending,
     apply_pending_unsubscribes,
@@ -212,6 +214,14 @@ class Handlers:
         self.clock = clock
         self.store_timeout = store_timeout
         self.journal_retry = journal_retry
+
+    @functools.cached_property
+    def secret(self) -> bytes:
+        """The deployment's secret (form tokens, settings keys), from the store: the same on every host."""
+        with self.store() as opened:
+            secret = server_secret(opened)
+        assert secret is not None  # made when missing
+        return secret
 
     def store(self) -> Store:
         return open_store(self.config, timeout=self.store_timeout)

@@ -12,23 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from digest import tokens
-
 FORM_FIELD = "form_token"
 MAX_AGE = 4 * 3600.0  # a page left open longer is reloaded before its form is taken
 _SAME_SITE = ("same-origin", "none")  # "none": the user typed the address or used a bookmark
-
-
-def server_secret(database: Path) -> bytes:
-    """The key of the form tokens (digest.tokens: made once beside the database, whole or not at all)."""
-    secret = tokens.server_secret(database)
-    assert secret is not None  # made when missing
-    return secret
 
 
 def _mac(secret: bytes, purpose: str, issued: int) -> str:

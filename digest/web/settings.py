@@ -133,7 +133,7 @@ class SettingsPages:
     def owner(self, key: str) -> str:
         """The reader whose settings key this is (else 404): their token alone (a feed's) does not open the page."""
         with self.app.store() as opened:
-            subscriber = subscriber_for_settings_key(opened, forms.server_secret(self.app.config.paths.database), key)
+            subscriber = subscriber_for_settings_key(opened, self.app.secret, key)
         if subscriber is None or id_problem(subscriber):
             raise web.not_found()
         return subscriber
@@ -150,7 +150,7 @@ class SettingsPages:
             raise web.not_found() from None
 
     def form_tokens(self, subscriber: str, now: datetime, actions: tuple[str, ...] = ACTIONS) -> dict[str, str]:
-        secret = forms.server_secret(self.app.config.paths.database)
+        secret = self.app.secret
         return {action: forms.form_token(secret, purpose(action, subscriber), now) for action in actions}
 
     def render(
@@ -222,7 +222,7 @@ class SettingsPages:
         if fields is None:
             return web.page("error.html", 400, title="Bad request", message="This form could not be read.")
         action = fields.get("action", "")
-        secret = forms.server_secret(self.app.config.paths.database)
+        secret = self.app.secret
         presented = fields.get(forms.FORM_FIELD, "")
         if action not in ACTIONS or not forms.form_token_ok(secret, purpose(action, subscriber), presented, now):
             return web.page("error.html", 403, title="Not allowed", message=FORBIDDEN)
@@ -345,7 +345,7 @@ def settings_key_of(app: Handlers, subscriber: str) -> str | None:
     """The settings key of a reader who has a token (made by their first digest, or their sign-up)."""
     with app.store() as opened:
         token = opened.subscriber_state(subscriber).token
-    return settings_key(forms.server_secret(app.config.paths.database), token) if token else None
+    return settings_key(app.secret, token) if token else None
 
 
 def feedback_offers(app: Handlers, request: Request, subscriber: str, paper: Paper) -> dict[str, object]:

@@ -176,9 +176,9 @@ class SignupPages:
     def mail_threads(self) -> anyio.CapacityLimiter:
         return anyio.CapacityLimiter(SIGNUP_THREADS)
 
-    @functools.cached_property
+    @property
     def secret(self) -> bytes:
-        return forms.server_secret(self.app.config.paths.database)
+        return self.app.secret
 
     # ---- the form ------------------------------------------------------------------------------------------
 
