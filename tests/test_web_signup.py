@@ -394,6 +394,9 @@ def test_one_address_is_signed_up_at_most_three_times_a_day_from_anywhere(site: 
     assert len(site.mail_to("often@example.net")) + len(site.mail_to("OFTEN@example.net")) == 3
     limited = site.sign_up("10.0.6.9", "often@example.net")
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) == 24 * 3600
+    # "+tags" reach the same mailbox: they share its limit.
+    tagged = [site.sign_up(f"10.0.7.{n}", f"tagged+{n}@example.net").status_code for n in range(4)]
+    assert tagged == [200, 200, 200, 429]
 
 
 def profile_message(**fields: Any) -> str:

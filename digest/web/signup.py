@@ -225,7 +225,7 @@ class SignupPages:
         code = None if existing else secrets.token_urlsafe(24)
         request = Signup(
             code_hash=code_hash(code) if code else None,
-            email=profile.email.lower(),
+            email=mailbox_key(profile.email),
             profile=json.dumps(profile.model_dump(mode="json")) if code else "{}",
             created_at=now,
             expires_at=now + self.expiry,
@@ -356,6 +356,15 @@ class SignupPages:
 
 
 REPLAY_LINK_WINDOW = timedelta(minutes=15)
+
+
+def mailbox_key(address: str) -> str:
+    """What the per-address limit counts: the address in lower case, without a "+tag" (ada+1@ and ada+2@ reach
+    one mailbox, so they share its limit)."""
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.partition('+')[0] or local}@{domain}"
+
+
 SIGNUP_THREADS = 4  # sign-ups handled at once (each may wait up to [smtp] timeout on the mail server)
 
 
