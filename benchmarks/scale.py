@@ -1,7 +1,8 @@
 """Scale: the whole send pipeline for many subscribers on one machine, stage by stage.
 
     python benchmarks/scale.py --subscribers 10000 --papers 500 [--json] [--smtp] [--runs 3] [--workers N]
-                               [--first-send]
+                               [--first-send] [--database postgresql://user@host:port/db [--password-env NAME]
+                               | --postgres-temp] [--senders K]
     python benchmarks/scale.py --table          # N = 1k, 5k, 10k x M = 100, 500, 2,000: is the cost linear?
 
 In a temporary folder: a store with M new papers (first seen yesterday) and a few hundred older ones (what
@@ -19,12 +20,22 @@ as "waiting for workers": the time the sender waited for a finished message. Pea
 The baseline is the per-subscriber approach, timed in the same run on --baseline-sample subscribers: refit a
 TF-IDF on the candidates and the subscriber's own texts, train one LinearSVC(C=0.01, class_weight="balanced")
 (liked papers and keywords against the candidates), rank the candidates.
+
+PostgreSQL: --database names a server (and a database to connect to there, with the password in the environment
+variable --password-env names, default DIGEST_DB_PASSWORD); each run creates a database of its own on it
+(CREATE DATABASE: the role needs CREATEDB), writes `[database] url` and `password_env` into the config, and drops
+it at the end. --postgres-temp starts a throwaway local server instead (tests/postgres_server.py, with
+PostgreSQL's durable defaults: every commit flushed). --senders K runs K `digest send --all --json` processes on
+the same workspace and database (the subscribers written as profile files), as tests/test_senders.py does, and
+reports the wall time from starting them to the last one's exit (process start and model loading included) and
+each sender's share of the messages; stages are not timed then (they happen in the senders).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import socket
@@ -35,12 +46,14 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
@@ -71,6 +84,7 @@ STAGES = (
 )
 GRID_N = (1000, 5000, 10000)
 GRID_M = (100, 500, 2000)
+PASSWORD_ENV = "DIGEST_DB_PASSWORD"
 
 
 # ---- data ----------------------------------------------------------------------------------------------------
@@ -185,7 +199,10 @@ class Timers:
         return timed
 
 
-def write_config(folder: Path, smtp_port: int | None, workers: int | None = None) -> Path:
+def write_config(
+    folder: Path, smtp_port: int | None, workers: int | None = None, database: tuple[str, str] | None = None
+) -> Path:
+    """database: (url, password_env) for PostgreSQL; None: the SQLite file var/digest.db."""
     method = (
         f'method = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\n' if smtp_port else 'method = "maildir"\n'
     )
@@ -196,11 +213,67 @@ def write_config(folder: Path, smtp_port: int | None, workers: int | None = None
         '[web]\nbase_url = "https://digest.example.org"\n'
         '[delivery]\nmaildir = "var/maildir"\n'
         + (f"compose_workers = {workers}\n" if workers is not None else "")
-        + method,
+        + method
+        + (f'\n[database]\nurl = "{database[0]}"\npassword_env = "{database[1]}"\n' if database else ""),
         encoding="utf-8",
     )
     (folder / "subscribers").mkdir()
     return path
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def postgres_temp() -> Iterator[tuple[str, str]]:
+    """A throwaway local PostgreSQL server (the tests' starter, durable settings): (url, password_env)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from postgres_server import PostgresServer, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        raise SystemExit(f"--postgres-temp: {reason}")
+    server = PostgresServer(durable=True)
+    try:
+        server.start()
+        os.environ[PASSWORD_ENV] = server.password  # the senders inherit it
+        yield server.url("postgres"), PASSWORD_ENV
+    finally:
+        server.stop()
+
+
+@contextmanager
+def scratch_database(url: str, password_env: str) -> Iterator[str]:
+    """A new, empty database on the server of `url` for one run (dropped afterwards): its URL."""
+    import psycopg
+
+    password = os.environ.get(password_env)
+    name = f"digest_scale_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(url, password=password, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")  # type: ignore[call-overload]
+    parts = urlsplit(url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(url, password=password, autocommit=True) as db:
+            db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")  # type: ignore[call-overload]
+
+
+def write_profiles(folder: Path, profiles: list[Profile]) -> None:
+    """The synthetic subscribers as profile files, for sender processes (JSON strings and lists are TOML too)."""
+    for profile in profiles:
+        interests = profile.interests
+        lines = [
+            f"name = {json.dumps(profile.name)}",
+            f"email = {json.dumps(profile.email)}",
+            f"format = {json.dumps(profile.format)}",
+            f"diversity = {profile.diversity}",
+            "[interests]",
+        ]
+        for key in ("keywords", "papers", "exclude"):
+            if getattr(interests, key):
+                lines.append(f"{key} = {json.dumps(list(getattr(interests, key)))}")
+        (folder / f"{profile.id}.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 @contextmanager
@@ -273,12 +346,19 @@ def run(
     baseline_sample: int,
     workers: int | None = None,
     first_send: bool = False,
+    database: tuple[str, str] | None = None,
+    senders: int = 0,
 ) -> dict[str, Any]:
+    """database: (url, password_env) of a PostgreSQL server (a database of this run's own is made there);
+    senders > 0: that many `digest send --all` processes instead of service.send in this process."""
     rng = random.Random(seed)
-    with tempfile.TemporaryDirectory(prefix="digest-scale-") as folder:
+    with tempfile.TemporaryDirectory(prefix="digest-scale-") as folder, ExitStack() as stack:
         now = datetime.now(UTC)
+        if database:
+            database = (stack.enter_context(scratch_database(*database)), database[1])
         with smtp_server() if smtp else _no_server() as port:
-            config = load_config(write_config(Path(folder), port, workers))
+            config_path = write_config(Path(folder), port, workers, database)
+            config = load_config(config_path)
             with open_store(config) as store:
                 history, new, source = fill_store(store, papers, now, rng)
                 # What `digest ingest` does after storing papers (not timed: the send is measured): the model is
@@ -293,6 +373,9 @@ def run(
                     if model.vectors is not None:
                         model.vectors.queries(sorted({k for p in profiles for k in p.interests.keywords}))
             digest.model_cache.forget_loaded_models()
+            if senders:
+                write_profiles(config.paths.subscribers, profiles)
+                return run_senders(config_path, config, senders, subscribers, papers, source, smtp)
             timers = Timers()
             sends: list[float] = []
 
@@ -349,7 +432,112 @@ def run(
         "baseline_seconds_per_subscriber": baseline,
         "ranking_speedup_vs_baseline": round(baseline / ranking_per_subscriber, 1) if baseline else None,
     }
+    if database:
+        result["database"] = "postgresql"
     return result
+
+
+def run_senders(
+    config_path: Path, config: Any, senders: int, subscribers: int, papers: int, source: str, smtp: bool
+) -> dict[str, Any]:
+    """K `digest send --all --json` processes on one workspace and database, started together; each one's share."""
+    command = [sys.executable, "-m", "digest", "--config", str(config_path), "send", "--all", "--json"]
+    commits_before = committed_transactions(config)
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        for _ in range(senders)
+    ]
+    reports, ended = [], []
+    for process in processes:
+        out, err = process.communicate()
+        ended.append(time.perf_counter() - start)
+        if process.returncode != 0 or not out.strip():
+            raise RuntimeError(f"a sender failed ({process.returncode}): {err[-3000:]}")
+        reports.append(json.loads(out))
+    seconds = time.perf_counter() - start
+    time.sleep(1.5)  # PostgreSQL's statistics are flushed about every second
+    commits_after = committed_transactions(config)
+    failed = [item for r in reports for item in r["failed"]]
+    stuck = [item for r in reports for item in r["stuck"]]
+    if failed or stuck:
+        raise RuntimeError(f"failed: {failed[:3]}, stuck: {stuck[:3]}")
+    sent = [str(item["subscriber"]) for r in reports for item in r["sent"]]
+    recipients: list[str] = []
+    if not smtp:
+        for message in (config.delivery.maildir / "new").iterdir():
+            for line in message.open(encoding="utf-8", errors="replace"):
+                if line.lower().startswith("to:"):
+                    recipients.append(line.split(":", 1)[1].strip())
+                    break
+    shares = [len(r["sent"]) for r in reports]
+    # Subscribers each sender settled (sent, or skipped with nothing to send): these sum to N.
+    settled = [len({str(item["subscriber"]) for key in ("sent", "skipped") for item in r[key]}) for r in reports]
+    return {
+        "subscribers": subscribers,
+        "papers": papers,
+        "paper_source": source,
+        "database": "postgresql" if config.database.url else "sqlite",
+        "delivery": "smtp" if smtp else "maildir",
+        "compose_workers": config.delivery.compose_workers
+        if config.delivery.compose_workers is not None
+        else auto_workers(),
+        "senders": senders,
+        "sent": len(sent),
+        "sent_once": len(set(sent)) == len(sent),
+        "skipped": len({str(item["subscriber"]) for r in reports for item in r["skipped"]} - set(sent)),
+        "delivered": len(recipients) if not smtp else None,
+        "recipients_once": len(set(recipients)) == len(recipients) if not smtp else None,
+        "shares": shares,
+        "settled": settled,
+        "sender_seconds": [round(t, 3) for t in ended],
+        "seconds": round(seconds, 3),
+        "emails_per_second": round(len(sent) / seconds, 1),
+        "commits_per_message": round((commits_after[0] - commits_before[0]) / len(sent), 2)
+        if commits_before is not None and commits_after is not None and sent
+        else None,
+        "wal_syncs_per_message": round((commits_after[1] - commits_before[1]) / len(sent), 2)
+        if commits_before is not None and commits_after is not None and sent
+        else None,
+    }
+
+
+def committed_transactions(config: Any) -> tuple[int, int] | None:
+    """PostgreSQL: transactions committed in this run's database so far (reads included), and the server's WAL
+    flushes to disk (pg_stat_wal.wal_sync: one per durable write commit, fewer when commits are grouped); SQLite:
+    None."""
+    if not config.database.url:
+        return None
+    import psycopg
+
+    password = os.environ.get(config.database.password_env or "")
+    with psycopg.connect(config.database.url, password=password) as db:
+        row = db.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        wal = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    return (int(row[0]) if row else 0), (int(wal[0]) if wal else 0)
+
+
+def print_senders(result: dict[str, Any]) -> None:
+    print(
+        f"{result['subscribers']} subscribers x {result['papers']} new papers ({result['paper_source']}), "
+        f"database: {result['database']}, delivery: {result['delivery']}, {result['senders']} senders "
+        f"(`digest send --all` processes), composing workers per sender: {result['compose_workers']}"
+    )
+    print(f"{'sender':<8}{'messages':>10}{'share':>8}{'subscribers':>13}{'exited after s':>16}")
+    rows = zip(result["shares"], result["settled"], result["sender_seconds"], strict=True)
+    for number, (share, settled, ended) in enumerate(rows, 1):
+        print(f"{number:<8}{share:>10}{share / max(result['sent'], 1):>8.0%}{settled:>13}{ended:>16.2f}")
+    total = f"{'total':<8}{result['sent']:>10}{'':>8}{sum(result['settled']):>13}{result['seconds']:>16.2f}"
+    print(f"{total}   {result['emails_per_second']:,.0f} emails/s")
+    print(
+        f"sent {result['sent']} (each subscriber once: {result['sent_once']}), skipped {result['skipped']}, "
+        f"delivered {result['delivered']} (each recipient once: {result['recipients_once']})"
+    )
+    if result["commits_per_message"] is not None:
+        print(
+            f"PostgreSQL per message: {result['commits_per_message']} transactions committed (reads included), "
+            f"{result['wal_syncs_per_message']} WAL flushes to disk"
+        )
 
 
 @contextmanager
@@ -360,7 +548,9 @@ def _no_server() -> Iterator[None]:
 def print_run(result: dict[str, Any]) -> None:
     n, seconds = result["subscribers"], result["seconds"]
     print(
-        f"{n} subscribers x {result['papers']} new papers ({result['paper_source']}), delivery: {result['delivery']}, "
+        f"{n} subscribers x {result['papers']} new papers ({result['paper_source']}), "
+        + (f"database: {result['database']}, " if "database" in result else "")
+        + f"delivery: {result['delivery']}, "
         f"composing workers: {result['compose_workers']}"
     )
     print(f"{'stage':<22}{'seconds':>9}{'emails/s':>11}{'share':>8}")
@@ -436,28 +626,52 @@ def main() -> None:
         help="with sentence embeddings: no keyword embedded yet (default: a daily send, yesterday's keywords kept)",
     )
     parser.add_argument("--table", action="store_true", help="the N x M grid (about 5 minutes)")
+    parser.add_argument(
+        "--database", help="postgresql://user@host:port/db: a server to run on (each run in a new database there)"
+    )
+    parser.add_argument(
+        "--password-env", default=PASSWORD_ENV, help=f"the variable holding --database's password ({PASSWORD_ENV})"
+    )
+    parser.add_argument(
+        "--postgres-temp", action="store_true", help="run on a throwaway local PostgreSQL server (durable settings)"
+    )
+    parser.add_argument(
+        "--senders", type=int, default=0, help="K `digest send --all` processes (default 0: service.send in this one)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.table:
         table(args.seed)
         return
-    results = [
-        run(
-            args.subscribers,
-            args.papers,
-            smtp=args.smtp,
-            seed=args.seed,
-            baseline_sample=args.baseline_sample,
-            workers=args.workers,
-            first_send=args.first_send,
-        )
-        for _ in range(args.runs)
-    ]
+    with ExitStack() as stack:
+        database: tuple[str, str] | None = None
+        if args.postgres_temp:
+            database = stack.enter_context(postgres_temp())
+        elif args.database:
+            database = (args.database, args.password_env)
+        results = [
+            run(
+                args.subscribers,
+                args.papers,
+                smtp=args.smtp,
+                seed=args.seed,
+                baseline_sample=args.baseline_sample,
+                workers=args.workers,
+                first_send=args.first_send,
+                database=database,
+                senders=args.senders,
+            )
+            for _ in range(args.runs)
+        ]
     result = sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
     if args.runs > 1:
         result["seconds_runs"] = [r["seconds"] for r in results]
     if args.json:
         print(json.dumps(result))
+    elif args.senders:
+        print_senders(result)
+        if args.runs > 1:
+            print(f"median of {args.runs} runs: {result['seconds_runs']}")
     else:
         print_run(result)
         if args.runs > 1:

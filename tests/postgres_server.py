@@ -69,8 +69,11 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """durable=False (the tests): fsync, synchronous_commit and full_page_writes off. durable=True (the scale
+        benchmark's --postgres-temp): PostgreSQL's defaults, every commit flushed to disk as in production."""
         binaries = find_binaries()
+        self.durable = durable
         assert binaries is not None
         self.bin = binaries
         self.password = secrets.token_urlsafe(16)
@@ -112,9 +115,10 @@ class PostgresServer:
         for attempt in range(3):
             self.port = _free_port()
             options = (
-                f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=200"
             )
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             try:
                 self._run(
                     str(self.bin / "pg_ctl"),
