@@ -59,6 +59,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0, engine: Engine | None = None) -> None:
         self.path = Path(path)
+        self._secrets: dict[str, str] = {}
         self.timeout = timeout
         self._engine = engine or SQLiteEngine(self.path)
         self._db: Connection = self._engine.connect(timeout)
@@ -1021,14 +1022,21 @@ class Store:
 
     def secret(self, name: str, make: Callable[[], str] | None = None) -> str | None:
         """A secret kept in the store; with `make`, made on first use (one value wins however many processes, on
-        however many hosts, make it at once). Without `make`, None while there is none (a preview writes nothing)."""
+        however many hosts, make it at once). Without `make`, None while there is none (a preview writes nothing).
+        A secret never changes once made, so each Store reads it once (a send asks for it once per subscriber)."""
+        if name in self._secrets:
+            return self._secrets[name]
         row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
-        if row is not None or make is None:
-            return row[0] if row is not None else None
-        with self.transaction(exclusive=False) as db:
-            db.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, make()))
-        row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
-        return str(row[0])
+        if row is None and make is not None:
+            with self.transaction(exclusive=False) as db:
+                db.execute(
+                    "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, make())
+                )
+            row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        self._secrets[name] = str(row[0])
+        return self._secrets[name]
 
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""

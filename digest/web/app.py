@@ -26,7 +26,7 @@ import logging
 import re
 import sqlite3
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -189,15 +189,16 @@ def not_found() -> HTTPException:
     return HTTPException(404)
 
 
-def subscriber_for_token(store: Store, presented: str) -> str | None:
-    """The subscriber whose token this is. Compared against every issued token, without stopping at a match,
-    so the time taken says nothing about how much of a guess was right."""
+def subscriber_for_token(store: Store, presented: str, key: Callable[[str], str] | None = None) -> str | None:
+    """The subscriber whose token this is (or, given `key`, whose key(token) it is: the settings key). Compared
+    against every issued token, without stopping at a match, so the time taken says nothing about how much of a
+    guess was right."""
     if not presented or len(presented) > _MAX_TOKEN:
         return None
     given = presented.encode("utf-8", "replace")
     found = None
     for subscriber, token in store.subscriber_tokens().items():
-        if hmac.compare_digest(given, token.encode("utf-8")):
+        if hmac.compare_digest(given, (key(token) if key else token).encode("utf-8")):
             found = subscriber
     return found
 

@@ -19,7 +19,6 @@ files afresh, so a change takes effect from the next digest.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -37,7 +36,6 @@ from digest.errors import DigestError, StoreError
 from digest.paper import Paper
 from digest.profile_files import ABSENT, ProfileConflict, file_version, read_profile, save_profile
 from digest.render.context import short_date
-from digest.store import Store
 from digest.subscribers import Profile, id_problem
 from digest.tokens import settings_key
 from digest.unsubscribes import apply_pending_unsubscribes, is_pending
@@ -133,7 +131,7 @@ class SettingsPages:
     def owner(self, key: str) -> str:
         """The reader whose settings key this is (else 404): their token alone (a feed's) does not open the page."""
         with self.app.store() as opened:
-            subscriber = subscriber_for_settings_key(opened, self.app.secret, key)
+            subscriber = web.subscriber_for_token(opened, key, lambda token: settings_key(self.app.secret, token))
         if subscriber is None or id_problem(subscriber):
             raise web.not_found()
         return subscriber
@@ -326,19 +324,6 @@ class SettingsPages:
 
 class _Refused(Exception):
     """A feedback-page form without its choice (no author, no word): a 400 saying what to choose."""
-
-
-def subscriber_for_settings_key(store: Store, secret: bytes, presented: str) -> str | None:
-    """The reader whose settings key this is: compared with every reader's key in constant time, without stopping
-    at a match (like web.subscriber_for_token)."""
-    if not presented or len(presented) > 128:
-        return None
-    given = presented.encode("utf-8", "replace")
-    found = None
-    for subscriber, token in store.subscriber_tokens().items():
-        if hmac.compare_digest(given, settings_key(secret, token).encode("ascii")):
-            found = subscriber
-    return found
 
 
 def settings_key_of(app: Handlers, subscriber: str) -> str | None:
