@@ -35,7 +35,7 @@ class RenderedEmail:
     html: str  # the text/html part
 
 
-def _single_line(value: str, what: str) -> str:
+def single_line(value: str, what: str) -> str:
     if re.search(r"[\r\n]", value):
         raise DeliveryError(f"{what} contains a line break; refusing to build a header from it")
     return value
@@ -85,7 +85,7 @@ def _needs_encoding(value: str) -> bool:
     return len(value) > _LONGEST_PLAIN_WORD and any(len(word) > _LONGEST_PLAIN_WORD for word in value.split())
 
 
-def _header_text(value: str) -> str:
+def header_text(value: str) -> str:
     """Unstructured header text: as it is when that is safe, else as encoded words."""
     return encoded_words(value) if _needs_encoding(value) else value
 
@@ -103,10 +103,10 @@ def wire_address(email: str) -> str:
     return f"{local}@{domain}"
 
 
-def _address(display: str, email: str) -> str:
+def header_address(display: str, email: str) -> str:
     """'Name <local@domain>': the name quoted or RFC 2047-encoded as needed; the address in its wire form
     (raw UTF-8 when its local part is not ASCII, as RFC 6532 has it)."""
-    display, email = _single_line(display, "name"), wire_address(_single_line(email, "email"))
+    display, email = single_line(display, "name"), wire_address(single_line(email, "email"))
     if not display:
         return email
     if _needs_encoding(display):
@@ -118,7 +118,7 @@ def _address(display: str, email: str) -> str:
     return f"{name} <{email}>"
 
 
-def _text_part(body: str) -> MIMENonMultipart:
+def text_part(body: str) -> MIMENonMultipart:
     """text/plain, quoted-printable: readable in the raw message, and binascii encodes it in C."""
     part = MIMENonMultipart("text", "plain", charset="utf-8")
     del part["MIME-Version"]  # belongs on the message, not on each part
@@ -127,7 +127,7 @@ def _text_part(body: str) -> MIMENonMultipart:
     return part
 
 
-def _base64_part(body: str, subtype: str) -> MIMENonMultipart:
+def base64_part(body: str, subtype: str) -> MIMENonMultipart:
     """base64 in 76-column lines, as email.base64mime writes them, encoded in one C call instead of a loop over
     57-byte pieces. HTML goes this way: css-inlined lines can pass SMTP's 998-character limit."""
     part = MIMENonMultipart("text", subtype, charset="utf-8")
@@ -139,8 +139,8 @@ def _base64_part(body: str, subtype: str) -> MIMENonMultipart:
 
 
 @functools.lru_cache(maxsize=16)
-def _sender_address(sender: str) -> tuple[str, str]:
-    from_name, from_email = parseaddr(_single_line(sender, "[smtp] from"))
+def sender_address(sender: str) -> tuple[str, str]:
+    from_name, from_email = parseaddr(single_line(sender, "[smtp] from"))
     if "@" not in from_email:
         raise DeliveryError(f"[smtp] from {sender!r} has no email address; use 'Name <address@domain>'")
     return from_name, from_email
@@ -160,36 +160,36 @@ def compose_message(
 ) -> Message:
     """A multipart/alternative message ready for SMTP or a Maildir."""
     subject = re.sub(r"\s+", " ", rendered.subject).strip()
-    from_name, from_email = _sender_address(sender)
+    from_name, from_email = sender_address(sender)
     # A boundary of our own: "=_" cannot start a line of base64 or quoted-printable, so the stdlib's search of
     # the whole message for a clash (a regex over 50 KB per email) is not needed.
     message = MIMEMultipart("alternative", boundary=f"=_digest_{secrets.token_hex(12)}")
-    message["From"] = _address(from_name, from_email)
-    message["To"] = _address(to_name, to_email)
-    message["Subject"] = _header_text(subject)
+    message["From"] = header_address(from_name, from_email)
+    message["To"] = header_address(to_name, to_email)
+    message["Subject"] = header_text(subject)
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = _single_line(message_id, "Message-ID")
+    message["Message-ID"] = single_line(message_id, "Message-ID")
     domain = from_email.rpartition("@")[2]
-    list_name = _single_line(list_id, "list id")
+    list_name = single_line(list_id, "list id")
     list_address = f" <{re.sub(r'[^A-Za-z0-9.-]', '-', list_name)}.{domain}>"
-    message["List-Id"] = _header_text(list_name) + list_address
+    message["List-Id"] = header_text(list_name) + list_address
     unsubscribe = [f"<mailto:{from_email}?subject=unsubscribe>"]
     https = links.unsubscribe()
     if https:
-        unsubscribe.insert(0, f"<{_single_line(https, 'unsubscribe link')}>")
+        unsubscribe.insert(0, f"<{single_line(https, 'unsubscribe link')}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["List-Unsubscribe"] = ", ".join(unsubscribe)
     message["Auto-Submitted"] = "auto-generated"
     message["Precedence"] = "list"
     if paper_ids:
         # Lets a mail filter, or a person debugging a complaint, see which papers a digest carried.
-        message["X-Digest-Papers"] = _header_text(" ".join(_single_line(pid, "paper id") for pid in paper_ids))
+        message["X-Digest-Papers"] = header_text(" ".join(single_line(pid, "paper id") for pid in paper_ids))
     for name in ("MIME-Version", "Content-Type"):  # after the headers people read, as mail clients write them
         value = message[name]
         del message[name]
         message[name] = value
-    message.attach(_text_part(rendered.text))
-    message.attach(_base64_part(rendered.html, "html"))
+    message.attach(text_part(rendered.text))
+    message.attach(base64_part(rendered.html, "html"))
     return message
 
 

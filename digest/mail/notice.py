@@ -15,23 +15,23 @@ from email.mime.multipart import MIMEMultipart
 from email.utils import format_datetime
 
 from digest.mail.message import (
-    _address,
-    _base64_part,
-    _header_text,
-    _sender_address,
-    _single_line,
-    _text_part,
+    base64_part,
+    header_address,
+    header_text,
     new_message_id,
+    sender_address,
+    single_line,
+    text_part,
 )
 
 
 def compose_notice(*, subject: str, text: str, html: str, to_email: str, sender: str, now: datetime) -> Message:
     """A multipart/alternative message (text, then HTML) to one address, from `[smtp] from`."""
-    from_name, from_email = _sender_address(sender)
+    from_name, from_email = sender_address(sender)
     message = MIMEMultipart("alternative", boundary=f"=_digest_{secrets.token_hex(12)}")
-    message["From"] = _address(from_name, from_email)
-    message["To"] = _address("", to_email)
-    message["Subject"] = _header_text(re.sub(r"\s+", " ", _single_line(subject, "subject")).strip())
+    message["From"] = header_address(from_name, from_email)
+    message["To"] = header_address("", to_email)
+    message["Subject"] = header_text(re.sub(r"\s+", " ", single_line(subject, "subject")).strip())
     message["Date"] = format_datetime(now)
     message["Message-ID"] = new_message_id(sender)
     message["Auto-Submitted"] = "auto-generated"
@@ -39,6 +39,6 @@ def compose_notice(*, subject: str, text: str, html: str, to_email: str, sender:
         value = message[name]
         del message[name]
         message[name] = value
-    message.attach(_text_part(text))
-    message.attach(_base64_part(html, "html"))
+    message.attach(text_part(text))
+    message.attach(base64_part(html, "html"))
     return message
