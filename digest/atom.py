@@ -26,11 +26,12 @@ from digest.errors import DigestError
 from digest.files import write_atomically
 from digest.links import Links
 from digest.paper import Paper
+from digest.profile_book import ProfileBook
 from digest.render.context import reading_links
 from digest.render.text import code_label, safe_url
 from digest.render.text import teaser as text_teaser
 from digest.store import Message, Store, open_store, parse_iso
-from digest.subscribers import Profile, load_subscribers
+from digest.subscribers import Profile
 
 if TYPE_CHECKING:  # the report only: importing the sender would load rendering and mail
     from digest.send import SendReport
@@ -317,8 +318,8 @@ def refresh_after_send(config: Config, report: SendReport, *, clock: Clock = utc
         return []
     sent = [item.subscriber for item in report.sent]
     # Display names come from the profiles: loaded only when someone was sent to (all.xml needs none).
-    known = {p.id: p for p in load_subscribers(config.paths.subscribers).profiles} if sent else {}
-    profiles = [known.get(name, name) for name in dict.fromkeys(sent)]
     with open_store(config) as store:
+        known = {p.id: p for p in ProfileBook.of(config, store).load(clock()).profiles} if sent else {}
+        profiles = [known.get(name, name) for name in dict.fromkeys(sent)]
         paths = write_feeds(store, config, profiles, config.paths.feeds, now=clock())
     return [str(path) for path in paths]

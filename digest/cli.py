@@ -17,8 +17,9 @@ import click
 from digest import __version__, clock
 from digest.config import Config, load_config, resolve_config_path
 from digest.errors import DigestError
+from digest.profile_book import ProfileBook
 from digest.store import Store, open_store
-from digest.subscribers import SubscriberSet, load_subscribers
+from digest.subscribers import SubscriberSet
 
 
 @dataclass
@@ -38,9 +39,14 @@ class App:
     def store(self) -> Store:
         return open_store(self.config)
 
-    def subscribers(self, *, report: bool = True) -> SubscriberSet:
-        loaded = load_subscribers(self.config.paths.subscribers)
+    def subscribers(self, *, report: bool = True, write: bool = True) -> SubscriberSet:
+        """Every profile (digest.profile_book: the folder synced with the store first; `write=False` for a
+        command that writes nothing, such as a preview)."""
+        with self.store() as store:
+            loaded = ProfileBook.of(self.config, store).load(clock.utc_now(), write=write)
         if report:
+            for notice in loaded.notices:
+                click.echo(f"notice: {notice}", err=True)
             for error in loaded.errors:
                 click.echo(f"warning: {error} (skipped)", err=True)
         return loaded

@@ -71,15 +71,15 @@ def run_demo(workdir: Path, *, now: datetime | None = None, say: Callable[[str],
     from digest.atom import write_feeds
     from digest.files import write_atomically
     from digest.preview import preview_digest
+    from digest.profile_book import ProfileBook
     from digest.render import make_environment
     from digest.service import send
-    from digest.subscribers import load_subscribers
 
     now = now or utc_now()
     config = prepare_workspace(workdir)
     result = DemoResult(workdir=workdir, config=config, ingest=IngestReport(), papers=0)
-    subscribers = load_subscribers(config.paths.subscribers)
     with open_store(config) as store:
+        subscribers = ProfileBook.of(config, store).load(now)
         result.ingest = ingest(store, config, [str(config.paths.inbox)], clock=lambda: now)
         result.papers = store.count_papers()
         report = result.ingest

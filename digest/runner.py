@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from digest.atom import refresh_after_send
+from digest.clock import utc_now
 from digest.config import Config
+from digest.profile_book import ProfileBook
 from digest.schedule import Daemon
 from digest.scheduler_lock import SchedulerLock
 from digest.service import CycleReport, ingest_configured, run_cycle, send, step_error
 from digest.store import open_store
-from digest.subscribers import SubscriberSet, load_subscribers
+from digest.subscribers import SubscriberSet
 
 log = logging.getLogger("digest.run")
 
@@ -48,12 +50,18 @@ def log_cycle(report: CycleReport) -> None:
         log.error("%s", error)
 
 
-def _subscribers(config: Config, *, report: bool) -> SubscriberSet:
-    loaded = load_subscribers(config.paths.subscribers)
+def load_profiles(config: Config, *, report: bool) -> SubscriberSet:
+    with open_store(config) as store:
+        loaded = ProfileBook.of(config, store).load(utc_now())
     if report:
         for error in loaded.errors:
             log.warning("%s (skipped)", error)
     return loaded
+
+
+def profiles_signature(config: Config) -> object:
+    with open_store(config) as store:
+        return ProfileBook.of(config, store).signature()
 
 
 def _ingest(config: Config, scheduler: SchedulerLock, stop: threading.Event) -> None:
@@ -86,7 +94,7 @@ def _send_to(config: Config, names: Sequence[str], stop: threading.Event, schedu
         _catch_up(config, stop)
         return
     try:
-        loaded = _subscribers(config, report=False)
+        loaded = load_profiles(config, report=False)
         chosen = SubscriberSet(tuple(p for p in loaded.profiles if p.id in names), ())
         # Waits for a manual `digest send` to finish rather than skipping the slot.
         result = send(config, selection="due", stop=stop, subscribers=chosen, lock_wait=600)
@@ -127,8 +135,8 @@ def run_service(config: Config, *, once: bool, stop: threading.Event | None = No
 
 def _schedule(config: Config, stop: threading.Event, scheduler: SchedulerLock) -> None:
     daemon = Daemon(
-        subscribers_dir=config.paths.subscribers,
-        load_profiles=lambda: _subscribers(config, report=True).profiles,
+        profiles_signature=lambda: profiles_signature(config),
+        load_profiles=lambda: load_profiles(config, report=True).profiles,
         ingest=lambda: _ingest(config, scheduler, stop),
         send=lambda names, event: _send_to(config, names, event, scheduler),
         ingest_every=config.schedule.ingest_every,

@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -94,13 +93,14 @@ def is_due(profile: Profile, last_attempt: datetime | None, now: datetime) -> bo
 
 @dataclass
 class Daemon:
-    """`digest run`: interval ingest, one cron job per subscriber, subscriber files watched for changes.
+    """`digest run`: interval ingest, one cron job per subscriber, profiles watched for changes.
 
     The work itself is done by the callbacks (ingest, send to some subscribers, refresh feeds), so that
     this class only owns timing.
     """
 
-    subscribers_dir: Path
+    # Changes whenever a profile may have (a file in the folder, a profile in the store: digest.profile_book).
+    profiles_signature: Callable[[], object]
     load_profiles: Callable[[], Sequence[Profile]]
     ingest: Callable[[], None]
     send: Callable[[Sequence[str], threading.Event], None]
@@ -108,13 +108,8 @@ class Daemon:
     misfire_grace_time: float
     watch_every: float = 30.0
     stop: threading.Event = field(default_factory=threading.Event)
-    _signature: tuple[tuple[str, int, int, int], ...] = ()
+    _signature: object = None
     scheduler: BlockingScheduler | None = None
-
-    def _files_signature(self) -> tuple[tuple[str, int, int, int], ...]:
-        # The inode too: an atomic replace (the settings page's) within one timestamp tick changes only that.
-        stats = ((p.name, p.stat()) for p in self.subscribers_dir.glob("*.toml"))
-        return tuple(sorted((name, st.st_ino, st.st_size, st.st_mtime_ns) for name, st in stats))
 
     def _job_options(self) -> dict[str, Any]:
         return {
@@ -125,9 +120,13 @@ class Daemon:
         }
 
     def sync_jobs(self) -> None:
-        """Add, change or remove per-subscriber jobs to match the profile files (no restart needed)."""
+        """Add, change or remove per-subscriber jobs to match the profiles (no restart needed)."""
         assert self.scheduler is not None
-        signature = self._files_signature()
+        try:
+            signature = self.profiles_signature()
+        except Exception as exc:  # the database away for a moment: the jobs stay as they are, checked again soon
+            log.error("profiles not checked for changes: %s: %s", type(exc).__name__, exc)
+            return
         if signature == self._signature:
             return
         self._signature = signature

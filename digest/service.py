@@ -22,11 +22,12 @@ from digest.errors import DigestError
 from digest.ingest import IngestReport, ingest_sources
 from digest.mail.transport import Transport, make_transport
 from digest.model_cache import refresh_model
+from digest.profile_book import ProfileBook
 from digest.render import make_environment
 from digest.schedule import is_due
 from digest.send import SendReport, lock_path, send_digests, send_lock
 from digest.store import Store, open_store
-from digest.subscribers import Profile, SubscriberSet, load_subscribers
+from digest.subscribers import Profile, SubscriberSet
 
 log = logging.getLogger(__name__)
 Selection = Literal["named", "due", "all"]
@@ -134,12 +135,13 @@ def send(
     """Send the next digest to the selected subscribers. SQLite: under the one-sender lock. PostgreSQL: beside any
     other senders, each subscriber claimed by one of them at a time (digest.claims). `retry_stuck`: first mark
     their stuck messages failed (under the same lock or claim, so no sender is mid-hand-over), then send afresh."""
-    subscribers = subscribers or load_subscribers(config.paths.subscribers)
     shared = config.database.url is not None and not dry_run
     with ExitStack() as held:
         if not shared:
             held.enter_context(send_lock(lock_path(config), wait=lock_wait))
         store = held.enter_context(open_store(config))
+        if subscribers is None:
+            subscribers = ProfileBook.of(config, store).load(clock(), write=not dry_run)
         profiles = select_profiles(
             subscribers, store, selection, names, clock(), welcome=config.schedule.welcome_digest
         )

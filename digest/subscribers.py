@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -182,11 +183,28 @@ def load_profile(path: Path, now: datetime | None = None) -> Profile:
     problem = id_problem(subscriber_id)
     if problem:
         raise ConfigError(f"{path}: {problem}; rename the file")
-    data = read_toml(path)
+    return profile_from_data(read_toml(path), subscriber_id, str(path), now)
+
+
+def parse_profile(data: bytes, subscriber_id: str, label: str, now: datetime | None = None) -> Profile:
+    """A profile from a file's bytes (as the store keeps them), with the one-line errors of a file: `label` names
+    it (the file, or "<id>.toml" where there is no folder)."""
     try:
-        profile = Profile.model_validate(data, context={"now": now or utc_now()})
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: is not UTF-8 text; save it as UTF-8") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    return profile_from_data(values, subscriber_id, label, now)
+
+
+def profile_from_data(values: dict[str, Any], subscriber_id: str, label: str, now: datetime | None = None) -> Profile:
+    try:
+        profile = Profile.model_validate(values, context={"now": now or utc_now()})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(str(path), Profile, exc)) from None
+        raise ConfigError(format_validation_error(label, Profile, exc)) from None
     return profile.model_copy(update={"id": subscriber_id})
 
 
@@ -194,6 +212,7 @@ def load_profile(path: Path, now: datetime | None = None) -> Profile:
 class SubscriberSet:
     profiles: tuple[Profile, ...]
     errors: tuple[str, ...]
+    notices: tuple[str, ...] = ()  # what a sync of the folder with the store did that someone should know
 
     def get(self, subscriber_id: str) -> Profile:
         for profile in self.profiles:
@@ -206,35 +225,85 @@ class SubscriberSet:
         raise DigestError(f"no subscriber {subscriber_id!r} (known: {known})")
 
 
+@dataclass(frozen=True)
+class FolderScan:
+    """The profile files of the subscribers folder: their bytes by subscriber id."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    # Files there that cannot be used now (unreadable; an id that clashes with another's): their profiles stay as
+    # the store has them.
+    held: frozenset[str] = frozenset()
+    errors: tuple[str, ...] = ()
+    unreadable: dict[str, str] = field(default_factory=dict)  # id -> why its file cannot be read
+
+
+def scan_folder(folder: Path, only: str | None = None, *, prefer: Collection[str] = ()) -> FolderScan:
+    """Every *.toml profile file of the folder (or the one of subscriber `only`). A file whose name is no id, or
+    that cannot be read, is reported and left out; so is one whose id differs from another's only in case (on
+    macOS they are one file, and their feed files would collide), the one kept being the id in `prefer` (the
+    stored profiles), else the first by name."""
+    paths = [folder / f"{only}.toml"] if only is not None else sorted(folder.glob("*.toml"))
+    found: dict[str, tuple[Path, bytes | None]] = {}
+    errors: list[str] = []
+    unreadable: dict[str, str] = {}
+    for path in paths:
+        subscriber = path.stem
+        problem = id_problem(subscriber)
+        if problem:
+            errors.append(f"{path}: {problem}; rename the file")
+            continue
+        try:
+            found[subscriber] = (path, path.read_bytes())
+        except FileNotFoundError:  # removed since the listing
+            continue
+        except OSError as exc:
+            found[subscriber] = (path, None)
+            unreadable[subscriber] = f"{path}: cannot read ({exc.strerror})"
+    clashes: dict[str, list[str]] = {}
+    for subscriber in found:
+        clashes.setdefault(subscriber.lower(), []).append(subscriber)
+    held = set(unreadable)
+    for group in clashes.values():
+        kept = next((name for name in group if name in prefer), group[0])
+        for name in group:
+            if name != kept:
+                errors.append(
+                    f"{found[name][0]}: subscriber id {name!r} differs from {found[kept][0].name}'s only in case"
+                    " (their feed files would collide); rename the file"
+                )
+                held.add(name)
+    files = {name: data for name, (_, data) in found.items() if data is not None and name not in held}
+    return FolderScan(files, frozenset(held), tuple(errors), unreadable)
+
+
 def load_subscribers(folder: Path, now: datetime | None = None) -> SubscriberSet:
-    """Every *.toml profile in the folder; bad ones become one-line errors, the rest load.
+    """Every *.toml profile in the folder, from the files alone (digest.profile_book loads them through the
+    store); bad ones become one-line errors, the rest load.
 
     Whatever goes wrong with one profile (a bug included) is that profile's error, never the others'.
     """
     if not folder.is_dir():
         raise ConfigError(f"{folder}: subscribers folder not found; create it or set [paths] subscribers")
     now = now or utc_now()
-    profiles: list[Profile] = []
+    scan = scan_folder(folder)
+    loaded = parse_profiles(scan.files, lambda subscriber: str(folder / f"{subscriber}.toml"), now)
+    return SubscriberSet(loaded.profiles, (*scan.errors, *scan.unreadable.values(), *loaded.errors))
+
+
+def parse_profiles(profiles: Mapping[str, bytes], label: Callable[[str], str], now: datetime) -> SubscriberSet:
+    """Profiles from their files' bytes, by subscriber id, in the order of their file names; `label` names a
+    subscriber's profile in its errors. Whatever goes wrong with one (a bug included) is its error alone."""
+    loaded: list[Profile] = []
     errors: list[str] = []
-    seen: dict[str, Path] = {}  # lower-cased id -> its file: Ada.xml and ada.xml are one file on macOS
-    for path in sorted(folder.glob("*.toml")):
+    for subscriber in sorted(profiles, key=lambda name: f"{name}.toml"):
+        where = label(subscriber)
         try:
-            profile = load_profile(path, now)
+            loaded.append(parse_profile(profiles[subscriber], subscriber, where, now))
         except ConfigError as exc:
             errors.append(str(exc))
-            continue
         except Exception as exc:  # one profile never breaks the others
-            errors.append(f"{path}: cannot be loaded ({type(exc).__name__}: {_one_line(exc)})")
-            continue
-        other = seen.setdefault(profile.id.lower(), path)
-        if other != path:
-            errors.append(
-                f"{path}: subscriber id {profile.id!r} differs from {other.name}'s only in case (their feed files"
-                " would collide); rename the file"
-            )
-            continue
-        profiles.append(profile)
-    return SubscriberSet(tuple(profiles), tuple(errors))
+            errors.append(f"{where}: cannot be loaded ({type(exc).__name__}: {_one_line(exc)})")
+    return SubscriberSet(tuple(loaded), tuple(errors))
 
 
 @dataclass(frozen=True)

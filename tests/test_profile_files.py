@@ -1,5 +1,6 @@
-"""Profiles written by the program: validated, atomic, the previous version kept, never over someone's change;
-and the form tokens and origin checks that keep other sites from making those writes."""
+"""Profiles written by the program (digest.profile_book, with the subscribers folder on this host): validated,
+atomic, the previous version kept, never over someone's change; and the form tokens and origin checks that keep
+other sites from making those writes. tests/test_profile_book.py covers the sync itself, on both engines."""
 
 from __future__ import annotations
 
@@ -13,17 +14,9 @@ from conftest import NOW
 from starlette.requests import Request
 
 from digest.errors import ConfigError
-from digest.profile_files import (
-    ABSENT,
-    HISTORY,
-    KEEP_VERSIONS,
-    ProfileConflict,
-    create_profile,
-    file_version,
-    read_profile,
-    save_profile,
-)
-from digest.store import Store
+from digest.profile_book import ProfileBook
+from digest.profile_files import HISTORY, KEEP_VERSIONS, ProfileConflict
+from digest.store import ABSENT, Store, profile_version
 from digest.subscribers import Profile, load_subscribers
 from digest.tokens import server_secret
 from digest.web.forms import cross_site, form_token, form_token_ok
@@ -32,6 +25,37 @@ from digest.web.forms import cross_site, form_token, form_token_ok
 def reader(email: str = "ada@example.org", name: str = "Ada", **fields: object) -> Profile:
     data = {"name": name, "email": email, "interests": {"keywords": ["graphs"]}, **fields}
     return Profile.model_validate(data, context={"now": NOW})
+
+
+def file_version(path: Path) -> str:
+    return profile_version(path.read_bytes()) if path.exists() else ABSENT
+
+
+class Book:
+    """The profiles of a one-host deployment: the folder, and a SQLite store beside it (one per thread)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.database = folder.parent / f"{folder.name}.db"
+
+    def __getattr__(self, name: str) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            with Store(self.database) as store:
+                return getattr(ProfileBook(store, self.folder), name)(*args, **kwargs)
+
+        return call
+
+
+def create_profile(folder: Path, profile: Profile, now: object, *, taken: set[str] | None = None) -> tuple[str, bool]:
+    return Book(folder).create(profile, now, taken=taken or set())  # type: ignore[operator,no-any-return]
+
+
+def save_profile(folder: Path, profile: Profile, *, expected_version: str, now: object) -> str:
+    return Book(folder).save(profile, expected_version=expected_version, now=now)  # type: ignore[operator,no-any-return]
+
+
+def read_profile(folder: Path, subscriber: str, now: object) -> tuple[Profile, str] | None:
+    return Book(folder).read(subscriber, now)  # type: ignore[operator,no-any-return]
 
 
 def test_a_new_address_gets_a_profile_and_the_same_address_never_a_second(tmp_path: Path) -> None:
@@ -46,6 +70,7 @@ def test_a_new_address_gets_a_profile_and_the_same_address_never_a_second(tmp_pa
 
 
 def test_two_sign_ups_at_once_make_two_files(tmp_path: Path) -> None:
+    Store(Book(tmp_path).database).close()  # made once; the threads share it
     results: list[tuple[str, bool]] = []
     threads = [
         threading.Thread(target=lambda n=n: results.append(create_profile(tmp_path, reader(f"ada@x{n}.example"), NOW)))
@@ -153,10 +178,11 @@ def test_saves_in_one_instant_keep_every_replaced_version(tmp_path: Path) -> Non
 
 def test_read_profile_gives_the_version_of_the_bytes_it_read(tmp_path: Path) -> None:
     create_profile(tmp_path, reader(), NOW)
-    profile, version = read_profile(tmp_path, "ada", NOW)
+    found = read_profile(tmp_path, "ada", NOW)
+    assert found is not None
+    profile, version = found
     assert profile.id == "ada" and version == file_version(tmp_path / "ada.toml")
-    with pytest.raises(FileNotFoundError):
-        read_profile(tmp_path, "nobody", NOW)
+    assert read_profile(tmp_path, "nobody", NOW) is None
 
 
 def test_an_id_the_store_still_knows_is_not_given_to_a_new_reader(tmp_path: Path) -> None:
@@ -177,18 +203,18 @@ def test_pruning_one_readers_versions_never_touches_anothers(tmp_path: Path) -> 
 
 
 def test_a_hand_edit_during_a_save_is_refused_not_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import digest.profile_files as files
+    import digest.profile_book as book
 
     create_profile(tmp_path, reader(), NOW)
     path = tmp_path / "ada.toml"
     seen = file_version(path)
-    keep = files._keep_version
+    keep = book.keep_version
 
     def keep_then_an_editor_saves(*args: object) -> None:
         keep(*args)  # type: ignore[arg-type]
         path.write_text(path.read_text(encoding="utf-8").replace("max_papers = 10", "max_papers = 7"), encoding="utf-8")
 
-    monkeypatch.setattr(files, "_keep_version", keep_then_an_editor_saves)
+    monkeypatch.setattr(book, "keep_version", keep_then_an_editor_saves)
     with pytest.raises(ProfileConflict):
         save_profile(tmp_path, reader(max_papers=3).model_copy(update={"id": "ada"}), expected_version=seen, now=NOW)
     assert load_subscribers(tmp_path, NOW).get("ada").max_papers == 7

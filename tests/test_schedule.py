@@ -7,9 +7,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from conftest import profile_watch
 
 from digest.schedule import Daemon, is_due, latest_slot, next_slot
-from digest.subscribers import Profile, load_subscribers
+from digest.subscribers import Profile
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -92,9 +93,10 @@ def test_weekly_schedule_latest_slot_is_found_across_the_week() -> None:
 
 
 def _daemon(folder: Path, sent: list[str]) -> Daemon:
+    signature, load = profile_watch(folder)
     daemon = Daemon(
-        subscribers_dir=folder,
-        load_profiles=lambda: load_subscribers(folder).profiles,
+        profiles_signature=signature,
+        load_profiles=load,
         ingest=lambda: None,
         send=lambda names, stop: sent.extend(names),
         ingest_every=3600,

@@ -21,6 +21,7 @@ from postgres_server import PASSWORD_ENV, PostgresServer
 from smtp_server import Behaviour, SmtpServer
 
 from digest.config import Config, load_config
+from digest.profile_book import ProfileBook
 from digest.service import ingest
 from digest.store import open_store
 
@@ -53,15 +54,34 @@ def shared_workspace(root: Path, url: str, port: int, *, lease: float = 60, batc
     config = load_config(path)
     with open_store(config) as store:
         report = ingest(store, config, [str(DEMO_INBOX)], clock=lambda: INGESTED_AT)
+        # This host has the subscribers folder: its profiles go into the store (digest.profile_book).
+        assert len(ProfileBook.of(config, store).load(INGESTED_AT).profiles) == SUBSCRIBERS
     assert report.new and not report.rejected
     return path, config
 
 
-def start_senders(config: Path, count: int, *args: str) -> list[subprocess.Popen[str]]:
-    command = [sys.executable, "-m", "digest", "--config", str(config), "send", *args, "--json"]
+def other_host(root: Path, config: Path, name: str) -> Path:
+    """The same config.toml on a host of its own: no subscribers folder (the profiles come from the store), its own
+    var/ (maildir, caches)."""
+    host = root / name
+    host.mkdir()
+    (host / "config.toml").write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    assert not (host / "subscribers").exists()
+    return host / "config.toml"
+
+
+def start_senders(configs: Path | list[Path], count: int, *args: str) -> list[subprocess.Popen[str]]:
+    """`count` senders: all with one config.toml, or one with each of `configs` (one per host)."""
+    paths = [configs] * count if isinstance(configs, Path) else configs
     return [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-        for _ in range(count)
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(path), "send", *args, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for path in paths[:count]
     ]
 
 
@@ -86,8 +106,10 @@ def test_senders_share_the_work_and_each_subscriber_gets_one_message(
 ) -> None:
     with SmtpServer(Behaviour()) as server:
         path, _ = shared_workspace(tmp_path, database, server.port)
+        # Each sender on a host of its own, without the subscribers folder: the profiles come from the store.
+        hosts = [other_host(tmp_path, path, f"host-{n}") for n in range(senders)]
         started = time.monotonic()
-        reports = [finish(p) for p in start_senders(path, senders, "--due")]
+        reports = [finish(p) for p in start_senders(hosts, senders, "--due")]
         took = time.monotonic() - started
         received = server.wait_for(SUBSCRIBERS, timeout=30)
         time.sleep(0.2)

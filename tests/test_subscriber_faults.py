@@ -16,7 +16,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from cli import digest
-from conftest import NOW
+from conftest import NOW, profile_watch
 from pydantic import ValidationError
 
 from digest import schedule as schedule_module
@@ -160,14 +160,14 @@ def test_any_failure_loading_one_profile_leaves_the_others_loaded(
 ) -> None:
     write(tmp_path, "ada.toml")
     write(tmp_path, "bob.toml")
-    real = subscribers_module.read_toml
+    real = subscribers_module.parse_profile
 
-    def flaky(path: Path) -> dict[str, Any]:
-        if path.name == "bob.toml":
+    def flaky(data: bytes, subscriber: str, label: str, now: datetime | None = None) -> Profile:
+        if subscriber == "bob":
             raise RuntimeError("disk on fire")
-        return real(path)
+        return real(data, subscriber, label, now)
 
-    monkeypatch.setattr(subscribers_module, "read_toml", flaky)
+    monkeypatch.setattr(subscribers_module, "parse_profile", flaky)
     loaded = load_subscribers(tmp_path)
     assert [p.id for p in loaded.profiles] == ["ada"]
     assert loaded.errors == (f"{tmp_path / 'bob.toml'}: cannot be loaded (RuntimeError: disk on fire)",)
@@ -209,9 +209,10 @@ def test_the_daemon_schedules_the_others_when_one_trigger_fails(
     def send(names: Sequence[str], stop: threading.Event) -> None:
         return None
 
+    signature, load = profile_watch(tmp_path)
     daemon = Daemon(
-        subscribers_dir=tmp_path,
-        load_profiles=lambda: load_subscribers(tmp_path).profiles,
+        profiles_signature=signature,
+        load_profiles=load,
         ingest=lambda: None,
         send=send,
         ingest_every=3600,

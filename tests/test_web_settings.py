@@ -27,10 +27,11 @@ from conftest import NOW
 from test_feeds import Workspace, build_workspace
 from test_web import start
 
+from digest import runner
 from digest.links import Links
-from digest.profile_files import HISTORY, file_version
+from digest.profile_files import HISTORY
 from digest.schedule import Daemon
-from digest.store import Store
+from digest.store import Store, profile_version
 from digest.subscribers import Profile, load_subscribers
 from digest.tokens import server_secret, settings_key
 from digest.web.forms import FORM_FIELD, form_token
@@ -173,7 +174,7 @@ def test_the_page_shows_the_current_profile_and_writes_nothing(site: Site) -> No
     assert (fields["max_papers"], fields["min_score"], fields["diversity"]) == ("5", "0.05", "0.3")
     assert (fields["format"], fields["delivery"], fields["timezone"]) == ("html", "email", "Europe/London")
     assert fields["schedule"] == "0 7 * * mon-fri" and fields["schedule_custom"] == ""
-    assert fields["version"] == file_version(site.folder / "ann.toml")
+    assert fields["version"] == profile_version((site.folder / "ann.toml").read_bytes())
     assert fields[FORM_FIELD] and fields["action"] == "save"
     assert {"pause", "save"} <= set(forms_of(page)), "a pause button beside the profile form"
     assert httpx.head(url).status_code == 200
@@ -240,7 +241,7 @@ def test_an_invalid_value_is_a_400_with_the_files_message_beside_the_field_and_n
     # The page shows what the reader typed, and still carries the version the page was first made from.
     shown = filled(refused)
     assert {key: shown[key] for key in typed} == typed
-    assert shown["version"] == file_version(site.folder / "cyd.toml")
+    assert shown["version"] == profile_version((site.folder / "cyd.toml").read_bytes())
     assert site.profile_bytes("cyd") == before and site.history("cyd") == []
     # The very messages a profile file with those values gets.
     (site.folder / "cyd-file.toml").write_text(
@@ -279,9 +280,9 @@ def test_a_hand_edit_between_opening_and_saving_is_kept_and_the_reader_told(site
 
 def test_the_daemon_picks_up_a_schedule_changed_on_the_page(site: Site) -> None:
     url = site.reader("ned")
-    daemon = Daemon(
-        subscribers_dir=site.folder,
-        load_profiles=lambda: load_subscribers(site.folder).profiles,
+    daemon = Daemon(  # what `digest run` watches and loads: the folder synced with the store
+        profiles_signature=lambda: runner.profiles_signature(site.ws.config),
+        load_profiles=lambda: runner.load_profiles(site.ws.config, report=False).profiles,
         ingest=lambda: None,
         send=lambda names, stop: None,
         ingest_every=3600,

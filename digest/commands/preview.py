@@ -67,7 +67,7 @@ def preview(app: App, subscriber: str, fmt: str | None, output: Path | None, ope
     config = app.config
     if fmt is None and output is not None:
         fmt = FORMAT_BY_SUFFIX.get(output.suffix.lower())  # out.html holds HTML, whatever the subscriber reads
-    profile = app.subscribers(report=False).get(subscriber)
+    profile = app.subscribers(report=False, write=False).get(subscriber)
     env = make_environment(config.paths.templates)
     with app.store() as store:
         if store.subscriber_state(profile.id).paused:

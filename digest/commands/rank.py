@@ -17,7 +17,7 @@ from digest.plan import plan_digest
 @click.pass_obj
 def rank(app: App, subscriber: str, as_json: bool) -> None:
     """Show what SUBSCRIBER's next digest would hold right now, best first, with why. Writes nothing."""
-    profile = app.subscribers(report=False).get(subscriber)
+    profile = app.subscribers(report=False, write=False).get(subscriber)
     with app.store() as store:
         plan = plan_digest(store, profile, utc_now(), model_source(app.config.rank.policy(), save=False))
     if as_json:
@@ -41,7 +41,7 @@ def feedback(app: App, subscriber: str, paper: str, like: bool) -> None:
 
     The next ranking moves the paper's neighbours up (like) or down (dislike). Rating again replaces it.
     """
-    loaded = app.subscribers(report=False)
+    loaded = app.subscribers(report=False, write=False)
     with app.store() as store:
         found = record_feedback(store, loaded, subscriber, paper, 1 if like else -1, utc_now())
     click.echo(f"{subscriber}: {'liked' if like else 'disliked'} {found.id} ({found.title})")

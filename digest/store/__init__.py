@@ -9,13 +9,17 @@ from typing import TYPE_CHECKING
 from digest.store.core import INGEST_CHUNK, Store
 from digest.store.engine import Engine, PostgresEngine, SQLiteEngine, engine_for
 from digest.store.records import (
+    ABSENT,
     Message,
     MessageState,
     Outcome,
     PickRecord,
+    ProfileChange,
+    ProfileRecord,
     StoredFile,
     SubscriberState,
     parse_iso,
+    profile_version,
     utc_iso,
 )
 from digest.store.schema import SCHEMA_VERSION
@@ -32,6 +36,7 @@ def open_store(config: Config, *, timeout: float = 30.0) -> Store:
 
 
 __all__ = [
+    "ABSENT",
     "INGEST_CHUNK",
     "SCHEMA_VERSION",
     "Engine",
@@ -39,6 +44,8 @@ __all__ = [
     "MessageState",
     "Outcome",
     "PickRecord",
+    "ProfileChange",
+    "ProfileRecord",
     "PostgresEngine",
     "SQLiteEngine",
     "Store",
@@ -47,5 +54,6 @@ __all__ = [
     "engine_for",
     "open_store",
     "parse_iso",
+    "profile_version",
     "utc_iso",
 ]

@@ -26,11 +26,14 @@ from digest.paper import Paper, arxiv_id_from_doi, normalise_doi, parse_arxiv_id
 from digest.store.engine import SCHEDULER_LOCK, Connection, Engine, Row, SQLiteEngine
 from digest.store.merge import _merge, _paper_columns
 from digest.store.records import (
+    ABSENT,
     ArxivMatch,
     Message,
     MessageState,
     Outcome,
     PickRecord,
+    ProfileChange,
+    ProfileRecord,
     Signup,
     SignupLimits,
     StoredFile,
@@ -1016,7 +1019,8 @@ class Store:
         subscriber must not be given, or they would inherit someone's history and links."""
         rows = self._db.execute(
             "SELECT subscriber FROM subscriber_state UNION SELECT subscriber FROM messages"
-            " UNION SELECT subscriber FROM feedback"
+            " UNION SELECT subscriber FROM feedback UNION SELECT subscriber FROM profiles"
+            " UNION SELECT subscriber FROM profile_history"
         )
         return {row[0] for row in rows}
 
@@ -1042,6 +1046,114 @@ class Store:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
         rows = self._db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL")
         return {row["subscriber"]: row["token"] for row in rows}
+
+    # ---- subscriber profiles (digest.profile_book) ------------------------------------------------------------
+
+    def profile_index(self) -> dict[str, tuple[str, str | None]]:
+        """Every stored profile's (version, synced), by subscriber: what a sync compares the folder with."""
+        rows = self._db.execute("SELECT subscriber, version, synced FROM profiles")
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def profile_records(self, subscribers: Sequence[str] | None = None) -> list[ProfileRecord]:
+        """The stored profiles (all, or these subscribers'), by subscriber id."""
+        columns = "SELECT subscriber, data, version, synced FROM profiles"
+        if subscribers is None:
+            rows = self._db.execute(f"{columns} ORDER BY subscriber").fetchall()
+        else:
+            members, argument = self._engine.member_of("?")
+            rows = self._db.execute(
+                f"{columns} WHERE subscriber IN (SELECT value FROM {members} AS wanted) ORDER BY subscriber",
+                (argument(list(subscribers)),),
+            ).fetchall()
+        return [ProfileRecord(row[0], bytes(row[1]), row[2], row[3]) for row in rows]
+
+    def profile_signature(self) -> tuple[int, int, int]:
+        """Changes whenever a profile is added, changed or removed (a daemon reschedules when it does)."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(MAX(revision), 0), (SELECT COALESCE(MAX(id), 0) FROM profile_history)"
+            " FROM profiles"
+        ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2]))
+
+    def profile_with_email(self, email: str) -> str | None:
+        """The subscriber whose profile has this address (compared in lower case), if any."""
+        row = self._db.execute(
+            "SELECT subscriber FROM profiles WHERE email = ? ORDER BY subscriber LIMIT 1", (email.lower(),)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def profile_history(self, subscriber: str) -> list[tuple[str, bytes, datetime, str]]:
+        """The versions of a subscriber's profile that writes replaced or removed, newest first:
+        (version, data, when, by what)."""
+        rows = self._db.execute(
+            "SELECT version, data, replaced_at, replaced_by FROM profile_history WHERE subscriber = ? ORDER BY id DESC",
+            (subscriber,),
+        )
+        return [(row[0], bytes(row[1]), parse_iso(row[2]), row[3]) for row in rows]
+
+    def write_profiles(
+        self,
+        changes: Sequence[ProfileChange],
+        now: datetime,
+        *,
+        keep: int = 20,
+        before_commit: Callable[[], None] | None = None,
+    ) -> list[str]:
+        """Apply the changes in one transaction, each only if the stored profile is still what it expects (and,
+        with unique_email, no other profile has its address); returns the subscribers whose change was refused.
+        A version replaced or removed goes to the profile history (the last `keep` per subscriber).
+        `before_commit` runs once the changes are written, when none was refused; if it raises, nothing is."""
+        stamp = utc_iso(now)
+        refused: list[str] = []
+        with self.transaction() as db:
+            for change in changes:
+                if not self._write_profile(db, change, stamp, keep):
+                    refused.append(change.subscriber)
+            if before_commit is not None and not refused:
+                before_commit()
+        return refused
+
+    def _write_profile(self, db: Connection, change: ProfileChange, stamp: str, keep: int) -> bool:
+        row = db.execute(
+            "SELECT data, version, synced FROM profiles WHERE subscriber = ?", (change.subscriber,)
+        ).fetchone()
+        current = ABSENT if row is None else row[1]
+        if change.expected is not None and change.expected != current:
+            return False
+        if change.kind == "synced":
+            if row is not None:
+                db.execute("UPDATE profiles SET synced = ? WHERE subscriber = ?", (change.synced, change.subscriber))
+            return row is not None
+        if change.kind == "put" and change.unique_email and change.email is not None:
+            other = db.execute(
+                "SELECT 1 FROM profiles WHERE email = ? AND subscriber <> ?", (change.email, change.subscriber)
+            ).fetchone()
+            if other is not None:
+                return False
+        if row is not None and (change.kind == "delete" or row[1] != change.version):
+            db.execute(
+                "INSERT INTO profile_history (subscriber, data, version, replaced_at, replaced_by)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (change.subscriber, bytes(row[0]), row[1], stamp, change.by),
+            )
+            db.execute(
+                "DELETE FROM profile_history WHERE subscriber = ? AND id NOT IN"
+                " (SELECT id FROM profile_history WHERE subscriber = ? ORDER BY id DESC LIMIT ?)",
+                (change.subscriber, change.subscriber, keep),
+            )
+        if change.kind == "delete":
+            db.execute("DELETE FROM profiles WHERE subscriber = ?", (change.subscriber,))
+            return True
+        synced = change.synced if change.synced is not None or row is None else row[2]
+        db.execute(
+            "INSERT INTO profiles (subscriber, data, version, synced, email, revision, updated_at, updated_by)"
+            " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(revision), 0) + 1 FROM profiles), ?, ?)"
+            " ON CONFLICT (subscriber) DO UPDATE SET data = excluded.data, version = excluded.version,"
+            " synced = excluded.synced, email = excluded.email, revision = excluded.revision,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            (change.subscriber, change.data, change.version, synced, change.email, stamp, change.by),
+        )
+        return True
 
     # ---- sign-ups -----------------------------------------------------------------------------
 

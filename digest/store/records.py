@@ -3,6 +3,7 @@ text)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -155,3 +156,45 @@ class SignupLimits:
     # link still finds its profile; then they are purged.
     keep_unconfirmed: timedelta = timedelta(days=1)
     keep_confirmed: timedelta = timedelta(days=30)
+
+
+ABSENT = "absent"  # the version of a profile that does not exist (no row, no file)
+
+
+def profile_version(data: bytes | None) -> str:
+    """A profile's version: a hash of its bytes, the same whether they are in a file or in the store."""
+    return ABSENT if data is None else hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """A subscriber's profile as the store holds it: the profile file's bytes, and their version."""
+
+    subscriber: str
+    data: bytes
+    version: str
+    synced: str | None  # the subscribers folder's version at the last sync; None: never in a folder
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """One write to the profiles in the store (Store.write_profiles).
+
+    "put" stores `data`; "delete" removes the profile (its last version kept in the history); "synced" only
+    records that the folder's file is now `synced`. `expected`: the version the stored profile must have for the
+    change to apply (ABSENT: none may exist), None for any. `unique_email`: refused when another profile has
+    `email`. `synced` of a put: the folder's version after it, or None to keep what the row says (a write from
+    a host without the folder)."""
+
+    subscriber: str
+    kind: Literal["put", "delete", "synced"]
+    expected: str | None = None
+    data: bytes = b""
+    email: str | None = None
+    synced: str | None = None
+    by: str = "subscribers folder"
+    unique_email: bool = False
+
+    @property
+    def version(self) -> str:
+        return profile_version(self.data)

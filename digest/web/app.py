@@ -45,10 +45,11 @@ from digest.atom import ALL_FEED, all_papers_feed, subscriber_feed
 from digest.characters import CONTROLS
 from digest.clock import Clock, utc_now
 from digest.config import Config
-from digest.errors import DigestError, StoreError
+from digest.errors import ConfigError, DigestError, StoreError
 from digest.paper import Paper
+from digest.profile_book import ProfileBook
 from digest.store import Store, open_store
-from digest.subscribers import load_subscribers
+from digest.subscribers import Profile
 from digest.tokens import server_secret
 from digest.unsubscribes import (
     append_pending,
@@ -227,11 +228,25 @@ class Handlers:
     def store(self) -> Store:
         return open_store(self.config, timeout=self.store_timeout)
 
+    def profiles(self, store: Store) -> ProfileBook:
+        """The subscribers' profiles (digest.profile_book): the store, and the folder where this host has it."""
+        return ProfileBook.of(self.config, store, create_folder=True)
+
+    def profile(self, store: Store, subscriber: str) -> Profile | None:
+        """A subscriber's profile; None when there is none, or it does not load (logged for the operator)."""
+        try:
+            found = self.profiles(store).read(subscriber, self.clock())
+        except ConfigError as exc:
+            log.warning("%s", exc)
+            return None
+        return None if found is None else found[0]
+
     def display_name(self, subscriber: str) -> str:
         try:
-            for profile in load_subscribers(self.config.paths.subscribers).profiles:
-                if profile.id == subscriber:
-                    return profile.name
+            with self.store() as opened:
+                profile = self.profile(opened, subscriber)
+            if profile is not None:
+                return profile.name
         except DigestError:
             pass  # a broken subscriber file must not turn a recorded unsubscribe into an error page
         return subscriber
@@ -261,17 +276,11 @@ class Handlers:
                 # The token must be this subscriber's own: one reader's token never opens another's feed.
                 if owner != name:
                     raise not_found()
-                profiles = {p.id: p for p in load_subscribers(self.config.paths.subscribers).profiles}
-                if name not in profiles:
+                profile = self.profile(opened, name)
+                if profile is None:
                     raise not_found()
                 body = subscriber_feed(
-                    opened,
-                    self.config,
-                    name,
-                    profiles[name].name,
-                    self.clock(),
-                    profile=profiles[name],
-                    self_url=own_url,
+                    opened, self.config, name, profile.name, self.clock(), profile=profile, self_url=own_url
                 )
         return Response(
             body,

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from digest.errors import DigestError, StoreError
 from digest.paper import Paper
-from digest.profile_files import ABSENT, ProfileConflict, file_version, read_profile, save_profile
+from digest.profile_files import ProfileConflict
 from digest.render.context import short_date
 from digest.subscribers import Profile, id_problem
 from digest.tokens import settings_key
@@ -137,15 +137,19 @@ class SettingsPages:
         return subscriber
 
     def current(self, subscriber: str, now: datetime) -> tuple[Profile, str]:
-        """The reader's profile as the file now says, and that file's version (from the same bytes). No file: 404.
-        A file that does not load: ConfigError, which the app logs for the operator and answers with "try again
-        later"."""
-        if file_version(self.app.config.paths.subscribers / f"{subscriber}.toml") == ABSENT:
+        """The reader's profile as it is now (its file synced first, digest.profile_book), and the version it was
+        read from. None: 404. A profile that does not load: ConfigError, which the app logs for the operator and
+        answers with "try again later"."""
+        with self.app.store() as opened:
+            found = self.app.profiles(opened).read(subscriber, now)
+        if found is None:
             raise web.not_found()
-        try:
-            return read_profile(self.app.config.paths.subscribers, subscriber, now)
-        except FileNotFoundError:  # deleted in between
-            raise web.not_found() from None
+        return found
+
+    def write(self, profile: Profile, version: str, now: datetime) -> None:
+        """Save a changed profile over `version`; ProfileConflict when it changed since (a hand edit included)."""
+        with self.app.store() as opened:
+            self.app.profiles(opened).save(profile, expected_version=version, now=now)
 
     def form_tokens(self, subscriber: str, now: datetime, actions: tuple[str, ...] = ACTIONS) -> dict[str, str]:
         secret = self.app.secret
@@ -240,7 +244,7 @@ class SettingsPages:
         if profile == current:
             return _done("unchanged")
         try:
-            save_profile(self.app.config.paths.subscribers, profile, expected_version=seen, now=now)
+            self.write(profile, seen, now)
         except ProfileConflict:
             return self.conflict(subscriber, token, now, submitted_values(fields))
         log.info("%s: settings saved through the settings page", subscriber)
@@ -287,7 +291,7 @@ class SettingsPages:
         if changed is None:
             return _done(code)
         try:
-            save_profile(self.app.config.paths.subscribers, changed, expected_version=version, now=now)
+            self.write(changed, version, now)
         except ProfileConflict:  # a hand edit between reading the file and writing it: nothing is overwritten
             return self.conflict(subscriber, token, now, {})
         log.info("%s: profile changed from the feedback page (%s)", subscriber, action)

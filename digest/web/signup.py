@@ -4,7 +4,7 @@
     POST /subscribe         checked as a profile is, rate-limited, recorded, and a confirmation link emailed;
                             nothing is created in subscribers/ yet
     GET  /confirm/<code>    a page with a button (mail scanners open every link: GET changes nothing)
-    POST /confirm/<code>    creates the profile (digest.profile_files.create_profile: atomic, one per address),
+    POST /confirm/<code>    creates the profile (digest.profile_book: atomic, one per address),
                             issues the reader's token and redirects to their settings page
 
 The answer to a sign-up never says whether the address is new, waiting for its confirmation or subscribed
@@ -43,11 +43,10 @@ from digest.characters import INVISIBLE
 from digest.mail.message import message_bytes
 from digest.mail.notice import compose_notice
 from digest.mail.transport import make_transport
-from digest.profile_files import create_profile
 from digest.starter import parse_keywords
 from digest.store import Store
 from digest.store.records import Signup, SignupLimits
-from digest.subscribers import Profile, load_subscribers
+from digest.subscribers import Profile
 from digest.tokens import settings_key
 from digest.web import forms
 from digest.web.pages import render_page
@@ -216,12 +215,12 @@ class SignupPages:
         now = self.app.clock()
         with self.app.store() as store:  # a flood is turned away before any work is done for it
             wait = store.signup_client_wait(client, now, self.limits)
-        if wait is not None:
-            return _too_many(wait)
-        profile, problems = requested_profile(values, now)
-        if profile is None:
-            return self.form_page(values, problems, 400)
-        existing = self.existing_subscriber(profile.email, now)
+            if wait is not None:
+                return _too_many(wait)
+            profile, problems = requested_profile(values, now)
+            if profile is None:
+                return self.form_page(values, problems, 400)
+            existing = self.existing_subscriber(store, profile.email, now)
         code = None if existing else secrets.token_urlsafe(24)
         request = Signup(
             code_hash=code_hash(code) if code else None,
@@ -245,15 +244,9 @@ class SignupPages:
         self.send(subject, text, html, profile.email, now)
         return _page("subscribe_sent.html", title="Check your inbox", email=profile.email, hours=self.expiry_hours)
 
-    def existing_subscriber(self, email: str, now: datetime) -> str | None:
-        folder = self.app.config.paths.subscribers
-        if not folder.is_dir():
-            return None
-        address = email.lower()  # lower(), not casefold(): casefold makes "ſam@" "sam@", another mailbox
-        for existing in load_subscribers(folder, now).profiles:
-            if existing.email.lower() == address:
-                return existing.id
-        return None
+    def existing_subscriber(self, store: Store, email: str, now: datetime) -> str | None:
+        # lower(), not casefold(): casefold makes "ſam@" "sam@", another mailbox
+        return self.app.profiles(store).subscriber_with_email(email.lower(), now)
 
     def send(self, subject: str, text: str, html: str, to_email: str, now: datetime) -> None:
         message = compose_notice(
@@ -329,8 +322,7 @@ class SignupPages:
                 return self.expired_page()
             # An id the store still holds a history for (a profile removed since) is not given again: its sent
             # papers, ratings and links would pass to the new reader.
-            subscribers = self.app.config.paths.subscribers
-            subscriber, created = create_profile(subscribers, profile, now, taken=store.known_subscribers())
+            subscriber, created = self.app.profiles(store).create(profile, now, taken=store.known_subscribers())
             if created:
                 log.info("%s: subscribed through the sign-up page", subscriber)
             store.confirm_signup(code_hash(code), subscriber, now)

@@ -1,0 +1,358 @@
+"""Where the subscribers' profiles live: in the store, so that every host sharing the database (senders and web
+servers on one PostgreSQL) reads the same profiles without a shared folder; and, on the host that has it, in the
+subscribers folder, their editable mirror.
+
+Every load syncs the folder with the store by content hash. It reads the folder's files, as loading them always
+did, and writes only what changed:
+- a file that is new, or changed since the last sync, is stored (the version it replaces goes to the store's
+  profile history);
+- a file removed since the last sync removes its profile (its last version kept in the history);
+- a profile changed in the store since the last sync (the settings page or a sign-up, on a web server without the
+  folder) is written to the folder, the file it replaces kept in .history/;
+- changed in both places since the last sync: the file wins (an operator's edit is the latest word), and a notice
+  says where the other version is kept.
+A file that cannot be read now, or whose id clashes with another's, leaves its profile as stored.
+
+One folder per deployment: two hosts with folders of their own would undo each other's changes. Without
+[database] url the folder is required (one host, as always); with it, a host without the folder reads the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from digest.errors import ConfigError, DigestError, StoreError
+from digest.files import write_atomically
+from digest.profile_files import ProfileConflict, check_profile, keep_version, profile_text, write_lock
+from digest.starter import suggest_id
+from digest.store import ABSENT, ProfileChange, Store, profile_version
+from digest.subscribers import FolderScan, Profile, SubscriberSet, parse_profile, parse_profiles, scan_folder
+
+if TYPE_CHECKING:
+    from digest.config import Config
+
+log = logging.getLogger(__name__)
+
+FolderSignature = tuple[tuple[str, int, int, int], ...]
+
+
+@dataclass
+class SyncPlan:
+    """What a sync does: changes to the store, profiles to write to the folder, and what to tell the operator."""
+
+    changes: list[ProfileChange] = field(default_factory=list)
+    exports: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def apply_to(self, stored: dict[str, bytes]) -> dict[str, bytes]:
+        """The profiles the store would hold once the changes are made (for a load that writes nothing)."""
+        result = dict(stored)
+        for change in self.changes:
+            if change.kind == "put":
+                result[change.subscriber] = change.data
+            elif change.kind == "delete":
+                result.pop(change.subscriber, None)
+        return result
+
+
+def plan_sync(scan: FolderScan, stored: Mapping[str, tuple[str, str | None]], folder: Path, now: datetime) -> SyncPlan:
+    """Compare the folder's files with the stored profiles' (version, synced): see the module's docstring."""
+    plan = SyncPlan()
+    for subscriber in sorted(set(scan.files) | set(stored)):
+        if subscriber in scan.held:
+            continue
+        data = scan.files.get(subscriber)
+        version, synced = stored.get(subscriber, (ABSENT, None))
+        if data is None:
+            if synced is None:  # never in the folder: made elsewhere (a sign-up), so it is written here
+                plan.exports.append(subscriber)
+            else:  # the file was removed since the last sync
+                plan.changes.append(ProfileChange(subscriber, "delete", expected=version))
+            continue
+        on_disk = profile_version(data)
+        if on_disk == version:
+            if synced != on_disk:
+                plan.changes.append(ProfileChange(subscriber, "synced", expected=version, synced=on_disk))
+        elif synced == on_disk:  # changed in the store since the last sync, the file not
+            plan.exports.append(subscriber)
+        else:  # the file changed since the last sync (or is new)
+            if version != ABSENT and synced != version:
+                plan.notices.append(
+                    f"{folder / subscriber}.toml: changed both here and in the store (settings page or sign-up)"
+                    " since the last sync; the file was kept, the other version is in the store's profile history"
+                )
+            email = _email_of(data, subscriber, now)
+            plan.changes.append(
+                ProfileChange(subscriber, "put", expected=version, data=data, email=email, synced=on_disk)
+            )
+    return plan
+
+
+def _file_version(path: Path) -> str:
+    try:
+        return profile_version(path.read_bytes())
+    except FileNotFoundError:
+        return ABSENT
+
+
+def _email_of(data: bytes, subscriber: str, now: datetime) -> str | None:
+    """The profile's address in lower case (one profile per address), or None when the profile does not load."""
+    try:
+        return parse_profile(data, subscriber, subscriber, now).email.lower()
+    except Exception:  # a profile that does not load is reported when it is loaded, by its own error
+        return None
+
+
+class ProfileBook:
+    """The subscribers' profiles of one deployment: the store, and this host's subscribers folder if it has one."""
+
+    def __init__(self, store: Store, folder: Path | None) -> None:
+        self.store = store
+        self.folder = folder
+
+    @classmethod
+    def of(cls, config: Config, store: Store, *, create_folder: bool = False) -> ProfileBook:
+        """The book config.toml describes: [paths] subscribers when this host has that folder; without it, the
+        store alone (PostgreSQL only: a single host without its folder is a mistake, not a deployment)."""
+        folder = config.paths.subscribers
+        if create_folder and config.database.url is None:
+            folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir():
+            return cls(store, folder)
+        if config.database.url is None:
+            raise ConfigError(f"{folder}: subscribers folder not found; create it or set [paths] subscribers")
+        return cls(store, None)
+
+    def label(self, subscriber: str) -> str:
+        """How one-line errors name a profile: its file, or "<id>.toml" on a host without the folder."""
+        return str(self.folder / f"{subscriber}.toml") if self.folder else f"{subscriber}.toml"
+
+    # ---- sync -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _folder_lock(self) -> Iterator[bool]:
+        """The folder's write lock (one writer of profile files at a time, digest.profile_files); False where the
+        folder cannot be written (a read-only checkout): then nothing is written to it."""
+        if self.folder is None:
+            yield False
+            return
+        try:
+            lock = write_lock(self.folder)
+            lock.__enter__()
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.__exit__(None, None, None)
+
+    def sync(self, now: datetime, *, only: str | None = None, write: bool = True) -> tuple[FolderScan, SyncPlan]:
+        """Sync the folder with the store (all profiles, or subscriber `only`'s); `write=False` plans only.
+        Call with the folder's lock held."""
+        if self.folder is None:
+            return FolderScan(), SyncPlan()
+        stored = self.store.profile_index()
+        scan = scan_folder(self.folder, only, prefer=stored)
+        if only is not None:
+            stored = {only: stored[only]} if only in stored else {}
+        plan = plan_sync(scan, stored, self.folder, now)
+        if not write:
+            return scan, plan
+        changes = list(plan.changes)
+        if plan.exports:
+            for record in self.store.profile_records(plan.exports):
+                if self._export(record.subscriber, record.data, record.synced, now):
+                    changes.append(
+                        ProfileChange(record.subscriber, "synced", expected=record.version, synced=record.version)
+                    )
+        if changes:
+            # Refused: changed by another host since it was read; the next sync sees it as it is then.
+            refused = self.store.write_profiles(changes, now)
+            if refused:
+                log.info("profiles changed meanwhile, synced next time: %s", ", ".join(refused))
+        for notice in plan.notices:
+            log.warning("%s", notice)
+        return scan, plan
+
+    def _export(self, subscriber: str, data: bytes, synced: str | None, now: datetime) -> bool:
+        """Write a stored profile to the folder, if its file is still the version the last sync saw."""
+        assert self.folder is not None
+        path = self.folder / f"{subscriber}.toml"
+        try:
+            before: bytes | None = path.read_bytes()
+        except FileNotFoundError:
+            before = None
+        if profile_version(before) != (synced or ABSENT):  # a hand edit since the scan: the next sync takes it
+            return False
+        try:
+            if before is not None:
+                keep_version(self.folder, subscriber, before, now)
+            if _file_version(path) != profile_version(before):  # a hand edit meanwhile: the next sync takes it
+                return False
+            write_atomically(path, data)
+        except OSError as exc:  # a full disk, a read-only folder: the store keeps it, the next sync tries again
+            log.warning("%s: cannot write the profile to the folder (%s); the store has it", path, exc.strerror)
+            return False
+        return True
+
+    # ---- reading --------------------------------------------------------------------------------------------
+
+    def _synced(
+        self, now: datetime, *, only: str | None = None, write: bool = True
+    ) -> tuple[FolderScan, SyncPlan, bool]:
+        """Sync (or only plan, `write=False`); also only plans when the folder or the store cannot be written now
+        (a full disk, another writer holding the store): reading profiles never fails for that, and the next sync
+        writes what this one could not. The last item: whether the sync was written."""
+        with self._folder_lock() as writable:
+            if write and writable:
+                try:
+                    scan, plan = self.sync(now, only=only)
+                    return scan, plan, True
+                except StoreError as exc:
+                    log.warning("profiles read from the folder, not synced to the store this time: %s", exc)
+            scan, plan = self.sync(now, only=only, write=False)
+            return scan, plan, False
+
+    def load(self, now: datetime, *, write: bool = True) -> SubscriberSet:
+        """Every profile, synced with the folder first; bad ones become one-line errors, the rest load.
+        `write=False` (a preview): the profiles the sync would leave, with nothing written."""
+        scan, plan, written = self._synced(now, write=write)
+        records = {record.subscriber: record.data for record in self.store.profile_records()}
+        if not written:
+            records = plan.apply_to(records)
+        # A held file's profile loads as stored, here as on every host without the folder: whichever host sends,
+        # the reader is treated alike.
+        loaded = parse_profiles(records, self.label, now)
+        unreadable = [
+            f"{why}; the version in the store is used" for name, why in scan.unreadable.items() if name in records
+        ]
+        errors = (*scan.errors, *(why for name, why in scan.unreadable.items() if name not in records))
+        return SubscriberSet(loaded.profiles, (*errors, *loaded.errors), (*plan.notices, *unreadable))
+
+    def read(self, subscriber: str, now: datetime) -> tuple[Profile, str] | None:
+        """One subscriber's profile and the version it was read from (what a settings page shows and later saves
+        against), synced with its file first; None when there is none. ConfigError when it does not load."""
+        _, plan, written = self._synced(now, only=subscriber)
+        found = {record.subscriber: record.data for record in self.store.profile_records([subscriber])}
+        if not written:
+            found = plan.apply_to(found)
+        if subscriber not in found:
+            return None
+        data = found[subscriber]
+        return parse_profile(data, subscriber, self.label(subscriber), now), profile_version(data)
+
+    def subscriber_with_email(self, email: str, now: datetime) -> str | None:
+        """The subscriber whose (loading) profile has this address, compared in lower case."""
+        self._synced(now)
+        return self.store.profile_with_email(email)
+
+    def signature(self) -> tuple[FolderSignature, tuple[int, int, int]]:
+        """Changes whenever a profile may have: a file in the folder, or a profile in the store."""
+        files: FolderSignature = ()
+        if self.folder is not None:
+            # The inode too: an atomic replace within one timestamp tick changes only that.
+            stats = ((path.name, path.stat()) for path in self.folder.glob("*.toml"))
+            files = tuple(sorted((name, st.st_ino, st.st_size, st.st_mtime_ns) for name, st in stats))
+        return files, self.store.profile_signature()
+
+    # ---- writing --------------------------------------------------------------------------------------------
+
+    def save(self, profile: Profile, *, expected_version: str, now: datetime, by: str = "settings page") -> str:
+        """Replace a subscriber's profile with `profile` if it is still `expected_version` (a hand edit of the file
+        since then counts as a change); the version it replaces goes to the history. Returns the new version.
+        ProfileConflict when it changed."""
+        data = profile_text(profile).encode("utf-8")
+        check_profile(profile.id, data.decode("utf-8"), now)  # what is written must load, whatever the caller checked
+        conflict = ProfileConflict(
+            f"{profile.id}.toml was changed after this page was opened (by hand, or in another window); "
+            "reload the page and make your change again"
+        )
+        with self._folder_lock() as writable:
+            self.sync(now, only=profile.id, write=writable)
+            change = ProfileChange(
+                profile.id,
+                "put",
+                expected=expected_version,
+                data=data,
+                email=profile.email.lower(),
+                synced=profile_version(data) if writable else None,
+                by=by,
+            )
+            write_file = self._file_writer(profile.id, data, now, conflict) if writable else None
+            if self.store.write_profiles([change], now, before_commit=write_file):
+                raise conflict
+        return change.version
+
+    def _file_writer(
+        self, subscriber: str, data: bytes, now: datetime, conflict: ProfileConflict
+    ) -> Callable[[], None]:
+        """What writes a profile's file inside the store's transaction: refuses (and so undoes the transaction)
+        when the file is no longer the version the sync just saw, a hand edit landing mid-save."""
+        assert self.folder is not None
+        folder = self.folder
+        synced = self.store.profile_index().get(subscriber, (ABSENT, None))[1] or ABSENT
+        path = folder / f"{subscriber}.toml"
+
+        def write() -> None:
+            try:
+                before: bytes | None = path.read_bytes()
+            except FileNotFoundError:
+                before = None
+            if profile_version(before) != synced:
+                raise conflict
+            if before is not None:
+                keep_version(folder, subscriber, before, now)
+            if _file_version(path) != synced:  # a hand edit (which takes no lock) that landed while the copy was kept
+                raise conflict
+            write_atomically(path, data)
+
+        return write
+
+    def create(self, profile: Profile, now: datetime, *, taken: Collection[str] = ()) -> tuple[str, bool]:
+        """A new subscriber's profile: (their id, True). The id comes from the email address, with -2, -3... when a
+        profile, a file or `taken` (ids the store still holds a history for) has it. An address that already has a
+        profile gets no second one: (that id, False), nothing written."""
+        data = profile_text(profile.model_copy(update={"id": "new"})).encode("utf-8")
+        check_profile("new", data.decode("utf-8"), now)
+        address = profile.email.lower()  # not casefold(): it would make "ſam@" the mailbox "sam@"
+        base = suggest_id(profile.email, profile.name)
+        with self._folder_lock() as writable:
+            self.sync(now, write=writable)
+            for _ in range(20):  # another host may take the id or the address meanwhile: then look again
+                existing = self.store.profile_with_email(address)
+                if existing is not None:
+                    return existing, False
+                used = {name.casefold() for name in (*self.store.profile_index(), *taken)}
+                if self.folder is not None:
+                    used |= {path.stem.casefold() for path in self.folder.glob("*.toml")}
+                subscriber, number = base, 2
+                while subscriber.casefold() in used:
+                    suffix = f"-{number}"
+                    subscriber = base[: 64 - len(suffix)] + suffix
+                    number += 1
+                version = profile_version(data)
+                change = ProfileChange(
+                    subscriber,
+                    "put",
+                    expected=ABSENT,
+                    data=data,
+                    email=address,
+                    synced=version if writable else None,
+                    by="sign-up",
+                    unique_email=True,
+                )
+                conflict = ProfileConflict(f"{subscriber}.toml appeared meanwhile")
+                write_file = self._file_writer(subscriber, data, now, conflict) if writable else None
+                try:
+                    if not self.store.write_profiles([change], now, before_commit=write_file):
+                        return subscriber, True
+                except ProfileConflict:
+                    continue
+        raise DigestError(f"no free subscriber id for {profile.email!r} after 20 tries; try again")
