@@ -31,7 +31,7 @@ from digest.errors import ConfigError, DigestError, StoreError
 from digest.files import write_atomically
 from digest.profile_files import ProfileConflict, check_profile, keep_version, profile_text, write_lock
 from digest.starter import suggest_id
-from digest.store import ABSENT, ProfileChange, Store, profile_version
+from digest.store import ABSENT, ProfileChange, ProfileVersion, Store, profile_version
 from digest.subscribers import FolderScan, Profile, SubscriberSet, parse_profile, parse_profiles, scan_folder
 
 if TYPE_CHECKING:
@@ -239,14 +239,18 @@ class ProfileBook:
     def read(self, subscriber: str, now: datetime) -> tuple[Profile, str] | None:
         """One subscriber's profile and the version it was read from (what a settings page shows and later saves
         against), synced with its file first; None when there is none. ConfigError when it does not load."""
+        data = self.data(subscriber, now)
+        if data is None:
+            return None
+        return parse_profile(data, subscriber, self.label(subscriber), now), profile_version(data)
+
+    def data(self, subscriber: str, now: datetime) -> bytes | None:
+        """The bytes of a subscriber's profile (its file's, as the store keeps them), synced with its file first."""
         _, plan, written = self._synced(now, only=subscriber)
         found = {record.subscriber: record.data for record in self.store.profile_records([subscriber])}
         if not written:
             found = plan.apply_to(found)
-        if subscriber not in found:
-            return None
-        data = found[subscriber]
-        return parse_profile(data, subscriber, self.label(subscriber), now), profile_version(data)
+        return found.get(subscriber)
 
     def subscriber_with_email(self, email: str, now: datetime) -> str | None:
         """The subscriber whose (loading) profile has this address, compared in lower case."""
@@ -274,21 +278,59 @@ class ProfileBook:
             f"{profile.id}.toml was changed after this page was opened (by hand, or in another window); "
             "reload the page and make your change again"
         )
+        return self._put(profile.id, data, profile.email.lower(), expected_version, now, by, conflict)
+
+    def _put(
+        self,
+        subscriber: str,
+        data: bytes,
+        email: str,
+        expected_version: str,
+        now: datetime,
+        by: str,
+        conflict: ProfileConflict,
+    ) -> str:
         with self._folder_lock() as writable:
-            self.sync(now, only=profile.id, write=writable)
+            self.sync(now, only=subscriber, write=writable)
             change = ProfileChange(
-                profile.id,
+                subscriber,
                 "put",
                 expected=expected_version,
                 data=data,
-                email=profile.email.lower(),
+                email=email,
                 synced=profile_version(data) if writable else None,
                 by=by,
             )
-            write_file = self._file_writer(profile.id, data, now, conflict) if writable else None
+            write_file = self._file_writer(subscriber, data, now, conflict) if writable else None
             if self.store.write_profiles([change], now, before_commit=write_file):
                 raise conflict
         return change.version
+
+    def history(self, subscriber: str, now: datetime) -> list[ProfileVersion]:
+        """The versions of a subscriber's profile that writes replaced or removed, newest first (its file synced
+        first: a hand edit since the last run has replaced a version too)."""
+        self._synced(now, only=subscriber)
+        return self.store.profile_history(subscriber)
+
+    def earlier(self, subscriber: str, version: str, now: datetime) -> ProfileVersion:
+        """The earlier version of a subscriber's profile that `version` names (a prefix of it will do)."""
+        versions = self.history(subscriber, now)
+        matches = {v.version: v for v in versions if v.version.startswith(version)}
+        if len(matches) != 1:
+            known = ", ".join(v.version[:12] for v in versions) or "none"
+            what = "matches more than one of" if matches else "is not one of"
+            raise DigestError(f"{subscriber}: version {version!r} {what} its earlier versions ({known})")
+        return next(iter(matches.values()))
+
+    def restore(self, subscriber: str, version: str, now: datetime) -> str:
+        """Make an earlier version of a subscriber's profile the current one again, in the store and in the folder;
+        the version it replaces goes to the history in turn. Returns the new current version."""
+        chosen = self.earlier(subscriber, version, now)
+        profile = parse_profile(chosen.data, subscriber, f"{subscriber}.toml (version {chosen.version[:12]})", now)
+        current = self.read(subscriber, now)
+        conflict = ProfileConflict(f"{subscriber}.toml changed while it was restored; run the command again")
+        expected = ABSENT if current is None else current[1]
+        return self._put(subscriber, chosen.data, profile.email.lower(), expected, now, "restore", conflict)
 
     def _file_writer(
         self, subscriber: str, data: bytes, now: datetime, conflict: ProfileConflict

@@ -25,6 +25,7 @@ COMMAND_MODULES: dict[str, str] = {
     "serve": "web",
     "token": "web",
     "resume": "subscribers",
+    "profile": "subscribers",
     "demo": "demo",
     "init": "init",
 }
@@ -46,6 +47,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
     "feeds": "Write an Atom feed per subscriber (DIR/<id>.xml) and the shared DIR/all.xml.",
     "serve": "Serve feeds, unsubscribe, feedback, settings and sign-up pages over HTTP (Starlette on uvicorn).",
     "token": "Print SUBSCRIBER's secret token (made on first use) and their feed and settings URLs.",
+    "profile": "Print SUBSCRIBER's profile as the store holds it, or its earlier versions.",
     "resume": "Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it).",
     "demo": "Run the whole pipeline on built-in sample data (no network, no server) and say where the output is.",
     "init": "Start your own digest in DIR (default: here): a commented config.toml, inbox/, and a first profile.",

@@ -1,4 +1,4 @@
-"""digest subscribers, digest resume."""
+"""digest subscribers, digest profile, digest resume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import click
 
 from digest.cli import App, echo_json
 from digest.clock import utc_now
-from digest.subscribers import subscriber_statuses
+from digest.errors import DigestError
+from digest.profile_book import ProfileBook
+from digest.subscribers import id_problem, subscriber_statuses
 from digest.unsubscribes import apply_pending_unsubscribes
 
 
@@ -38,6 +40,59 @@ def subscribers(app: App, as_json: bool) -> None:
 
 @click.command()
 @click.argument("subscriber")
+@click.option("--history", "list_history", is_flag=True, help="List its earlier versions, newest first.")
+@click.option("--show", "show_version", metavar="VERSION", help="Print an earlier version (a prefix of it will do).")
+@click.option(
+    "--restore",
+    "restore_version",
+    metavar="VERSION",
+    help="Make an earlier version the current one again, in the store and in the subscribers folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --history: print the versions as JSON.")
+@click.pass_obj
+def profile(
+    app: App, subscriber: str, list_history: bool, show_version: str | None, restore_version: str | None, as_json: bool
+) -> None:
+    """Print SUBSCRIBER's profile as the store holds it, or its earlier versions.
+
+    Profiles live in the store (on PostgreSQL, shared by every host), synced on every run with the subscribers
+    folder where this host has it. Every version a write replaced (a hand edit, the settings page, a sign-up, a
+    restore) or removed is kept: --history lists them, --show VERSION prints one, --restore VERSION makes it
+    current again (the version it replaces is kept in turn).
+    """
+    problem = id_problem(subscriber)
+    if problem:
+        raise DigestError(f"{subscriber!r}: {problem}")
+    now = utc_now()
+    with app.store() as store:
+        book = ProfileBook.of(app.config, store)
+        if restore_version is not None:
+            version = book.restore(subscriber, restore_version, now)
+            click.echo(f"{subscriber}: version {restore_version} restored (now {version[:12]})")
+            return
+        if show_version is not None:
+            click.echo(book.earlier(subscriber, show_version, now).data.decode("utf-8", errors="replace"), nl=False)
+            return
+        if list_history:
+            versions = book.history(subscriber, now)
+            if as_json:
+                echo_json(
+                    [
+                        {"version": v.version, "replaced_at": v.replaced_at.isoformat(), "replaced_by": v.replaced_by}
+                        for v in versions
+                    ]
+                )
+            for v in [] if as_json else versions:
+                click.echo(f"{v.version[:12]}\treplaced {v.replaced_at:%Y-%m-%d %H:%M} UTC by {v.replaced_by}")
+            return
+        data = book.data(subscriber, now)
+    if data is None:
+        raise DigestError(f"no subscriber {subscriber!r}; `digest subscribers` lists them")
+    click.echo(data.decode("utf-8", errors="replace"), nl=False)
+
+
+@click.command()
+@click.argument("subscriber")
 @click.pass_obj
 def resume(app: App, subscriber: str) -> None:
     """Resume SUBSCRIBER's digest after they unsubscribed (the web link pauses them; this undoes it)."""
@@ -48,4 +103,4 @@ def resume(app: App, subscriber: str) -> None:
     click.echo(f"{profile.id}: resumed" if changed else f"{profile.id}: was not paused; nothing to do")
 
 
-COMMANDS = [subscribers, resume]
+COMMANDS = [subscribers, profile, resume]

@@ -34,6 +34,7 @@ from digest.store.records import (
     PickRecord,
     ProfileChange,
     ProfileRecord,
+    ProfileVersion,
     Signup,
     SignupLimits,
     StoredFile,
@@ -1082,14 +1083,13 @@ class Store:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    def profile_history(self, subscriber: str) -> list[tuple[str, bytes, datetime, str]]:
-        """The versions of a subscriber's profile that writes replaced or removed, newest first:
-        (version, data, when, by what)."""
+    def profile_history(self, subscriber: str) -> list[ProfileVersion]:
+        """The versions of a subscriber's profile that writes replaced or removed, newest first."""
         rows = self._db.execute(
             "SELECT version, data, replaced_at, replaced_by FROM profile_history WHERE subscriber = ? ORDER BY id DESC",
             (subscriber,),
         )
-        return [(row[0], bytes(row[1]), parse_iso(row[2]), row[3]) for row in rows]
+        return [ProfileVersion(row[0], bytes(row[1]), parse_iso(row[2]), row[3]) for row in rows]
 
     def write_profiles(
         self,

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from digest.paper import Paper
 
@@ -198,3 +198,12 @@ class ProfileChange:
     @property
     def version(self) -> str:
         return profile_version(self.data)
+
+
+class ProfileVersion(NamedTuple):
+    """A version of a profile that a write replaced or removed (Store.profile_history)."""
+
+    version: str
+    data: bytes
+    replaced_at: datetime
+    replaced_by: str  # what replaced it: "subscribers folder", "settings page", "sign-up", "restore"
