@@ -1106,14 +1106,18 @@ class Store:
         stamp = utc_iso(now)
         refused: list[str] = []
         with self.transaction() as db:
+            # Read once, not once per profile: a first sync of 10,000 files would scan the table 10,000 times.
+            revisions = itertools.count(
+                int(db.execute("SELECT COALESCE(MAX(revision), 0) FROM profiles").fetchone()[0]) + 1
+            )
             for change in changes:
-                if not self._write_profile(db, change, stamp, keep):
+                if not self._write_profile(db, change, stamp, keep, next(revisions)):
                     refused.append(change.subscriber)
             if before_commit is not None and not refused:
                 before_commit()
         return refused
 
-    def _write_profile(self, db: Connection, change: ProfileChange, stamp: str, keep: int) -> bool:
+    def _write_profile(self, db: Connection, change: ProfileChange, stamp: str, keep: int, revision: int) -> bool:
         row = db.execute(
             "SELECT data, version, synced FROM profiles WHERE subscriber = ?", (change.subscriber,)
         ).fetchone()
@@ -1147,11 +1151,11 @@ class Store:
         synced = change.synced if change.synced is not None or row is None else row[2]
         db.execute(
             "INSERT INTO profiles (subscriber, data, version, synced, email, revision, updated_at, updated_by)"
-            " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(revision), 0) + 1 FROM profiles), ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (subscriber) DO UPDATE SET data = excluded.data, version = excluded.version,"
             " synced = excluded.synced, email = excluded.email, revision = excluded.revision,"
             " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-            (change.subscriber, change.data, change.version, synced, change.email, stamp, change.by),
+            (change.subscriber, change.data, change.version, synced, change.email, revision, stamp, change.by),
         )
         return True
 
