@@ -39,11 +39,12 @@ class App:
     def store(self) -> Store:
         return open_store(self.config)
 
-    def subscribers(self, *, report: bool = True, write: bool = True) -> SubscriberSet:
+    def subscribers(self, *, report: bool = True, write: bool = True, allow_removals: bool = False) -> SubscriberSet:
         """Every profile (digest.profile_book: the folder synced with the store first; `write=False` for a
         command that writes nothing, such as a preview)."""
         with self.store() as store:
-            loaded = ProfileBook.of(self.config, store).load(clock.utc_now(), write=write)
+            book = ProfileBook.of(self.config, store)
+            loaded = book.load(clock.utc_now(), write=write, allow_removals=allow_removals)
         if report:
             for notice in loaded.notices:
                 click.echo(f"notice: {notice}", err=True)

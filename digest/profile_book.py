@@ -20,9 +20,11 @@ One folder per deployment: two hosts with folders of their own would undo each o
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +40,14 @@ if TYPE_CHECKING:
     from digest.config import Config
 
 log = logging.getLogger(__name__)
+# A sync removes at most this share of the profiles synced from the folder (or 3) unless told to: more is likelier
+# an unmounted or half-copied folder than readers removed.
+MASS_REMOVAL = 0.5
+# A file missing from the listing is looked for again this much later before its profile is removed: a `git pull`
+# or an editor's save (rename, then write) leaves a moment without it.
+SECOND_LOOK = 0.25
+FOLDER_MARKER = ".digest-folder"  # in the folder: the id of the folder the store syncs with
+FOLDER_OWNER = "profiles-folder"  # the store's secret holding that id
 
 FolderSignature = tuple[tuple[str, int, int, int], ...]
 
@@ -49,6 +59,7 @@ class SyncPlan:
     changes: list[ProfileChange] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # files not synced, and why
 
     def apply_to(self, stored: dict[str, bytes]) -> dict[str, bytes]:
         """The profiles the store would hold once the changes are made (for a load that writes nothing)."""
@@ -61,37 +72,93 @@ class SyncPlan:
         return result
 
 
-def plan_sync(scan: FolderScan, stored: Mapping[str, tuple[str, str | None]], folder: Path, now: datetime) -> SyncPlan:
-    """Compare the folder's files with the stored profiles' (version, synced): see the module's docstring."""
+def plan_sync(
+    scan: FolderScan,
+    stored: Mapping[str, tuple[str, str | None]],
+    folder: Path,
+    now: datetime,
+    *,
+    allow_removals: bool = False,
+) -> SyncPlan:
+    """Compare the folder's files with the stored profiles' (version, synced): see the module's docstring.
+
+    Removals are held (with a notice) when they would remove more than MASS_REMOVAL of the profiles synced from
+    the folder: an unmounted, emptied or half-copied folder, not an operator removing readers, is the likely
+    cause. `allow_removals` (digest subscribers --remove-missing) makes them anyway."""
     plan = SyncPlan()
+    removals: list[ProfileChange] = []
     for subscriber in sorted(set(scan.files) | set(stored)):
         if subscriber in scan.held:
             continue
         data = scan.files.get(subscriber)
         version, synced = stored.get(subscriber, (ABSENT, None))
+        path = folder / f"{subscriber}.toml"
         if data is None:
             if synced is None:  # never in the folder: made elsewhere (a sign-up), so it is written here
                 plan.exports.append(subscriber)
             else:  # the file was removed since the last sync
-                plan.changes.append(ProfileChange(subscriber, "delete", expected=version))
+                removals.append(ProfileChange(subscriber, "delete", expected=version))
             continue
         on_disk = profile_version(data)
         if on_disk == version:
-            if synced != on_disk:
-                plan.changes.append(ProfileChange(subscriber, "synced", expected=version, synced=on_disk))
+            if synced != on_disk:  # the file holds this version, whatever else changes meanwhile
+                plan.changes.append(ProfileChange(subscriber, "synced", synced=on_disk))
         elif synced == on_disk:  # changed in the store since the last sync, the file not
             plan.exports.append(subscriber)
+        elif version != ABSENT and synced is None:
+            # A sign-up on a host without the folder took this id before this file was synced: two readers, one id.
+            plan.errors.append(
+                f"{path}: the id {subscriber!r} was given to a sign-up meanwhile; rename this file (the profile"
+                f" stored under that id is another reader's: `digest profile {subscriber}`)"
+            )
         else:  # the file changed since the last sync (or is new)
             if version != ABSENT and synced != version:
                 plan.notices.append(
-                    f"{folder / subscriber}.toml: changed both here and in the store (settings page or sign-up)"
-                    " since the last sync; the file was kept, the other version is in the store's profile history"
+                    f"{path}: changed both here and in the store (settings page or sign-up) since the last sync;"
+                    f" the file was kept, the other version is in the store's profile history"
+                    f" (`digest profile {subscriber} --history`)"
                 )
             email = _email_of(data, subscriber, now)
             plan.changes.append(
                 ProfileChange(subscriber, "put", expected=version, data=data, email=email, synced=on_disk)
             )
+    from_folder = sum(1 for _, synced in stored.values() if synced is not None)
+    if removals and not allow_removals and len(removals) > max(MASS_REMOVAL * from_folder, 3):
+        plan.notices.append(
+            f"{folder}: {len(removals)} of the {from_folder} profiles synced from it have no file there now; none"
+            " was removed (an unmounted, emptied or half-copied folder?). If they were removed on purpose, run"
+            " `digest subscribers --remove-missing`"
+        )
+        removals = []
+    for removal in removals:
+        plan.notices.append(
+            f"{folder / removal.subscriber}.toml was removed: subscriber {removal.subscriber!r} removed (its last"
+            f" version is kept: `digest profile {removal.subscriber} --history`)"
+        )
+    plan.changes.extend(removals)
     return plan
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return found[0] if found else None
+
+
+def _write_marker(path: Path, identity: str) -> bool:
+    text = (
+        "# paper-digest: the store's profiles are synced with this folder (digest/profile_book.py). Keep this file\n"
+        "# out of version control and out of copies of the folder: a copy with it would be synced too.\n"
+        f"{identity}\n"
+    )
+    try:
+        write_atomically(path, text.encode("utf-8"))
+    except OSError:
+        return False
+    return True
 
 
 def _file_version(path: Path) -> str:
@@ -153,33 +220,103 @@ class ProfileBook:
         finally:
             lock.__exit__(None, None, None)
 
-    def sync(self, now: datetime, *, only: str | None = None, write: bool = True) -> tuple[FolderScan, SyncPlan]:
+    def sync(
+        self,
+        now: datetime,
+        *,
+        only: str | None = None,
+        write: bool = True,
+        log_notices: bool = True,
+        allow_removals: bool = False,
+    ) -> tuple[FolderScan, SyncPlan]:
         """Sync the folder with the store (all profiles, or subscriber `only`'s); `write=False` plans only.
-        Call with the folder's lock held."""
+        Call with the folder's lock held. `log_notices=False`: the caller reports the plan's notices itself.
+        A folder that is not the one the store syncs with is not read (a notice says so)."""
         if self.folder is None:
             return FolderScan(), SyncPlan()
+        if not self._owns_folder(write):
+            return FolderScan(), SyncPlan(notices=[self._foreign_notice()])
         stored = self.store.profile_index()
-        scan = scan_folder(self.folder, only, prefer=stored)
+        try:
+            scan = self._scan(only, stored)
+        except OSError as exc:  # a folder that cannot be listed is not an empty one: nothing is removed
+            reason = f"{self.folder}: cannot list the folder ({exc.strerror}); the profiles in the store are used"
+            return FolderScan(), SyncPlan(notices=[reason])
         if only is not None:
             stored = {only: stored[only]} if only in stored else {}
-        plan = plan_sync(scan, stored, self.folder, now)
+        plan = plan_sync(scan, stored, self.folder, now, allow_removals=allow_removals)
+        if write and log_notices:
+            for notice in plan.notices:
+                log.warning("%s", notice)
         if not write:
             return scan, plan
         changes = list(plan.changes)
         if plan.exports:
             for record in self.store.profile_records(plan.exports):
                 if self._export(record.subscriber, record.data, record.synced, now):
-                    changes.append(
-                        ProfileChange(record.subscriber, "synced", expected=record.version, synced=record.version)
-                    )
+                    # The file holds this version now, whatever the store gets meanwhile (no expected version).
+                    changes.append(ProfileChange(record.subscriber, "synced", synced=record.version))
         if changes:
             # Refused: changed by another host since it was read; the next sync sees it as it is then.
             refused = self.store.write_profiles(changes, now)
             if refused:
-                log.info("profiles changed meanwhile, synced next time: %s", ", ".join(refused))
-        for notice in plan.notices:
-            log.warning("%s", notice)
+                shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+                log.info("%d profile(s) changed by another process meanwhile, synced next run: %s", len(refused), shown)
         return scan, plan
+
+    def _scan(self, only: str | None, stored: Mapping[str, tuple[str, str | None]]) -> FolderScan:
+        """The folder's files; one missing whose profile came from the folder is looked for again a moment later
+        (a `git pull` or an editor's save leaves a moment without it): found then, it is held, not removed."""
+        assert self.folder is not None
+        scan = scan_folder(self.folder, only, prefer=stored, strict=True)
+        wanted = [only] if only is not None else list(stored)
+        missing = [
+            name
+            for name in wanted
+            if name in stored and stored[name][1] is not None and name not in scan.files and name not in scan.held
+        ]
+        if not missing:
+            return scan
+        time.sleep(SECOND_LOOK)
+        back = {name for name in missing if (self.folder / f"{name}.toml").exists()}
+        return replace(scan, held=scan.held | back) if back else scan
+
+    # ---- which folder --------------------------------------------------------------------------------------
+
+    def _owns_folder(self, write: bool) -> bool:
+        """Whether this folder is the one the store's profiles are synced with: the id in its FOLDER_MARKER is the
+        store's. A store that has none takes this folder's (a folder that cannot be written is synced, never
+        owned). Another copy of the folder (a stale checkout on a sending host) is then not read: its older files
+        would undo newer changes, its missing ones remove readers."""
+        assert self.folder is not None
+        marker = self.folder / FOLDER_MARKER
+        mine = _read_marker(marker)
+        owner = self.store.secret(FOLDER_OWNER, fresh=True)  # another host may have adopted its folder since
+        if owner is not None:
+            return mine == owner
+        if not write:
+            return True  # planning only: as it would be once this folder is taken
+        candidate = mine or secrets.token_hex(16)
+        if mine is None and not _write_marker(marker, candidate):
+            return True
+        return self.store.secret(FOLDER_OWNER, make=lambda: candidate) == candidate
+
+    def _foreign_notice(self) -> str:
+        return (
+            f"{self.folder}: not the subscribers folder this store is synced with ({FOLDER_MARKER} missing or from"
+            " another folder), so its files are not read and the store's profiles are used. Edit the profiles in"
+            " that folder; if this one replaces it, run `digest subscribers --adopt-folder` here"
+        )
+
+    def adopt_folder(self) -> None:
+        """Make this host's folder the one the store's profiles are synced with (the previous one is then not
+        read). Its files win over the store's profiles at the next sync where they differ."""
+        if self.folder is None:
+            raise ConfigError("no subscribers folder on this host to adopt; create it or set [paths] subscribers")
+        identity = secrets.token_hex(16)
+        if not _write_marker(self.folder / FOLDER_MARKER, identity):
+            raise ConfigError(f"{self.folder / FOLDER_MARKER}: cannot be written; check the folder's permissions")
+        self.store.set_secret(FOLDER_OWNER, identity)
 
     def _export(self, subscriber: str, data: bytes, synced: str | None, now: datetime) -> bool:
         """Write a stored profile to the folder, if its file is still the version the last sync saw."""
@@ -205,7 +342,13 @@ class ProfileBook:
     # ---- reading --------------------------------------------------------------------------------------------
 
     def _synced(
-        self, now: datetime, *, only: str | None = None, write: bool = True
+        self,
+        now: datetime,
+        *,
+        only: str | None = None,
+        write: bool = True,
+        log_notices: bool = True,
+        allow_removals: bool = False,
     ) -> tuple[FolderScan, SyncPlan, bool]:
         """Sync (or only plan, `write=False`); also only plans when the folder or the store cannot be written now
         (a full disk, another writer holding the store): reading profiles never fails for that, and the next sync
@@ -213,17 +356,18 @@ class ProfileBook:
         with self._folder_lock() as writable:
             if write and writable:
                 try:
-                    scan, plan = self.sync(now, only=only)
+                    scan, plan = self.sync(now, only=only, log_notices=log_notices, allow_removals=allow_removals)
                     return scan, plan, True
                 except StoreError as exc:
                     log.warning("profiles read from the folder, not synced to the store this time: %s", exc)
-            scan, plan = self.sync(now, only=only, write=False)
+            scan, plan = self.sync(now, only=only, write=False, allow_removals=allow_removals)
             return scan, plan, False
 
-    def load(self, now: datetime, *, write: bool = True) -> SubscriberSet:
+    def load(self, now: datetime, *, write: bool = True, allow_removals: bool = False) -> SubscriberSet:
         """Every profile, synced with the folder first; bad ones become one-line errors, the rest load.
-        `write=False` (a preview): the profiles the sync would leave, with nothing written."""
-        scan, plan, written = self._synced(now, write=write)
+        `write=False` (a preview): the profiles the sync would leave, with nothing written. `allow_removals`:
+        remove the profiles whose files are gone however many they are (see plan_sync)."""
+        scan, plan, written = self._synced(now, write=write, log_notices=False, allow_removals=allow_removals)
         records = {record.subscriber: record.data for record in self.store.profile_records()}
         if not written:
             records = plan.apply_to(records)
@@ -233,8 +377,13 @@ class ProfileBook:
         unreadable = [
             f"{why}; the version in the store is used" for name, why in scan.unreadable.items() if name in records
         ]
-        errors = (*scan.errors, *(why for name, why in scan.unreadable.items() if name not in records))
-        return SubscriberSet(loaded.profiles, (*errors, *loaded.errors), (*plan.notices, *unreadable))
+        errors = (*scan.errors, *plan.errors, *(why for name, why in scan.unreadable.items() if name not in records))
+        return SubscriberSet(
+            loaded.profiles,
+            (*errors, *loaded.errors),
+            (*plan.notices, *unreadable),
+            synced=written or not write,
+        )
 
     def read(self, subscriber: str, now: datetime) -> tuple[Profile, str] | None:
         """One subscriber's profile and the version it was read from (what a settings page shows and later saves
@@ -252,9 +401,9 @@ class ProfileBook:
             found = plan.apply_to(found)
         return found.get(subscriber)
 
-    def subscriber_with_email(self, email: str, now: datetime) -> str | None:
-        """The subscriber whose (loading) profile has this address, compared in lower case."""
-        self._synced(now)
+    def subscriber_with_email(self, email: str) -> str | None:
+        """The subscriber whose (loading) profile has this address, compared in lower case, as the store has it
+        (no sync: a sign-up form's POST must stay cheap; create() syncs, and finds a hand-made profile then)."""
         return self.store.profile_with_email(email)
 
     def signature(self) -> tuple[FolderSignature, tuple[int, int, int]]:
@@ -327,9 +476,8 @@ class ProfileBook:
         the version it replaces goes to the history in turn. Returns the new current version."""
         chosen = self.earlier(subscriber, version, now)
         profile = parse_profile(chosen.data, subscriber, f"{subscriber}.toml (version {chosen.version[:12]})", now)
-        current = self.read(subscriber, now)
         conflict = ProfileConflict(f"{subscriber}.toml changed while it was restored; run the command again")
-        expected = ABSENT if current is None else current[1]
+        expected = profile_version(self.data(subscriber, now))  # the current one need not load: the reason to restore
         return self._put(subscriber, chosen.data, profile.email.lower(), expected, now, "restore", conflict)
 
     def _file_writer(
@@ -339,7 +487,8 @@ class ProfileBook:
         when the file is no longer the version the sync just saw, a hand edit landing mid-save."""
         assert self.folder is not None
         folder = self.folder
-        synced = self.store.profile_index().get(subscriber, (ABSENT, None))[1] or ABSENT
+        found = self.store.profile_records([subscriber])
+        synced = (found[0].synced if found else None) or ABSENT
         path = folder / f"{subscriber}.toml"
 
         def write() -> None:

@@ -54,6 +54,8 @@ def load_profiles(config: Config, *, report: bool) -> SubscriberSet:
     with open_store(config) as store:
         loaded = ProfileBook.of(config, store).load(utc_now())
     if report:
+        for notice in loaded.notices:
+            log.warning("%s", notice)
         for error in loaded.errors:
             log.warning("%s (skipped)", error)
     return loaded
@@ -136,7 +138,7 @@ def run_service(config: Config, *, once: bool, stop: threading.Event | None = No
 def _schedule(config: Config, stop: threading.Event, scheduler: SchedulerLock) -> None:
     daemon = Daemon(
         profiles_signature=lambda: profiles_signature(config),
-        load_profiles=lambda: load_profiles(config, report=True).profiles,
+        load_profiles=lambda: load_profiles(config, report=True),
         ingest=lambda: _ingest(config, scheduler, stop),
         send=lambda names, event: _send_to(config, names, event, scheduler),
         ingest_every=config.schedule.ingest_every,

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 if TYPE_CHECKING:  # digest.subscribers asks this module for next slots
-    from digest.subscribers import Profile
+    from digest.subscribers import Profile, SubscriberSet
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Daemon:
 
     # Changes whenever a profile may have (a file in the folder, a profile in the store: digest.profile_book).
     profiles_signature: Callable[[], object]
-    load_profiles: Callable[[], Sequence[Profile]]
+    load_profiles: Callable[[], SubscriberSet]
     ingest: Callable[[], None]
     send: Callable[[Sequence[str], threading.Event], None]
     ingest_every: float
@@ -129,8 +129,10 @@ class Daemon:
             return
         if signature == self._signature:
             return
-        self._signature = signature
-        profiles = {p.id: p for p in self.load_profiles()}
+        loaded = self.load_profiles()
+        # Remembered once the sync is written: one that could not be (the store busy) is tried again next time.
+        self._signature = signature if loaded.synced else None
+        profiles = {p.id: p for p in loaded.profiles}
         for job in self.scheduler.get_jobs():
             if job.id.startswith("send:") and job.id[5:] not in profiles:
                 job.remove()

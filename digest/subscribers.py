@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -213,6 +214,7 @@ class SubscriberSet:
     profiles: tuple[Profile, ...]
     errors: tuple[str, ...]
     notices: tuple[str, ...] = ()  # what a sync of the folder with the store did that someone should know
+    synced: bool = True  # False: the sync could not be written this time (the store busy or full); try again
 
     def get(self, subscriber_id: str) -> Profile:
         for profile in self.profiles:
@@ -237,12 +239,22 @@ class FolderScan:
     unreadable: dict[str, str] = field(default_factory=dict)  # id -> why its file cannot be read
 
 
-def scan_folder(folder: Path, only: str | None = None, *, prefer: Collection[str] = ()) -> FolderScan:
+def scan_folder(
+    folder: Path, only: str | None = None, *, prefer: Collection[str] = (), strict: bool = False
+) -> FolderScan:
     """Every *.toml profile file of the folder (or the one of subscriber `only`). A file whose name is no id, or
-    that cannot be read, is reported and left out; so is one whose id differs from another's only in case (on
-    macOS they are one file, and their feed files would collide), the one kept being the id in `prefer` (the
-    stored profiles), else the first by name."""
-    paths = [folder / f"{only}.toml"] if only is not None else sorted(folder.glob("*.toml"))
+    that cannot be read, is reported and left out (held: it is there); so is one whose id differs from another's
+    only in case (on macOS they are one file, and their feed files would collide), the one kept being the id in
+    `prefer` (the stored profiles), else the first by name. `strict`: a folder that cannot be listed raises
+    OSError (glob would call it empty)."""
+    if only is not None:
+        paths = [folder / f"{only}.toml"]
+    elif strict:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries]
+        paths = sorted(folder / name for name in names if name.endswith(".toml") and not name.startswith("."))
+    else:
+        paths = sorted(folder.glob("*.toml"))
     found: dict[str, tuple[Path, bytes | None]] = {}
     errors: list[str] = []
     unreadable: dict[str, str] = {}
@@ -254,7 +266,10 @@ def scan_folder(folder: Path, only: str | None = None, *, prefer: Collection[str
             continue
         try:
             found[subscriber] = (path, path.read_bytes())
-        except FileNotFoundError:  # removed since the listing
+        except FileNotFoundError:
+            if only is None:  # listed a moment ago: being replaced (an editor's save, a pull), not removed
+                found[subscriber] = (path, None)
+                unreadable[subscriber] = f"{path}: vanished while it was read"
             continue
         except OSError as exc:
             found[subscriber] = (path, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from postgres_server import PASSWORD_ENV, REQUIRE_ENV, PostgresServer, why_unava
 
 from digest.config import Config, load_config
 from digest.store import Engine, PostgresEngine, SQLiteEngine, Store
-from digest.subscribers import Profile
+from digest.subscribers import SubscriberSet
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -161,7 +161,7 @@ def config(workspace: Path) -> Config:
     return load_config(workspace / "config.toml")
 
 
-def profile_watch(folder: Path) -> tuple[Callable[[], object], Callable[[], Sequence[Profile]]]:
+def profile_watch(folder: Path) -> tuple[Callable[[], object], Callable[[], SubscriberSet]]:
     """A daemon's profile callbacks (profiles_signature, load_profiles) for a one-host deployment: the folder,
     synced with a SQLite store beside it (digest.profile_book), as `digest run` does."""
     from digest.clock import utc_now
@@ -173,8 +173,8 @@ def profile_watch(folder: Path) -> tuple[Callable[[], object], Callable[[], Sequ
         with Store(database) as store:
             return ProfileBook(store, folder).signature()
 
-    def load() -> Sequence[Profile]:
+    def load() -> SubscriberSet:
         with Store(database) as store:
-            return ProfileBook(store, folder).load(utc_now()).profiles
+            return ProfileBook(store, folder).load(utc_now())
 
     return signature, load

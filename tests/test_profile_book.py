@@ -325,7 +325,8 @@ def test_changed_in_both_places_the_file_wins_and_a_notice_says_so(hosts: Hosts)
     assert loaded.get("ada").max_papers == 7
     assert loaded.notices == (
         f"{hosts.folder / 'ada'}.toml: changed both here and in the store (settings page or sign-up) since the last"
-        " sync; the file was kept, the other version is in the store's profile history",
+        " sync; the file was kept, the other version is in the store's profile history"
+        " (`digest profile ada --history`)",
     )
     assert hosts.file("ada").read_bytes() == by_hand
     assert hosts.here.store.profile_index()["ada"] == (profile_version(by_hand), profile_version(by_hand))
@@ -495,7 +496,7 @@ def test_a_load_while_another_writer_holds_the_store_reads_the_folder_and_writes
         assert stored(holder) == {"ada": A2, "bob": B1}
 
 
-def test_read_and_the_address_lookup_sync_the_file_first(hosts: Hosts) -> None:
+def test_read_and_create_sync_the_file_first_the_address_lookup_does_not(hosts: Hosts) -> None:
     synced_ada(hosts)
     assert hosts.here.read("nobody", NOW) is None and hosts.web.read("nobody", NOW) is None
     hosts.file("ada").write_bytes(hand_written(max_papers=6))  # not loaded since
@@ -504,9 +505,11 @@ def test_read_and_the_address_lookup_sync_the_file_first(hosts: Hosts) -> None:
     assert hosts.web.read("ada", NOW) == (profile, version)
 
     hosts.file("cy").write_bytes(hand_written("Cy", "Cy@Example.org"))
-    assert hosts.web.subscriber_with_email("cy@example.org", NOW) is None  # not synced yet
-    assert hosts.here.subscriber_with_email("CY@example.ORG", NOW) == "cy"
-    assert hosts.web.subscriber_with_email("cy@EXAMPLE.org", NOW) == "cy"
+    # The address lookup (every sign-up form's POST) reads the store only, so it stays cheap: not synced yet.
+    assert hosts.here.subscriber_with_email("CY@example.ORG") is None
+    # The confirmation's create syncs first: a hand-made profile's address gets no second profile.
+    assert hosts.here.create(reader("cy@example.org", "Cy"), NOW) == ("cy", False)
+    assert hosts.web.subscriber_with_email("cy@EXAMPLE.org") == "cy"
 
 
 # ---- two hosts on one database ----------------------------------------------------------------------------------
@@ -718,3 +721,179 @@ def test_of_without_a_database_url_needs_the_folder(config: Config, store: Store
     assert book.folder == folder and folder.is_dir()
     assert book.label("ada") == str(folder / "ada.toml")
     assert book.load(NOW).profiles == ()
+
+
+# ---- what a careless deployment does to the folder (the review of this change) ------------------------------------
+
+
+def test_another_folder_is_not_read_until_it_is_adopted(hosts: Hosts, tmp_path: Path) -> None:
+    """A stale copy of the folder on another host must not undo newer changes or remove readers."""
+    synced_ada(hosts)
+    hosts.file("bob").write_bytes(B1)
+    hosts.here.load(NOW)
+    copy = tmp_path / "stale-copy"
+    copy.mkdir()
+    (copy / "ada.toml").write_bytes(hand_written(max_papers=99))  # an older or other version; no bob.toml
+    stale = ProfileBook(hosts.web.store, copy)
+    before = hosts.here.store.profile_index()
+    loaded = stale.load(NOW)
+    assert ids(loaded) == ["ada", "bob"] and loaded.get("ada").max_papers == 10  # the store's, not the copy's
+    assert len(loaded.notices) == 1 and "not the subscribers folder this store is synced with" in loaded.notices[0]
+    assert hosts.here.store.profile_index() == before and toml_files(copy) == {"ada": hand_written(max_papers=99)}
+    # The operator moves the deployment's folder here: the copy's files win, and the old folder is no longer read.
+    stale.adopt_folder()
+    adopted = stale.load(NOW)
+    assert adopted.get("ada").max_papers == 99 and adopted.notices != ()  # bob's file is missing here: removed
+    assert "bob" not in ids(adopted)
+    assert "not the subscribers folder" in hosts.here.load(NOW).notices[0]
+
+
+def test_the_owning_folder_keeps_syncing_after_a_restart(hosts: Hosts) -> None:
+    synced_ada(hosts)
+    marker = hosts.folder / ".digest-folder"
+    assert marker.exists() and marker.read_text(encoding="utf-8").splitlines()[-1] == hosts.here.store.secret(
+        "profiles-folder"
+    )
+    again = ProfileBook(hosts.web.store, hosts.folder)  # another process on the same host and folder
+    hosts.file("ada").write_bytes(A2)
+    assert again.load(NOW).get("ada").max_papers == 2 and stored(hosts.here.store)["ada"] == A2
+
+
+def test_most_files_gone_at_once_removes_nothing_until_told(hosts: Hosts) -> None:
+    for n in range(6):
+        hosts.file(f"r{n}").write_bytes(hand_written(f"R{n}", f"r{n}@example.org"))
+    hosts.here.load(NOW)
+    for n in range(5):  # an unmounted or half-copied folder looks like this
+        hosts.file(f"r{n}").unlink()
+    held = hosts.here.load(NOW)
+    assert len(ids(held)) == 6 and sorted(stored(hosts.here.store)) == [f"r{n}" for n in range(6)]
+    assert held.notices == (
+        f"{hosts.folder}: 5 of the 6 profiles synced from it have no file there now; none was removed (an unmounted,"
+        " emptied or half-copied folder?). If they were removed on purpose, run `digest subscribers --remove-missing`",
+    )
+    removed = hosts.here.load(NOW, allow_removals=True)
+    assert ids(removed) == ["r5"] and len(removed.notices) == 5
+    assert removed.notices[0].endswith(
+        "r0.toml was removed: subscriber 'r0' removed (its last version is kept: `digest profile r0 --history`)"
+    )
+    assert [v.replaced_by for v in hosts.here.store.profile_history("r0")] == ["subscribers folder"]
+
+
+def test_a_file_back_a_moment_later_is_not_removed(hosts: Hosts) -> None:
+    """A `git pull` or an editor's save leaves a moment without the file: a second look finds it."""
+    data = synced_ada(hosts)
+    hosts.file("ada").unlink()
+    timer = threading.Timer(0.02, lambda: hosts.file("ada").write_bytes(data))
+    timer.start()
+    try:
+        loaded = hosts.here.load(NOW)
+    finally:
+        timer.join()
+    assert ids(loaded) == ["ada"] and stored(hosts.here.store) == {"ada": data}
+    assert hosts.here.store.profile_history("ada") == []
+
+
+def test_a_folder_that_cannot_be_listed_removes_nothing(hosts: Hosts, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.subscribers as subscribers
+
+    data = synced_ada(hosts)
+
+    def refused(path: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(subscribers.os, "scandir", refused)
+    loaded = hosts.here.load(NOW)
+    assert ids(loaded) == ["ada"] and stored(hosts.here.store) == {"ada": data}
+    assert loaded.notices == (
+        f"{hosts.folder}: cannot list the folder (Permission denied); the profiles in the store are used",
+    )
+
+
+def test_a_sign_up_that_took_the_id_of_a_file_not_yet_synced_keeps_it(hosts: Hosts) -> None:
+    synced_ada(hosts)  # the folder is the store's
+    assert hosts.web.create(reader("grace@example.org", "Grace"), NOW) == ("grace", True)
+    hosts.file("grace").write_bytes(hand_written("Other Grace", "grace.other@example.org"))  # before any sync
+    loaded = hosts.here.load(NOW)
+    assert loaded.get("grace").name == "Grace"  # the reader who signed up keeps their profile (and token)
+    assert loaded.errors == (
+        f"{hosts.file('grace')}: the id 'grace' was given to a sign-up meanwhile; rename this file (the profile"
+        " stored under that id is another reader's: `digest profile grace`)",
+    )
+    assert hosts.file("grace").read_bytes() == hand_written("Other Grace", "grace.other@example.org")
+
+
+def test_a_save_landing_while_a_profile_is_written_to_the_folder_is_not_undone(
+    hosts: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced_ada(hosts)
+    page = reader(max_papers=2).model_copy(update={"id": "ada"})
+    hosts.web.save(page, expected_version=profile_version(hand_written()), now=NOW)  # the folder host exports it
+    export = ProfileBook._export
+    raced: list[bool] = []
+
+    def export_then_the_reader_saves_again(self: ProfileBook, *args: object) -> bool:
+        done = export(self, *args)  # type: ignore[arg-type]
+        if not raced:
+            raced.append(True)
+            current = hosts.web.read("ada", NOW)
+            assert current is not None
+            hosts.web.save(current[0].model_copy(update={"max_papers": 3}), expected_version=current[1], now=NOW)
+        return done
+
+    monkeypatch.setattr(ProfileBook, "_export", export_then_the_reader_saves_again)
+    hosts.here.load(NOW)
+    monkeypatch.undo()
+    assert hosts.here.load(NOW).get("ada").max_papers == 3  # the second save reaches the folder, not undone
+    assert b"max_papers = 3" in hosts.file("ada").read_bytes()
+
+
+def test_restore_works_when_the_current_profile_does_not_load(hosts: Hosts) -> None:
+    good = synced_ada(hosts)
+    hosts.file("ada").write_bytes(b'name = "Ada"\nemail = "not an address"\n')
+    assert hosts.here.load(NOW).errors != ()
+    hosts.here.restore("ada", profile_version(good)[:8], NOW)
+    assert hosts.file("ada").read_bytes() == good and hosts.here.load(NOW).errors == ()
+
+
+def test_the_daemon_loads_again_after_a_sync_the_store_could_not_take(tmp_path: Path) -> None:
+    """A sync the store could not take (busy, full) is not remembered as done: the next check loads again."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from test_web_faults import write_lock
+
+    from digest.schedule import Daemon
+
+    folder = tmp_path / "subscribers"
+    folder.mkdir()
+    (folder / "ada.toml").write_bytes(hand_written())
+    database = tmp_path / "digest.db"
+    Store(database).close()
+    synced: list[bool] = []
+
+    def load() -> SubscriberSet:
+        with Store(database, timeout=0.1) as store:
+            loaded = ProfileBook(store, folder).load(NOW)
+        synced.append(loaded.synced)
+        return loaded
+
+    def signature() -> object:
+        with Store(database) as store:
+            return ProfileBook(store, folder).signature()
+
+    daemon = Daemon(
+        profiles_signature=signature,
+        load_profiles=load,
+        ingest=lambda: None,
+        send=lambda names, stop: None,
+        ingest_every=3600,
+        misfire_grace_time=3600,
+    )
+    daemon.scheduler = BackgroundScheduler()
+    with write_lock(database):
+        daemon.sync_jobs()
+    assert synced == [False] and [job.id for job in daemon.scheduler.get_jobs()] == ["send:ada"]  # from the folder
+    with Store(database) as store:
+        assert store.profile_index() == {}
+    daemon.sync_jobs()  # nothing changed in the folder, but the last sync was not written: it loads again
+    assert synced == [False, True]
+    with Store(database) as store:
+        assert list(store.profile_index()) == ["ada"]

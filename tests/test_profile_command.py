@@ -97,10 +97,11 @@ def test_a_file_and_a_page_change_both_the_file_wins_and_the_command_says_so(sit
         book.save(profile.model_copy(update={"max_papers": 3}), expected_version=version, now=utc_now())
     by_hand = edit(folder / "ada.toml", 'name = "', 'name = "Dr ')
     ran = digest("--config", site, "subscribers")
+    assert ran.stderr.count("changed both here") == 1  # said once, not by the log as well
     notices = [line for line in ran.stderr.splitlines() if line.startswith("notice:")]
     assert notices == [
         f"notice: {folder / 'ada'}.toml: changed both here and in the store (settings page or sign-up) since the last"
-        " sync; the file was kept, the other version is in the store's profile history"
+        " sync; the file was kept, the other version is in the store's profile history (`digest profile ada --history`)"
     ]
     assert (folder / "ada.toml").read_bytes() == by_hand
     assert history(site, "ada")[0]["replaced_by"] == "subscribers folder"

@@ -282,7 +282,7 @@ def test_the_daemon_picks_up_a_schedule_changed_on_the_page(site: Site) -> None:
     url = site.reader("ned")
     daemon = Daemon(  # what `digest run` watches and loads: the folder synced with the store
         profiles_signature=lambda: runner.profiles_signature(site.ws.config),
-        load_profiles=lambda: runner.load_profiles(site.ws.config, report=False).profiles,
+        load_profiles=lambda: runner.load_profiles(site.ws.config, report=False),
         ingest=lambda: None,
         send=lambda names, stop: None,
         ingest_every=3600,

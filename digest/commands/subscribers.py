@@ -14,14 +14,29 @@ from digest.unsubscribes import apply_pending_unsubscribes
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the subscribers as JSON.")
+@click.option(
+    "--remove-missing",
+    is_flag=True,
+    help="Remove the profiles whose files left the subscribers folder, even when that is most of them (a sync"
+    " otherwise holds such a mass removal back, as an unmounted or half-copied folder looks the same).",
+)
+@click.option(
+    "--adopt-folder",
+    is_flag=True,
+    help="Make this host's subscribers folder the one the store's profiles are synced with (when the previous"
+    " folder is gone); its files then win where they differ.",
+)
 @click.pass_obj
-def subscribers(app: App, as_json: bool) -> None:
+def subscribers(app: App, as_json: bool, remove_missing: bool, adopt_folder: bool) -> None:
     """List the subscribers with their state: paused, last sent, papers sent, next due.
 
     Next due comes from each profile's crontab and time zone. A profile that does not validate is reported
-    on stderr and skipped (exit status 1).
+    on stderr and skipped (exit status 1). Profiles are synced with the store first (see `digest profile`).
     """
-    loaded = app.subscribers()
+    if adopt_folder:
+        with app.store() as store:
+            ProfileBook.of(app.config, store).adopt_folder()
+    loaded = app.subscribers(allow_removals=remove_missing)
     now = utc_now()
     with app.store() as store:
         statuses, problems = subscriber_statuses(store, loaded.profiles, now)

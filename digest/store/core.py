@@ -1025,11 +1025,12 @@ class Store:
         )
         return {row[0] for row in rows}
 
-    def secret(self, name: str, make: Callable[[], str] | None = None) -> str | None:
+    def secret(self, name: str, make: Callable[[], str] | None = None, *, fresh: bool = False) -> str | None:
         """A secret kept in the store; with `make`, made on first use (one value wins however many processes, on
         however many hosts, make it at once). Without `make`, None while there is none (a preview writes nothing).
-        A secret never changes once made, so each Store reads it once (a send asks for it once per subscriber)."""
-        if name in self._secrets:
+        A secret never changes once made, so each Store reads it once (a send asks for it once per subscriber);
+        `fresh` reads it again, for one that set_secret may replace."""
+        if name in self._secrets and not fresh:
             return self._secrets[name]
         row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
         if row is None and make is not None:
@@ -1042,6 +1043,17 @@ class Store:
             return None
         self._secrets[name] = str(row[0])
         return self._secrets[name]
+
+    def set_secret(self, name: str, value: str) -> None:
+        """Replace a secret (one that names something, such as the folder profiles are synced with; never the
+        key of tokens already handed out)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+        self._secrets[name] = value
 
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""

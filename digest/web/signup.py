@@ -220,7 +220,7 @@ class SignupPages:
             profile, problems = requested_profile(values, now)
             if profile is None:
                 return self.form_page(values, problems, 400)
-            existing = self.existing_subscriber(store, profile.email, now)
+            existing = self.existing_subscriber(store, profile.email)
         code = None if existing else secrets.token_urlsafe(24)
         request = Signup(
             code_hash=code_hash(code) if code else None,
@@ -244,9 +244,9 @@ class SignupPages:
         self.send(subject, text, html, profile.email, now)
         return _page("subscribe_sent.html", title="Check your inbox", email=profile.email, hours=self.expiry_hours)
 
-    def existing_subscriber(self, store: Store, email: str, now: datetime) -> str | None:
+    def existing_subscriber(self, store: Store, email: str) -> str | None:
         # lower(), not casefold(): casefold makes "ſam@" "sam@", another mailbox
-        return self.app.profiles(store).subscriber_with_email(email.lower(), now)
+        return self.app.profiles(store).subscriber_with_email(email.lower())
 
     def send(self, subject: str, text: str, html: str, to_email: str, now: datetime) -> None:
         message = compose_notice(
