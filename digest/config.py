@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -166,6 +167,26 @@ class Web(_Section):
     signup_expiry: float = Field(default=48 * 3600.0, description="how long a confirmation link works")
     signup_per_address: int = Field(default=3, ge=1, description="sign-ups per email address per day")
     signup_per_ip: int = Field(default=10, ge=1, description="sign-ups per client IP per hour")
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (reverse proxies, load balancers): addresses or
+    # networks. The client of a request through them is the last address they did not add.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if value.strip() == "*":
+                raise ValueError(
+                    "must list the proxies' addresses, not '*': trusting every peer lets any client pick the IP"
+                    " the sign-up limits count"
+                )
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'{value!r} is not an IP address or network; write e.g. "10.0.0.5" or "10.0.0.0/24"'
+                ) from None
+        return tuple(value.strip() for value in values)
 
     @field_validator("base_url")
     @classmethod

@@ -102,6 +102,7 @@ def in_thread(app: object) -> Iterator[str]:
         log_config=None,
         access_log=False,
         lifespan="on",
+        proxy_headers=False,  # as `digest serve`: the app reads X-Forwarded-For from [web] trusted_proxies itself
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

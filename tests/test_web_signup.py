@@ -605,3 +605,46 @@ def test_a_used_confirmation_link_stops_leading_to_the_settings_page(tmp_path: P
         later = httpx.get(link)
         assert later.status_code == 200 and "Already confirmed" in later.text
         assert token not in later.text and key not in later.text and "/settings/" not in later.text
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted", "counted_apart"),
+    [
+        ("127.0.0.1", None, True),  # a reverse proxy on this host (the default)
+        ("::1", None, True),
+        ("10.1.2.3", None, False),  # a peer nobody listed: its X-Forwarded-For is ignored, the peer is the client
+        ("10.1.2.3", '["10.0.0.0/8"]', True),  # a load balancer on another host, listed
+        ("10.1.2.3", '["10.1.2.4"]', False),
+    ],
+)
+def test_the_client_behind_a_trusted_proxy_is_the_one_it_forwards(
+    tmp_path: Path, peer: str, trusted: str | None, counted_apart: bool
+) -> None:
+    from starlette.testclient import TestClient
+
+    proxies = f"trusted_proxies = {trusted}\n" if trusted else ""
+    ws = make_workspace(tmp_path, web=f'base_url = "{BASE_URL}"\nsignup = true\nsignup_per_ip = 1\n{proxies}')
+    statuses = []
+    with TestClient(create_app(ws.config), base_url=BASE_URL, client=(peer, 50000)) as client:
+        for n in (1, 2):  # two readers behind the proxy, one sign-up each
+            page = client.get("/subscribe")
+            found = TOKEN_FIELD.search(page.text)
+            assert found, page.text
+            data = {"form_token": found.group(1), "email": f"reader{n}@example.org", **FORM}
+            done = client.post("/subscribe", data=data, headers={"x-forwarded-for": f"203.0.113.{n}"})
+            statuses.append(done.status_code)
+    assert statuses == ([200, 200] if counted_apart else [200, 429])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["*"]', "not '*': trusting every peer lets any client pick the IP"),
+        ('["proxy.example.org"]', "'proxy.example.org' is not an IP address or network"),
+    ],
+)
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path, value: str, message: str) -> None:
+    from digest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_workspace(tmp_path, web=f"trusted_proxies = {value}\n")

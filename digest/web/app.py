@@ -40,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from digest.atom import ALL_FEED, all_papers_feed, subscriber_feed
 from digest.characters import CONTROLS
@@ -471,6 +472,9 @@ def create_app(
         lifespan=handlers.lifespan,
     )
     app.add_middleware(SecurityHeaders)
+    # Outermost: the client and scheme of a request through a trusted proxy are the ones it forwards, before any
+    # route (the sign-up limits count per client) sees them.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.web.trusted_proxies))
     return app
 
 
@@ -485,7 +489,6 @@ def serve(config: Config, host: str, port: int) -> None:
         access_log=False,
         server_header=False,
         log_level="info",
-        # Behind a reverse proxy on this host, X-Forwarded-For/Proto are trusted from 127.0.0.1 only.
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        # The app reads X-Forwarded-For/Proto itself, from [web] trusted_proxies only (create_app).
+        proxy_headers=False,
     )
