@@ -167,6 +167,7 @@ class Web(_Section):
     signup_expiry: float = Field(default=48 * 3600.0, description="how long a confirmation link works")
     signup_per_address: int = Field(default=3, ge=1, description="sign-ups per email address per day")
     signup_per_ip: int = Field(default=10, ge=1, description="sign-ups per client IP per hour")
+    signup_per_hour: int = Field(default=200, ge=1, description="sign-ups per hour from all clients together")
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (reverse proxies, load balancers): addresses or
     # networks. The client of a request through them is the last address they did not add.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")

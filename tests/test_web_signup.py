@@ -383,6 +383,18 @@ def test_a_hundred_sign_ups_in_a_minute_from_one_ip_are_stopped_after_the_limit(
     assert site.sign_up("198.51.100.8", "other@example.net").status_code == 200
 
 
+def test_a_flood_from_many_addresses_meets_the_limit_for_everyone(tmp_path: Path) -> None:
+    """A whole IPv6 /48 (or a botnet) passes the per-IP limit: [web] signup_per_hour holds them all."""
+    ws = make_workspace(tmp_path, web=f'base_url = "{BASE_URL}"\nsignup = true\nsignup_per_hour = 5\n')
+    with in_thread(create_app(ws.config)) as url:
+        site = Site(ws, url)
+        statuses = [site.sign_up(f"2001:db8:1:{n}::1", f"wave{n}@example.net").status_code for n in range(8)]
+        refused = site.sign_up("198.51.100.9", "late@example.net")
+    assert statuses == [200] * 5 + [429] * 3
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3600"
+    assert len(site.mail()) == 5
+
+
 def test_one_address_is_signed_up_at_most_three_times_a_day_from_anywhere(site: Site) -> None:
     statuses = [
         site.sign_up(f"10.0.6.{n}", address).status_code

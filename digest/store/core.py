@@ -1182,6 +1182,8 @@ class Store:
             self._purge_signups(now, limits)
             wait = self._signup_wait(db, "client", client, limits.per_client, limits.client_window, now)
             wait = wait or self._signup_wait(db, "email", signup.email, limits.per_email, limits.email_window, now)
+            if wait is None and limits.total is not None:
+                wait = self._signup_wait(db, None, "", limits.total, limits.client_window, now)
             if wait is not None:
                 return wait
             db.execute(
@@ -1199,22 +1201,29 @@ class Store:
         return None
 
     def signup_client_wait(self, client: str, now: datetime, limits: SignupLimits) -> timedelta | None:
-        """How long until `client` may sign up again (None: now). A read only, for turning a flood away early."""
-        return self._signup_wait(self._db, "client", client, limits.per_client, limits.client_window, now)
+        """How long until `client` may sign up again (None: now), this client's limit or everyone's. A read only,
+        for turning a flood away early."""
+        wait = self._signup_wait(self._db, "client", client, limits.per_client, limits.client_window, now)
+        if wait is None and limits.total is not None:
+            wait = self._signup_wait(self._db, None, "", limits.total, limits.client_window, now)
+        return wait
 
     @staticmethod
     def _signup_wait(
         db: Connection,
-        column: Literal["client", "email"],
+        column: Literal["client", "email"] | None,
         key: str,
         limit: int,
         window: timedelta,
         now: datetime,
     ) -> timedelta | None:
+        """How long until one more request fits under `limit` in `window`: those whose `column` is `key`, or all
+        of them (column None)."""
         since = utc_iso(now - window)
-        query = f"SELECT created_at FROM signups WHERE {column} = ? AND created_at > ? ORDER BY created_at DESC"
+        where = f"{column} = ? AND " if column else ""
+        query = f"SELECT created_at FROM signups WHERE {where}created_at > ? ORDER BY created_at DESC LIMIT ?"
         # The newest `limit` requests in the window: when there are that many, the oldest of them must leave it.
-        rows = db.execute(f"{query} LIMIT ?", (key, since, limit)).fetchall()
+        rows = db.execute(query, ((key,) if column else ()) + (since, limit)).fetchall()
         if len(rows) < limit:
             return None
         return max(parse_iso(rows[-1]["created_at"]) + window - now, timedelta(seconds=1))

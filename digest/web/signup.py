@@ -11,8 +11,9 @@ The answer to a sign-up never says whether the address is new, waiting for its c
 already: it is the same page, and an address that has a profile is emailed its settings link instead of a code
 (no second profile). Codes are 192 random bits, stored only as their SHA-256, looked up by it and compared again
 in constant time; a request expires after `[web] signup_expiry` and is purged a day later (a late click still
-hears "expired"). Sign-ups are limited per address (`signup_per_address` a day) and per client IP
-(`signup_per_ip` an hour; IPv6 by /64), counted in the store under a keyed hash of the IP, never the IP itself.
+hears "expired"). Sign-ups are limited per address (`signup_per_address` a day), per client IP (`signup_per_ip`
+an hour; IPv6 by /64) and in all (`signup_per_hour`), counted in the store under a keyed hash of the IP, never the
+IP itself.
 Forms carry a token of digest.web.forms and must come from our own origin.
 """
 
@@ -169,6 +170,7 @@ class SignupPages:
             email_window=ADDRESS_WINDOW,
             per_client=web.signup_per_ip,
             client_window=CLIENT_WINDOW,
+            total=web.signup_per_hour,
         )
 
     @functools.cached_property
