@@ -221,6 +221,15 @@ class Enrich(_Section):
     batch: int = Field(default=10, ge=1, le=50, description="titles asked in one request")
     timeout: float = Field(default=20.0, gt=0, description="seconds per request")
     max_lookups: int = Field(default=500, ge=0, description="titles looked up per ingest at most; the rest next time")
+    # A title not on arXiv is asked again `retry_after` later while its paper is younger than `retry_within` (a
+    # paper may reach arXiv after the digest that listed it); older, the answer is final.
+    retry_after: float = Field(default=7 * 86400.0, description="when a title not found is asked again")
+    retry_within: float = Field(default=30 * 86400.0, description="how long after a paper is first seen it is")
+
+    @field_validator("retry_after", "retry_within", mode="before")
+    @classmethod
+    def _duration(cls, value: str | int | float) -> float:
+        return parse_duration(value)
 
     @field_validator("api_url")
     @classmethod

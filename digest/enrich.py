@@ -26,7 +26,7 @@ import xml.sax
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlencode
 
@@ -239,15 +239,17 @@ class LookupStore(Protocol):
     """What the lookups need of the store (digest.store.Store)."""
 
     def fill_from_arxiv_lookups(self, now: datetime) -> int: ...
-    def unasked_titles(self, limit: int) -> list[tuple[str, str]]: ...
-    def count_unasked_titles(self) -> int: ...
+    def unasked_titles(
+        self, limit: int, *, retry_before: datetime | None = None, since: datetime | None = None
+    ) -> list[tuple[str, str]]: ...
+    def count_unasked_titles(self, *, retry_before: datetime | None = None, since: datetime | None = None) -> int: ...
     def record_arxiv_answers(self, answers: dict[str, ArxivMatch | None], now: datetime) -> int: ...
 
 
 @dataclass
 class EnrichReport:
     enriched: int = 0  # papers that got an arXiv id and link
-    not_found: int = 0  # titles the API answered are not on arXiv (remembered: not asked again)
+    not_found: int = 0  # titles the API answered are not on arXiv (asked again after [enrich] retry_after)
     looked_up: int = 0  # titles answered in this run
     requests: int = 0
     pending: int = 0  # titles left for the next ingest (max_lookups reached, or the API failed)
@@ -259,7 +261,12 @@ def enrich_papers(store: LookupStore, client: ArxivClient, *, max_lookups: int, 
     remember every answer and fill in what was found. A failure of the API ends the lookups with one notice."""
     report = EnrichReport()
     report.enriched += store.fill_from_arxiv_lookups(clock())
-    titles = store.unasked_titles(max_lookups) if max_lookups > 0 else []
+    now = clock()
+    retry = {
+        "retry_before": now - timedelta(seconds=client.settings.retry_after),
+        "since": now - timedelta(seconds=client.settings.retry_within),
+    }
+    titles = store.unasked_titles(max_lookups, **retry) if max_lookups > 0 else []
     blank = {key: None for key, title in titles if not search_phrase(title)}
     if blank:  # a title of punctuation alone: nothing to ask, and the answer would be "no" anyway
         store.record_arxiv_answers(dict(blank), clock())
@@ -286,7 +293,7 @@ def enrich_papers(store: LookupStore, client: ArxivClient, *, max_lookups: int, 
         report.not_found += sum(1 for match in settled.values() if match is None)
         report.looked_up += len(settled)
     report.requests = client.requests
-    report.pending = store.count_unasked_titles()
+    report.pending = store.count_unasked_titles(**retry)
     return report
 
 

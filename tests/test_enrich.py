@@ -114,6 +114,39 @@ def test_answers_are_remembered_and_never_asked_again(store: Store, config: Conf
         assert [r.phrases for r in server.requests[1:]] == [[title_key("Later Paper on Quiet Kernels")]]
 
 
+def test_a_title_not_on_arxiv_is_asked_again_after_retry_after_while_its_paper_is_recent(
+    store: Store, config: Config, tmp_path: Path
+) -> None:
+    """A paper may reach arXiv after the digest that listed it: "not found" is asked again a week later."""
+    listed = write_digest(tmp_path, "a.txt", FOUND)
+    with ArxivServer([]) as not_yet:
+        run(store, configured(config, not_yet.url), listed)
+    assert store.arxiv_lookup(title_key(FOUND)) == (True, None)
+    with ArxivServer([Entry("2403.01234v1", FOUND)]) as server:
+        wired = configured(config, server.url)
+        six_days = ingest(store, wired, [str(listed)], clock=fixed(NOW + timedelta(days=6)))
+        assert (len(server.requests), six_days.lookups_pending) == (0, 0)  # [enrich] retry_after = 7 days
+        eight_days = ingest(store, wired, [str(listed)], clock=fixed(NOW + timedelta(days=8)))
+        assert (len(server.requests), eight_days.enriched, eight_days.not_on_arxiv) == (1, 1, 0)
+        again = ingest(store, wired, [str(listed)], clock=fixed(NOW + timedelta(days=20)))
+        assert (len(server.requests), again.enriched) == (1, 0)  # found: never asked again
+    paper = store.find_paper(FOUND)
+    assert paper is not None and paper.arxiv_id == "2403.01234"
+    assert store.arxiv_lookup(title_key(FOUND))[1] is not None
+
+
+def test_a_paper_older_than_retry_within_is_not_asked_again(store: Store, config: Config, tmp_path: Path) -> None:
+    listed = write_digest(tmp_path, "a.txt", ABSENT)
+    with ArxivServer([]) as not_yet:
+        run(store, configured(config, not_yet.url), listed)
+    with ArxivServer([Entry("2403.09999v1", ABSENT)]) as server:
+        wired = configured(config, server.url, retry_after="7d", retry_within="30d")
+        report = ingest(store, wired, [str(listed)], clock=fixed(NOW + timedelta(days=40)))
+    assert (len(server.requests), report.lookups_pending) == (0, 0)  # the answer is final for an old paper
+    paper = store.find_paper(ABSENT)
+    assert paper is not None and paper.arxiv_id is None
+
+
 def test_a_remembered_answer_fills_a_paper_that_comes_later_without_asking(
     store: Store, config: Config, tmp_path: Path
 ) -> None:

@@ -361,25 +361,42 @@ class Store:
     def _unlinked(self) -> str:
         return self._engine.indexed_by("papers_unlinked")
 
-    def unasked_titles(self, limit: int) -> list[tuple[str, str]]:
+    # A title whose answer stands: found, or "not on arXiv" asked after `retry_before`, or a paper first seen
+    # before `since` (too old for another try). Stamps are ISO text: '' sorts first, so no retry says "stands".
+    _ANSWERED = (
+        "EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key"
+        " AND (l.answer IS NOT NULL OR l.asked_at > ? OR p.first_seen < ?))"
+    )
+
+    @staticmethod
+    def _retry(retry_before: datetime | None, since: datetime | None) -> tuple[str, str]:
+        if retry_before is None or since is None:
+            return ("", "")
+        return (utc_iso(retry_before), utc_iso(since))
+
+    def unasked_titles(
+        self, limit: int, *, retry_before: datetime | None = None, since: datetime | None = None
+    ) -> list[tuple[str, str]]:
         """(title key, title) of the papers with no arXiv id and no URL whose title was never looked up, one per
-        title key, newest first (the next digests' candidates before a backlog), at most `limit`."""
+        title key, newest first (the next digests' candidates before a backlog), at most `limit`. With
+        `retry_before` and `since`: also the titles answered "not on arXiv" before `retry_before` whose paper was
+        first seen after `since` (a paper may reach arXiv after the digest that listed it)."""
         rows = self._db.execute(
             "SELECT title_key, title FROM (SELECT title_key, title, seq,"
             " ROW_NUMBER() OVER (PARTITION BY title_key ORDER BY seq DESC) AS newest"
             f" FROM papers p {self._unlinked()} WHERE arxiv_id IS NULL AND url IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)) AS unasked"
+            f" AND NOT {self._ANSWERED}) AS unasked"
             " WHERE newest = 1 ORDER BY seq DESC LIMIT ?",
-            (limit,),
+            (*self._retry(retry_before, since), limit),
         ).fetchall()
         return [(row[0], row[1]) for row in rows]
 
-    def count_unasked_titles(self) -> int:
+    def count_unasked_titles(self, *, retry_before: datetime | None = None, since: datetime | None = None) -> int:
         return int(
             self._db.execute(
                 f"SELECT COUNT(DISTINCT title_key) FROM papers p {self._unlinked()}"
-                " WHERE arxiv_id IS NULL AND url IS NULL"
-                " AND NOT EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key)"
+                f" WHERE arxiv_id IS NULL AND url IS NULL AND NOT {self._ANSWERED}",
+                self._retry(retry_before, since),
             ).fetchone()[0]
         )
 
@@ -397,7 +414,10 @@ class Store:
         stamp = utc_iso(now)
         with self.transaction() as db:
             db.executemany(
-                "INSERT INTO arxiv_lookups VALUES (?, ?, ?, ?) ON CONFLICT (title_key) DO NOTHING",
+                # A title asked again (it was not on arXiv then) takes the new answer; a found one never changes.
+                "INSERT INTO arxiv_lookups VALUES (?, ?, ?, ?) ON CONFLICT (title_key) DO UPDATE SET"
+                " arxiv_id = excluded.arxiv_id, answer = excluded.answer, asked_at = excluded.asked_at"
+                " WHERE arxiv_lookups.answer IS NULL",
                 [
                     (key, match.arxiv_id if match else None, match.as_json() if match else None, stamp)
                     for key, match in answers.items()
