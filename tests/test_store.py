@@ -376,8 +376,8 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
         "INSERT INTO t VALUES ('a;b');",
         "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
     ]
-    for engine in ("sqlite", "postgresql"):  # 11 + 1 + 3 + 7 + 1 + 1 + 1 + 1 + 3 + 4 + 4 + 1 + 4, both spellings
-        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4]
+    for engine in ("sqlite", "postgresql"):  # per migration, in both spellings
+        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4, 5]
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
 
@@ -397,3 +397,24 @@ def test_ratings_are_listed_latest_first_and_can_be_undone(make_store: StoreMake
         assert [(p.id, rating) for p, rating, _ in store.ratings("ada")] == [(ids[1], -1), (ids[0], 1)]
         assert store.clear_feedback("ada", ids[1]) and not store.clear_feedback("ada", ids[1])
         assert store.feedback("ada") == {ids[0]: 1} and store.feedback("grace") == {ids[2]: 1}
+
+
+def test_tokens_and_settings_keys_are_found_by_their_hash(store: Store) -> None:
+    """Migration 14: a web request finds a reader by an index on the SHA-256 of what it presents."""
+    tokens = {name: store.token(name) for name in ("ada", "grace")}
+    assert store.subscriber_with_token(tokens["grace"]) == ("grace", tokens["grace"])
+    assert store.subscriber_with_token(tokens["grace"] + "x") is None
+    derived: list[str] = []
+
+    def key(token: str) -> str:
+        derived.append(token)
+        return f"settings-of-{token}"
+
+    assert store.fill_settings_hashes(key) == 2 and sorted(derived) == sorted(tokens.values())
+    assert store.fill_settings_hashes(key) == 0 and len(derived) == 2  # made once
+    assert store.subscriber_with_settings_key(f"settings-of-{tokens['ada']}") == ("ada", tokens["ada"])
+    rotated = store.token("ada", rotate=True)
+    assert store.subscriber_with_token(tokens["ada"]) is None
+    assert store.subscriber_with_settings_key(f"settings-of-{tokens['ada']}") is None  # went with the old token
+    assert store.fill_settings_hashes(key) == 1 and derived[-1] == rotated
+    assert store.subscriber_with_settings_key(f"settings-of-{rotated}") == ("ada", rotated)

@@ -39,6 +39,7 @@ from digest.store.records import (
     SignupLimits,
     StoredFile,
     SubscriberState,
+    credential_hash,
     parse_iso,
     utc_iso,
 )
@@ -974,8 +975,61 @@ class Store:
                 return state.token
             token = secrets.token_urlsafe(24)
             db.execute("INSERT INTO subscriber_state (subscriber) VALUES (?) ON CONFLICT DO NOTHING", (subscriber,))
-            db.execute("UPDATE subscriber_state SET token = ? WHERE subscriber = ?", (token, subscriber))
+            # The settings key of the old token goes with it: the web app makes the new one's (fill_settings_hashes).
+            db.execute(
+                "UPDATE subscriber_state SET token = ?, token_hash = ?, settings_hash = NULL WHERE subscriber = ?",
+                (token, credential_hash(token), subscriber),
+            )
             return token
+
+    def subscriber_with_token(self, presented: str) -> tuple[str, str] | None:
+        """(subscriber, token) of the token whose SHA-256 is the presented one's: found by an index, whatever the
+        number of readers (the caller compares the token itself again, in constant time)."""
+        self._hash_tokens()
+        row = self._db.execute(
+            "SELECT subscriber, token FROM subscriber_state WHERE token_hash = ?", (credential_hash(presented),)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def subscriber_with_settings_key(self, presented: str) -> tuple[str, str] | None:
+        """(subscriber, token) of the settings key whose SHA-256 is the presented one's (see fill_settings_hashes)."""
+        row = self._db.execute(
+            "SELECT subscriber, token FROM subscriber_state WHERE settings_hash = ? AND token IS NOT NULL",
+            (credential_hash(presented),),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _hash_tokens(self) -> None:
+        """Hash the tokens issued before tokens were hashed (once: the partial index finds none after that)."""
+        rows = self._db.execute(
+            f"SELECT subscriber, token FROM subscriber_state {self._engine.indexed_by('subscriber_state_unhashed')}"
+            " WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL) AND token_hash IS NULL"
+        ).fetchall()
+        if rows:
+            with self.transaction() as db:
+                for subscriber, token in rows:
+                    db.execute(
+                        "UPDATE subscriber_state SET token_hash = ? WHERE subscriber = ? AND token = ?",
+                        (credential_hash(token), subscriber, token),
+                    )
+
+    def fill_settings_hashes(self, settings_key: Callable[[str], str]) -> int:
+        """Store the SHA-256 of the settings key of every token that has none yet (new or rotated tokens), so that
+        a settings key is found by an index; `settings_key` derives it from a token (digest.tokens, with the
+        deployment's secret, which the store does not use). Returns how many were filled."""
+        rows = self._db.execute(
+            f"SELECT subscriber, token FROM subscriber_state {self._engine.indexed_by('subscriber_state_unhashed')}"
+            " WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL) AND settings_hash IS NULL"
+        ).fetchall()
+        if not rows:
+            return 0
+        with self.transaction() as db:
+            for subscriber, token in rows:
+                db.execute(  # only if the token is still that one (not rotated meanwhile)
+                    "UPDATE subscriber_state SET settings_hash = ? WHERE subscriber = ? AND token = ?",
+                    (credential_hash(settings_key(token)), subscriber, token),
+                )
+        return len(rows)
 
     @trace.traced("ledger+delivery")
     def record_attempt(self, subscriber: str, now: datetime, *, empty_window_seq: int | None = None) -> None:

@@ -163,6 +163,12 @@ class SignupLimits:
 ABSENT = "absent"  # the version of a profile that does not exist (no row, no file)
 
 
+def credential_hash(credential: str) -> str:
+    """What the store keeps to find a token or a settings key by: its SHA-256 (a hash of a 192-bit random value
+    tells nobody anything about the value)."""
+    return hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
+
+
 def profile_version(data: bytes | None) -> str:
     """A profile's version: a hash of its bytes, the same whether they are in a file or in the store."""
     return ABSENT if data is None else hashlib.sha256(data).hexdigest()[:32]

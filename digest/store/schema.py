@@ -426,6 +426,30 @@ _MIGRATIONS: list[Migration] = [
         CREATE INDEX profile_history_subscriber ON profile_history(subscriber, id);
         """,
     ),
+    # 14: tokens and settings keys found by an index, not by comparing every reader's (a web host's every request
+    # would cost a scan of all readers): the SHA-256 of each token, and of each settings key (filled by the web
+    # app, which holds the secret the key is made with; a new token empties it). Existing tokens are hashed on
+    # first use (digest.store.core); the last index finds the rows still to hash.
+    Migration(
+        sqlite="""
+        ALTER TABLE subscriber_state ADD COLUMN token_hash TEXT;
+        ALTER TABLE subscriber_state ADD COLUMN settings_hash TEXT;
+        CREATE UNIQUE INDEX subscriber_state_token_hash ON subscriber_state(token_hash) WHERE token_hash IS NOT NULL;
+        CREATE UNIQUE INDEX subscriber_state_settings_hash ON subscriber_state(settings_hash)
+            WHERE settings_hash IS NOT NULL;
+        CREATE INDEX subscriber_state_unhashed ON subscriber_state(subscriber)
+            WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL);
+        """,
+        postgresql="""
+        ALTER TABLE subscriber_state ADD COLUMN token_hash TEXT COLLATE "C";
+        ALTER TABLE subscriber_state ADD COLUMN settings_hash TEXT COLLATE "C";
+        CREATE UNIQUE INDEX subscriber_state_token_hash ON subscriber_state(token_hash) WHERE token_hash IS NOT NULL;
+        CREATE UNIQUE INDEX subscriber_state_settings_hash ON subscriber_state(settings_hash)
+            WHERE settings_hash IS NOT NULL;
+        CREATE INDEX subscriber_state_unhashed ON subscriber_state(subscriber)
+            WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -192,12 +192,29 @@ def not_found() -> HTTPException:
 
 
 def subscriber_for_token(store: Store, presented: str, key: Callable[[str], str] | None = None) -> str | None:
-    """The subscriber whose token this is (or, given `key`, whose key(token) it is: the settings key). Compared
-    against every issued token, without stopping at a match, so the time taken says nothing about how much of a
-    guess was right."""
+    """The subscriber whose token this is (or, given `key`, whose key(token) it is: the settings key). Found by the
+    SHA-256 of what was presented, through an index (a request costs the same with a hundred readers or a hundred
+    thousand), then compared in constant time. Where the index cannot be brought up to date now (the store busy),
+    every issued token is compared instead, without stopping at a match, so the time says nothing of a guess."""
     if not presented or len(presented) > _MAX_TOKEN:
         return None
     given = presented.encode("utf-8", "replace")
+    try:
+        if key is None:
+            found = store.subscriber_with_token(presented)
+        else:
+            store.fill_settings_hashes(key)
+            found = store.subscriber_with_settings_key(presented)
+    except StoreError as exc:
+        log.warning("tokens compared one by one: the index could not be brought up to date (%s)", exc)
+        return _compare_all(store, given, key)
+    if found is None:
+        return None
+    subscriber, token = found
+    return subscriber if hmac.compare_digest(given, (key(token) if key else token).encode("utf-8")) else None
+
+
+def _compare_all(store: Store, given: bytes, key: Callable[[str], str] | None) -> str | None:
     found = None
     for subscriber, token in store.subscriber_tokens().items():
         if hmac.compare_digest(given, (key(token) if key else token).encode("utf-8")):
