@@ -167,6 +167,9 @@ class Web(_Section):
     signup_expiry: float = Field(default=48 * 3600.0, description="how long a confirmation link works")
     signup_per_address: int = Field(default=3, ge=1, description="sign-ups per email address per day")
     signup_per_ip: int = Field(default=10, ge=1, description="sign-ups per client IP per hour")
+    signup_per_network: int = Field(
+        default=30, ge=1, description="sign-ups per hour from one client network (IPv4 /24, IPv6 /48)"
+    )
     signup_per_hour: int = Field(default=200, ge=1, description="sign-ups per hour from all clients together")
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (reverse proxies, load balancers): addresses or
     # networks. The client of a request through them is the last address they did not add.
@@ -187,7 +190,9 @@ class Web(_Section):
                 raise ValueError(
                     f'{value!r} is not an IP address or network; write e.g. "10.0.0.5" or "10.0.0.0/24"'
                 ) from None
-        return tuple(value.strip() for value in values)
+        # uvicorn reads a network strictly ("10.0.0.5/24" would be no network at all): give it the network itself.
+        cleaned = (value.strip() for value in values)
+        return tuple(str(ipaddress.ip_network(v, strict=False)) if "/" in v else v for v in cleaned)
 
     @field_validator("base_url")
     @classmethod

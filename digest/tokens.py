@@ -65,3 +65,8 @@ def settings_key(secret: bytes, token: str) -> str:
     """The key of a reader's settings page, from their token: 32 URL-safe characters."""
     mac = hmac.new(secret, b"settings\n" + token.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).decode("ascii")[:32]
+
+
+def secret_fingerprint(secret: bytes) -> str:
+    """Names a secret without giving it away (the store notes which secret its settings-key hashes were made with)."""
+    return hashlib.sha256(b"fingerprint\n" + secret).hexdigest()[:16]

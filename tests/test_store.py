@@ -377,7 +377,7 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
         "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
     ]
     for engine in ("sqlite", "postgresql"):  # per migration, in both spellings
-        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4, 5]
+        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4, 8]
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
 
@@ -410,11 +410,27 @@ def test_tokens_and_settings_keys_are_found_by_their_hash(store: Store) -> None:
         derived.append(token)
         return f"settings-of-{token}"
 
-    assert store.fill_settings_hashes(key) == 2 and sorted(derived) == sorted(tokens.values())
-    assert store.fill_settings_hashes(key) == 0 and len(derived) == 2  # made once
+    assert store.fill_settings_hashes(key, "secret-1") == 2 and sorted(derived) == sorted(tokens.values())
+    assert store.fill_settings_hashes(key, "secret-1") == 0 and len(derived) == 2  # made once
     assert store.subscriber_with_settings_key(f"settings-of-{tokens['ada']}") == ("ada", tokens["ada"])
     rotated = store.token("ada", rotate=True)
     assert store.subscriber_with_token(tokens["ada"]) is None
     assert store.subscriber_with_settings_key(f"settings-of-{tokens['ada']}") is None  # went with the old token
-    assert store.fill_settings_hashes(key) == 1 and derived[-1] == rotated
+    assert store.fill_settings_hashes(key, "secret-1") == 1 and derived[-1] == rotated
     assert store.subscriber_with_settings_key(f"settings-of-{rotated}") == ("ada", rotated)
+    assert store.fill_settings_hashes(key, "secret-2") == 2  # another secret: every key made again
+
+
+def test_migration_14_hashes_the_tokens_already_issued(make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    import digest.store.core as core
+
+    monkeypatch.setattr(core, "SCHEMA_VERSION", 13)  # a store as the release before left it
+    with make_store(migrated=False) as store:
+        assert store.schema_version == 13
+        with store.transaction() as db:
+            db.execute("INSERT INTO subscriber_state (subscriber, token) VALUES ('ada', 'tok-ada'), ('bob', NULL)")
+    monkeypatch.undo()
+    with make_store() as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.subscriber_with_token("tok-ada") == ("ada", "tok-ada")
+        assert store.token("ada") == "tok-ada" and store.subscriber_with_token("tok-bob") is None

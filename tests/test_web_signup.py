@@ -395,6 +395,20 @@ def test_a_flood_from_many_addresses_meets_the_limit_for_everyone(tmp_path: Path
     assert len(site.mail()) == 5
 
 
+def test_one_network_cannot_use_up_everyones_sign_ups(tmp_path: Path) -> None:
+    """[web] signup_per_network: one IPv6 /48 (many /64 clients) is held at its own limit; others still sign up."""
+    web = f'base_url = "{BASE_URL}"\nsignup = true\nsignup_per_network = 3\nsignup_per_hour = 100\n'
+    ws = make_workspace(tmp_path, web=web)
+    with in_thread(create_app(ws.config)) as url:
+        site = Site(ws, url)
+        one_network = [site.sign_up(f"2001:db8:7:{n}::1", f"net{n}@example.net").status_code for n in range(5)]
+        elsewhere = site.sign_up("2001:db8:8:1::1", "elsewhere@example.net").status_code
+        ipv4 = [site.sign_up(f"203.0.113.{n}", f"four{n}@example.net").status_code for n in range(1, 5)]
+    assert one_network == [200, 200, 200, 429, 429]
+    assert elsewhere == 200
+    assert ipv4 == [200, 200, 200, 429]  # an IPv4 /24 is one network
+
+
 def test_one_address_is_signed_up_at_most_three_times_a_day_from_anywhere(site: Site) -> None:
     statuses = [
         site.sign_up(f"10.0.6.{n}", address).status_code
@@ -627,6 +641,7 @@ def test_a_used_confirmation_link_stops_leading_to_the_settings_page(tmp_path: P
         ("10.1.2.3", None, False),  # a peer nobody listed: its X-Forwarded-For is ignored, the peer is the client
         ("10.1.2.3", '["10.0.0.0/8"]', True),  # a load balancer on another host, listed
         ("10.1.2.3", '["10.1.2.4"]', False),
+        ("10.1.2.3", '["10.1.2.99/24"]', True),  # host bits set: still the network 10.1.2.0/24
     ],
 )
 def test_the_client_behind_a_trusted_proxy_is_the_one_it_forwards(

@@ -46,6 +46,19 @@ from digest.store.records import (
 from digest.store.schema import _MIGRATIONS, SCHEMA_VERSION, _statements
 
 log = logging.getLogger(__name__)
+SETTINGS_HASHES_OF = "settings-hashes-of"  # which secret the stored settings hashes were made with (a fingerprint)
+
+
+def _hash_tokens(db: Connection) -> None:
+    """Migration 14's data step: the SHA-256 of every token issued before tokens were hashed."""
+    rows = db.execute("SELECT subscriber, token FROM subscriber_state WHERE token IS NOT NULL").fetchall()
+    db.executemany(
+        "UPDATE subscriber_state SET token_hash = ? WHERE subscriber = ?",
+        [(credential_hash(token), subscriber) for subscriber, token in rows],
+    )
+
+
+BACKFILLS: dict[str, Callable[[Connection], None]] = {"hash_tokens": _hash_tokens}
 # Papers per transaction in a big ingest: other writers (a send's ledger, an unsubscribe) wait at most about
 # this long, and a killed ingest keeps what it committed (the file is read again; those papers are duplicates).
 INGEST_CHUNK = 2000
@@ -135,8 +148,11 @@ class Store:
                 # Read again under the write lock: another process may have migrated meanwhile.
                 if engine.schema_version(db) > number:
                     continue
-                for statement in _statements(_MIGRATIONS[number].script(engine.name)):
+                migration = _MIGRATIONS[number]
+                for statement in _statements(migration.script(engine.name)):
                     db.execute(statement)
+                if migration.backfill:
+                    BACKFILLS[migration.backfill](db)
                 engine.set_schema_version(db, number + 1)
 
     @property
@@ -362,11 +378,13 @@ class Store:
     def _unlinked(self) -> str:
         return self._engine.indexed_by("papers_unlinked")
 
-    # A title whose answer stands: found, or "not on arXiv" asked after `retry_before`, or a paper first seen
-    # before `since` (too old for another try). Stamps are ISO text: '' sorts first, so no retry says "stands".
+    # A title whose answer stands: found, or "not on arXiv" asked after `retry_before`, or a title first seen before
+    # `since` (too old for another try, whatever papers with it came since: an "Editorial" every week is not asked
+    # every week). Stamps are ISO text: '' sorts first, so no retry says "stands".
     _ANSWERED = (
         "EXISTS (SELECT 1 FROM arxiv_lookups l WHERE l.title_key = p.title_key"
-        " AND (l.answer IS NOT NULL OR l.asked_at > ? OR p.first_seen < ?))"
+        " AND (l.answer IS NOT NULL OR l.asked_at > ?"
+        " OR (SELECT MIN(q.first_seen) FROM papers q WHERE q.title_key = p.title_key) < ?))"
     )
 
     @staticmethod
@@ -985,7 +1003,6 @@ class Store:
     def subscriber_with_token(self, presented: str) -> tuple[str, str] | None:
         """(subscriber, token) of the token whose SHA-256 is the presented one's: found by an index, whatever the
         number of readers (the caller compares the token itself again, in constant time)."""
-        self._hash_tokens()
         row = self._db.execute(
             "SELECT subscriber, token FROM subscriber_state WHERE token_hash = ?", (credential_hash(presented),)
         ).fetchone()
@@ -999,36 +1016,29 @@ class Store:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def _hash_tokens(self) -> None:
-        """Hash the tokens issued before tokens were hashed (once: the partial index finds none after that)."""
-        rows = self._db.execute(
-            f"SELECT subscriber, token FROM subscriber_state {self._engine.indexed_by('subscriber_state_unhashed')}"
-            " WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL) AND token_hash IS NULL"
-        ).fetchall()
-        if rows:
-            with self.transaction() as db:
-                for subscriber, token in rows:
-                    db.execute(
-                        "UPDATE subscriber_state SET token_hash = ? WHERE subscriber = ? AND token = ?",
-                        (credential_hash(token), subscriber, token),
-                    )
-
-    def fill_settings_hashes(self, settings_key: Callable[[str], str]) -> int:
+    def fill_settings_hashes(self, settings_key: Callable[[str], str], fingerprint: str) -> int:
         """Store the SHA-256 of the settings key of every token that has none yet (new or rotated tokens), so that
         a settings key is found by an index; `settings_key` derives it from a token (digest.tokens, with the
-        deployment's secret, which the store does not use). Returns how many were filled."""
-        rows = self._db.execute(
-            f"SELECT subscriber, token FROM subscriber_state {self._engine.indexed_by('subscriber_state_unhashed')}"
-            " WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL) AND settings_hash IS NULL"
-        ).fetchall()
-        if not rows:
+        deployment's secret, which the store does not use), and `fingerprint` names that secret: hashes made with
+        another (the secret was made again) are all made again. A read only when there is nothing to do. Returns
+        how many were filled."""
+        unhashed = (
+            "SELECT subscriber, token FROM subscriber_state"
+            f" {self._engine.indexed_by('subscriber_state_settings_unhashed')}"
+            " WHERE token IS NOT NULL AND settings_hash IS NULL"
+        )
+        if self.secret(SETTINGS_HASHES_OF, fresh=True) == fingerprint and not self._db.execute(unhashed).fetchone():
             return 0
         with self.transaction() as db:
-            for subscriber, token in rows:
-                db.execute(  # only if the token is still that one (not rotated meanwhile)
-                    "UPDATE subscriber_state SET settings_hash = ? WHERE subscriber = ? AND token = ?",
-                    (credential_hash(settings_key(token)), subscriber, token),
-                )
+            made_with = db.execute("SELECT value FROM secrets WHERE name = ?", (SETTINGS_HASHES_OF,)).fetchone()
+            if made_with is not None and made_with[0] != fingerprint:
+                db.execute("UPDATE subscriber_state SET settings_hash = NULL WHERE settings_hash IS NOT NULL")
+            rows = db.execute(unhashed).fetchall()  # under the lock: another request may have filled them
+            db.executemany(  # only while the token is still that one (not rotated meanwhile)
+                "UPDATE subscriber_state SET settings_hash = ? WHERE subscriber = ? AND token = ?",
+                [(credential_hash(settings_key(token)), subscriber, token) for subscriber, token in rows],
+            )
+            self._put_secret(db, SETTINGS_HASHES_OF, fingerprint)
         return len(rows)
 
     @trace.traced("ledger+delivery")
@@ -1122,12 +1132,14 @@ class Store:
         """Replace a secret (one that names something, such as the folder profiles are synced with; never the
         key of tokens already handed out)."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO secrets (name, value) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (name, value),
-            )
-        self._secrets[name] = value
+            self._put_secret(db, name, value)
+
+    def _put_secret(self, db: Connection, name: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+        self._secrets.pop(name, None)  # read again after the commit (a rolled-back value must not stay cached)
 
     def subscriber_tokens(self) -> dict[str, str]:
         """Every issued token by subscriber (the web app compares a presented token to each in constant time)."""
@@ -1247,26 +1259,27 @@ class Store:
 
     # ---- sign-ups -----------------------------------------------------------------------------
 
-    def add_signup(self, signup: Signup, client: str, now: datetime, limits: SignupLimits) -> timedelta | None:
+    def add_signup(
+        self, signup: Signup, client: str, now: datetime, limits: SignupLimits, *, network: str | None = None
+    ) -> timedelta | None:
         """Record a sign-up request from `client` (a keyed hash of its IP), unless the address or the client
         reached its limit: None when recorded, else how long until one more would be taken. The check and the
         insert are one transaction, so concurrent requests cannot both slip under a limit. Old requests are
         purged first (cheap: an index on expires_at)."""
         with self.transaction() as db:
             self._purge_signups(now, limits)
-            wait = self._signup_wait(db, "client", client, limits.per_client, limits.client_window, now)
+            wait = self._source_wait(db, client, network, now, limits)
             wait = wait or self._signup_wait(db, "email", signup.email, limits.per_email, limits.email_window, now)
-            if wait is None and limits.total is not None:
-                wait = self._signup_wait(db, None, "", limits.total, limits.client_window, now)
             if wait is not None:
                 return wait
             db.execute(
-                "INSERT INTO signups (code_hash, email, client, profile, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO signups (code_hash, email, client, network, profile, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     signup.code_hash,
                     signup.email,
                     client,
+                    network,
                     signup.profile,
                     utc_iso(signup.created_at),
                     utc_iso(signup.expires_at),
@@ -1274,18 +1287,28 @@ class Store:
             )
         return None
 
-    def signup_client_wait(self, client: str, now: datetime, limits: SignupLimits) -> timedelta | None:
-        """How long until `client` may sign up again (None: now), this client's limit or everyone's. A read only,
-        for turning a flood away early."""
-        wait = self._signup_wait(self._db, "client", client, limits.per_client, limits.client_window, now)
+    def signup_client_wait(
+        self, client: str, now: datetime, limits: SignupLimits, *, network: str | None = None
+    ) -> timedelta | None:
+        """How long until `client` may sign up again (None: now): its own limit, its network's, or everyone's. A
+        read only, for turning a flood away early."""
+        return self._source_wait(self._db, client, network, now, limits)
+
+    def _source_wait(
+        self, db: Connection, client: str, network: str | None, now: datetime, limits: SignupLimits
+    ) -> timedelta | None:
+        window = limits.client_window
+        wait = self._signup_wait(db, "client", client, limits.per_client, window, now)
+        if wait is None and network is not None and limits.per_network is not None:
+            wait = self._signup_wait(db, "network", network, limits.per_network, window, now)
         if wait is None and limits.total is not None:
-            wait = self._signup_wait(self._db, None, "", limits.total, limits.client_window, now)
+            wait = self._signup_wait(db, None, "", limits.total, window, now)
         return wait
 
     @staticmethod
     def _signup_wait(
         db: Connection,
-        column: Literal["client", "email"] | None,
+        column: Literal["client", "network", "email"] | None,
         key: str,
         limit: int,
         window: timedelta,

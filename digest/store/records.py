@@ -146,14 +146,16 @@ class Signup:
 @dataclass(frozen=True)
 class SignupLimits:
     """At most `per_email` sign-ups for one address within `email_window`, `per_client` from one client within
-    `client_window`, and `total` from everyone within `client_window` (each one sends an email: a flood from many
-    addresses, an IPv6 /48 say, must not turn the server into a mailer)."""
+    `client_window`, `per_network` from one client network (IPv4 /24, IPv6 /48) and `total` from everyone within
+    `client_window`. Each one sends an email: a flood from many addresses must not turn the server into a mailer,
+    and one network must not use up everyone's share."""
 
     per_email: int
     email_window: timedelta
     per_client: int
     client_window: timedelta
     total: int | None = None
+    per_network: int | None = None
     # Rows are kept this long after they expire: a late click still gets "expired" (not "unknown"), and a used
     # link still finds its profile; then they are purged.
     keep_unconfirmed: timedelta = timedelta(days=1)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 class Migration:
     sqlite: str
     postgresql: str | None = None  # None: the same statements
+    # A data step SQL cannot do on both engines (a SHA-256), run in the migration's transaction after its statements:
+    # the name of a function of digest.store.core's BACKFILLS.
+    backfill: str | None = None
 
     def script(self, engine: str) -> str:
         return self.postgresql if engine == "postgresql" and self.postgresql is not None else self.sqlite
@@ -427,9 +430,10 @@ _MIGRATIONS: list[Migration] = [
         """,
     ),
     # 14: tokens and settings keys found by an index, not by comparing every reader's (a web host's every request
-    # would cost a scan of all readers): the SHA-256 of each token, and of each settings key (filled by the web
-    # app, which holds the secret the key is made with; a new token empties it). Existing tokens are hashed on
-    # first use (digest.store.core); the last index finds the rows still to hash.
+    # would cost a scan of all readers): the SHA-256 of each token (existing ones hashed by the migration itself),
+    # and of each settings key (filled by whoever holds the secret the key is made with; a new token empties it).
+    # Sign-ups get the client's network (IPv4 /24, IPv6 /48, keyed hash), a limit of its own, and an index on
+    # their time for the limit on everyone.
     Migration(
         sqlite="""
         ALTER TABLE subscriber_state ADD COLUMN token_hash TEXT;
@@ -437,8 +441,11 @@ _MIGRATIONS: list[Migration] = [
         CREATE UNIQUE INDEX subscriber_state_token_hash ON subscriber_state(token_hash) WHERE token_hash IS NOT NULL;
         CREATE UNIQUE INDEX subscriber_state_settings_hash ON subscriber_state(settings_hash)
             WHERE settings_hash IS NOT NULL;
-        CREATE INDEX subscriber_state_unhashed ON subscriber_state(subscriber)
-            WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL);
+        CREATE INDEX subscriber_state_settings_unhashed ON subscriber_state(subscriber)
+            WHERE token IS NOT NULL AND settings_hash IS NULL;
+        ALTER TABLE signups ADD COLUMN network TEXT;
+        CREATE INDEX signups_network ON signups(network, created_at);
+        CREATE INDEX signups_created ON signups(created_at);
         """,
         postgresql="""
         ALTER TABLE subscriber_state ADD COLUMN token_hash TEXT COLLATE "C";
@@ -446,9 +453,13 @@ _MIGRATIONS: list[Migration] = [
         CREATE UNIQUE INDEX subscriber_state_token_hash ON subscriber_state(token_hash) WHERE token_hash IS NOT NULL;
         CREATE UNIQUE INDEX subscriber_state_settings_hash ON subscriber_state(settings_hash)
             WHERE settings_hash IS NOT NULL;
-        CREATE INDEX subscriber_state_unhashed ON subscriber_state(subscriber)
-            WHERE token IS NOT NULL AND (token_hash IS NULL OR settings_hash IS NULL);
+        CREATE INDEX subscriber_state_settings_unhashed ON subscriber_state(subscriber)
+            WHERE token IS NOT NULL AND settings_hash IS NULL;
+        ALTER TABLE signups ADD COLUMN network TEXT COLLATE "C";
+        CREATE INDEX signups_network ON signups(network, created_at);
+        CREATE INDEX signups_created ON signups(created_at);
         """,
+        backfill="hash_tokens",
     ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)

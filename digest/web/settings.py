@@ -131,7 +131,7 @@ class SettingsPages:
     def owner(self, key: str) -> str:
         """The reader whose settings key this is (else 404): their token alone (a feed's) does not open the page."""
         with self.app.store() as opened:
-            subscriber = web.subscriber_for_token(opened, key, lambda token: settings_key(self.app.secret, token))
+            subscriber = web.subscriber_for_settings_key(opened, key, self.app.secret)
         if subscriber is None or id_problem(subscriber):
             raise web.not_found()
         return subscriber

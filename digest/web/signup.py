@@ -109,6 +109,22 @@ def client_key(secret: bytes, host: str) -> str:
     return hmac.new(secret, f"signup-client\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def network_key(secret: bytes, host: str) -> str:
+    """What the per-network limit counts: a keyed hash of the client's network (IPv4 /24, IPv6 /48: what one
+    organisation or provider customer usually holds), so that one network cannot use up everyone's sign-ups."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        bucket = host
+    else:
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None:
+            address = mapped
+        prefix = 48 if isinstance(address, ipaddress.IPv6Address) else 24
+        bucket = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return hmac.new(secret, f"signup-network\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 @functools.lru_cache(maxsize=1)
 def time_zones() -> tuple[str, ...]:
     """The zones the form suggests (any IANA name is taken)."""
@@ -171,6 +187,7 @@ class SignupPages:
             per_client=web.signup_per_ip,
             client_window=CLIENT_WINDOW,
             total=web.signup_per_hour,
+            per_network=web.signup_per_network,
         )
 
     @functools.cached_property
@@ -208,15 +225,15 @@ class SignupPages:
             return _refused()
         values = {name: fields.get(name, "") for name in FIELDS}
         host = request.client.host if request.client else "unknown"
-        work = functools.partial(self.sign_up, values, client_key(self.secret, host))
+        work = functools.partial(self.sign_up, values, client_key(self.secret, host), network_key(self.secret, host))
         # Sign-ups wait on the mail server; they get threads of their own, so that a slow or dead relay (or a flood
         # of sign-ups) never takes the threads that unsubscribes, feeds and settings need.
         return await anyio.to_thread.run_sync(work, limiter=self.mail_threads)
 
-    def sign_up(self, values: dict[str, str], client: str) -> Response:
+    def sign_up(self, values: dict[str, str], client: str, network: str) -> Response:
         now = self.app.clock()
         with self.app.store() as store:  # a flood is turned away before any work is done for it
-            wait = store.signup_client_wait(client, now, self.limits)
+            wait = store.signup_client_wait(client, now, self.limits, network=network)
             if wait is not None:
                 return _too_many(wait)
             profile, problems = requested_profile(values, now)
@@ -234,7 +251,7 @@ class SignupPages:
         with self.app.store() as store:
             # Recorded before the email goes (a crash between the two leaves a request that expires, never a
             # link that finds nothing), and counted the same whether the address is new or not.
-            wait = store.add_signup(request, client, now, self.limits)
+            wait = store.add_signup(request, client, now, self.limits, network=network)
             settings = self.settings_url(store.token(existing)) if existing and wait is None else None
         if wait is not None:
             return _too_many(wait)
