@@ -119,6 +119,32 @@ class Spacing:
         self._ready_at = self._monotonic() + self.interval
 
 
+class SharedSpacing:
+    """Spacing kept in the store (Store.take_turn): every process and host that shares it takes turns, so two
+    ingests at once (a daemon and a `digest ingest`, daemons on several hosts) stay `interval` apart at the server."""
+
+    NAME = "arxiv-api"
+
+    def __init__(self, store: TurnStore, interval: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = store
+        self.interval = interval
+        self._sleep = sleep
+
+    def wait(self) -> None:
+        while (delay := self.store.take_turn(self.NAME, self.interval)) > 0:
+            self._sleep(delay)
+
+    def done(self) -> None:
+        self.store.finish_request(self.NAME, self.interval)
+
+
+class TurnStore(Protocol):
+    """What shared spacing needs of the store (digest.store.Store)."""
+
+    def take_turn(self, name: str, interval: float) -> float: ...
+    def finish_request(self, name: str, interval: float) -> None: ...
+
+
 def search_phrase(title: str) -> str:
     """The title as a phrase the API's query syntax takes: its normalised words only (no quotes, brackets, colons
     or operators left to choke on), cut at a word past PHRASE_MAX characters. Empty: nothing to search for."""
@@ -205,7 +231,8 @@ def _match(paper: Paper) -> ArxivMatch:
 
 
 class ArxivClient:
-    """Title searches on the arXiv API, spaced as it asks; `fetch`, `monotonic` and `sleep` are injectable."""
+    """Title searches on the arXiv API, spaced as it asks (in this process, or with `spacing` across all that share a
+    store); `fetch`, `monotonic` and `sleep` are injectable."""
 
     def __init__(
         self,
@@ -214,10 +241,11 @@ class ArxivClient:
         fetch: Fetch | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        spacing: Spacing | SharedSpacing | None = None,
     ) -> None:
         self.settings = settings
         self._fetch = fetch
-        self._spacing = Spacing(settings.min_interval, monotonic, sleep)
+        self._spacing = spacing or Spacing(settings.min_interval, monotonic, sleep)
         self.requests = 0
 
     def search(self, titles: Sequence[str]) -> Answer:

@@ -17,7 +17,7 @@ from typing import Literal
 from digest.claims import Claims
 from digest.clock import Clock, utc_now
 from digest.config import Config
-from digest.enrich import ArxivClient, enrich_papers, lookups_enabled
+from digest.enrich import ArxivClient, SharedSpacing, enrich_papers, lookups_enabled
 from digest.errors import DigestError
 from digest.ingest import IngestReport, ingest_sources
 from digest.mail.transport import Transport, make_transport
@@ -66,7 +66,9 @@ def ingest(
 
 
 def _enrich(store: Store, config: Config, report: IngestReport, clock: Clock, arxiv: ArxivClient | None) -> None:
-    client = arxiv or ArxivClient(config.enrich)
+    # Turns taken in the store: two ingests at once (a daemon and a `digest ingest`, daemons on several hosts) stay
+    # [enrich] min_interval apart at the API, as one would.
+    client = arxiv or ArxivClient(config.enrich, spacing=SharedSpacing(store, config.enrich.min_interval))
     try:
         found = enrich_papers(store, client, max_lookups=config.enrich.max_lookups, clock=clock)
     except DigestError as exc:  # the store refused a write: the papers are in; the next ingest looks them up

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +13,12 @@ from pathlib import Path
 import pytest
 from arxiv_server import ArxivServer, Entry, closed_port_url, feed
 from cli import digest
-from conftest import NOW, shared_digests
+from conftest import NOW, StoreMaker, shared_digests
 from test_ingest import abstract_for, spaced_digest
 
 from digest.clock import fixed
 from digest.config import Config, Enrich
-from digest.enrich import ArxivClient, LookupUnavailable, enrich_papers, http_fetch, search_phrase
+from digest.enrich import ArxivClient, LookupUnavailable, SharedSpacing, enrich_papers, http_fetch, search_phrase
 from digest.errors import ConfigError
 from digest.ingest import IngestReport, parse_document
 from digest.paper import AUTHOR_MAX, AUTHORS_MAX, TITLE_MAX, make_paper, title_key
@@ -219,6 +220,40 @@ def test_the_server_sees_requests_min_interval_apart_in_real_time(store: Store, 
     arrivals = [r.at for r in server.requests]
     assert len(arrivals) == 4
     assert min(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) >= 0.15
+
+
+def test_two_processes_looking_up_at_once_take_turns_through_the_store(make_store: StoreMaker) -> None:
+    """Spacing kept in the store: two ingests at once (a daemon and a `digest ingest`, daemons on two hosts) are
+    min_interval apart at the server as one would be, on both engines."""
+    interval = 0.4
+    make_store().close()  # the database made once, before the threads open it
+    with ArxivServer([]) as server:
+        wired = settings(server.url, min_interval=interval)
+
+        def look_up(prefix: str) -> None:
+            with make_store() as store:  # a connection of its own, as another process has
+                client = ArxivClient(wired, spacing=SharedSpacing(store, interval))
+                for n in range(3):
+                    client.search([f"{prefix} title number {n}"])
+
+        threads = [threading.Thread(target=look_up, args=(name,)) for name in ("first", "second")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    arrivals = sorted(request.at for request in server.requests)
+    assert len(arrivals) == 6
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= interval - 0.05, gaps  # the database's clock and the server's: a few ms apart at most
+
+
+def test_a_turn_is_taken_when_the_request_starts_and_a_stale_one_is_not_waited_for(store: Store) -> None:
+    assert store.take_turn("api", 3600.0) == 0  # an interval of an hour, lowered since
+    assert store.take_turn("api", 1.0) == 0  # not an hour's wait
+    assert 0.9 < store.take_turn("api", 1.0) <= 1.0  # then turns as usual: ask again after that
+    assert 0.9 < store.take_turn("api", 1.0) <= 1.0  # asking does not push the turn back
+    store.finish_request("api", 2.0)  # a slow answer: the next turn is the interval after its end
+    assert 1.9 < store.take_turn("api", 2.0) <= 2.0
 
 
 def fifteen_titles(tmp_path: Path) -> tuple[Path, list[Entry]]:

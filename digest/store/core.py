@@ -779,6 +779,37 @@ class Store:
         """Now, in seconds since the epoch, on the database's clock."""
         return float(self._db.execute(f"SELECT {self._engine.epoch_now}").fetchone()[0])
 
+    def take_turn(self, name: str, interval: float) -> float:
+        """Start a request of kind `name` now if it is its turn (one every `interval` seconds, across every process
+        and host sharing the store): 0, and the next turn is `interval` from now. Else how many seconds until the
+        turn comes, to wait and ask again (the turn is taken when the request really starts, so the server sees
+        the requests apart by the interval whoever waited how long)."""
+        with self.transaction() as db:
+            row = db.execute(
+                f"SELECT {self._engine.epoch_now}, (SELECT ready_at FROM request_slots WHERE name = ?)", (name,)
+            ).fetchone()
+            now, ready = float(row[0]), row[1]
+            # A turn further ahead than the interval could make is stale (the interval was lowered since, or a
+            # clock jumped): it is not waited for.
+            if ready is not None and now < float(ready) <= now + interval:
+                return float(ready) - now
+            db.execute(
+                "INSERT INTO request_slots (name, ready_at) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET ready_at = excluded.ready_at",
+                (name, now + interval),
+            )
+        return 0.0
+
+    def finish_request(self, name: str, interval: float) -> None:
+        """A request of kind `name` just ended: the next starts `interval` after now at the earliest (a slow answer
+        pushes the next turn back, so the server never sees two closer than that)."""
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE request_slots SET ready_at = {self._engine.greatest}(ready_at, {self._engine.epoch_now} + ?)"
+                " WHERE name = ?",
+                (interval, name),
+            )
+
     def offer_claims(self, subscribers: Sequence[str]) -> None:
         """Make a claim row (held by nobody) for each of these subscribers that has none yet."""
         ordered = sorted(set(subscribers))  # the same order in every sender: concurrent inserts never deadlock

@@ -461,6 +461,17 @@ _MIGRATIONS: list[Migration] = [
         """,
         backfill="hash_tokens",
     ),
+    # 15: turns for requests to an outside service that asks for spacing (the arXiv API: one request every 3 s),
+    # shared by every process and host on the database: when the next request of each kind may start, on the
+    # database's clock (seconds since the epoch).
+    Migration(
+        sqlite="""
+        CREATE TABLE request_slots (name TEXT PRIMARY KEY, ready_at REAL NOT NULL) WITHOUT ROWID;
+        """,
+        postgresql="""
+        CREATE TABLE request_slots (name TEXT COLLATE "C" PRIMARY KEY, ready_at DOUBLE PRECISION NOT NULL);
+        """,
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
