@@ -376,8 +376,9 @@ def test_migrations_split_where_sqlite_says_a_statement_ends() -> None:
         "INSERT INTO t VALUES ('a;b');",
         "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;",
     ]
-    for engine in ("sqlite", "postgresql"):  # per migration, in both spellings
-        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4, 8, 1]
+    per_migration = [11, 1, 3, 7, 1, 1, 1, 1, 3, 4, 4, 1, 4, 8, 1]
+    for engine in ("sqlite", "postgresql"):  # in both spellings
+        assert [len(_statements(m.script(engine))) for m in _MIGRATIONS] == per_migration
     with pytest.raises(ValueError, match="incomplete statement"):
         _statements("CREATE TABLE broken (a TEXT")
 
