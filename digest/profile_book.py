@@ -266,6 +266,12 @@ class ProfileBook:
             scan, plan = self.sync(now, only=only, write=False, allow_removals=allow_removals)
             return scan, plan, False
 
+    def refresh(self, now: datetime) -> list[str]:
+        """Sync the folder with the store, loading nothing (an ingest does it, so that hosts without the folder see
+        the operator's changes though no send ran here); returns the notices."""
+        _, plan, _ = self._synced(now, log_notices=False)
+        return list(plan.notices)
+
     def load(self, now: datetime, *, write: bool = True, allow_removals: bool = False) -> SubscriberSet:
         """Every profile, synced with the folder first; bad ones become one-line errors, the rest load.
         `write=False` (a preview): the profiles the sync would leave, with nothing written. `allow_removals`:

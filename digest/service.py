@@ -62,6 +62,13 @@ def ingest(
             refresh_model(store, config.rank.policy())
         except (OSError, DigestError) as exc:  # the papers are stored; the next run catches the model up
             log.warning("model cache: not updated (%s); the next ingest or send tries again", exc)
+    if config.paths.subscribers.is_dir():
+        # The profiles too, on the host that has their folder: senders and web hosts see the operator's changes
+        # though no send runs here (a host that only ingests).
+        try:
+            report.notices.extend(ProfileBook(store, config.paths.subscribers).refresh(clock()))
+        except DigestError as exc:
+            report.notices.append(f"profiles not synced: {exc}")
     return report
 
 
