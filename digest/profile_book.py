@@ -189,12 +189,18 @@ class ProfileBook:
     def _owns_folder(self, write: bool) -> bool:
         """Whether this folder is the one the store's profiles are synced with: the id in its FOLDER_MARKER is the
         store's. A store that has none takes this folder's (a folder that cannot be written is synced, never
-        owned). Another copy of the folder (a stale checkout on a sending host) is then not read: its older files
-        would undo newer changes, its missing ones remove readers."""
+        owned). On a shared database (PostgreSQL), another copy of the folder (a stale checkout on a sending host) is
+        then not read: its older files would undo newer changes, its missing ones remove readers. A SQLite file has
+        one host, so its folder is always the one (re-created from version control, restored from a backup)."""
         assert self.folder is not None
         marker = self.folder / FOLDER_MARKER
         mine = _read_marker(marker)
         owner = self.store.secret(FOLDER_OWNER, fresh=True)  # another host may have adopted its folder since
+        if owner is not None and mine != owner and write and self.store.engine == "sqlite":
+            # A SQLite file serves one host, whose folder this is: one re-created from version control (without
+            # its marker, as it should be) or restored from a backup is taken again, without a word.
+            if _write_marker(marker, owner):
+                return True
         if owner is not None:
             return mine == owner
         if not write:
