@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -109,19 +109,15 @@ class ProfileBook:
     def _folder_lock(self) -> Iterator[bool]:
         """The folder's write lock (one writer of profile files at a time, digest.profile_files); False where the
         folder cannot be written (a read-only checkout): then nothing is written to it."""
-        if self.folder is None:
-            yield False
-            return
-        try:
-            lock = write_lock(self.folder)
-            lock.__enter__()
-        except OSError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock.__exit__(None, None, None)
+        with ExitStack() as held:
+            locked = False
+            if self.folder is not None:
+                try:
+                    held.enter_context(write_lock(self.folder))
+                    locked = True
+                except OSError:
+                    pass
+            yield locked
 
     def sync(
         self,
@@ -135,24 +131,32 @@ class ProfileBook:
         """Sync the folder with the store (all profiles, or subscriber `only`'s); `write=False` plans only.
         Call with the folder's lock held. `log_notices=False`: the caller reports the plan's notices itself.
         A folder that is not the one the store syncs with is not read (a notice says so)."""
+        scan, plan = self._plan(now, only=only, claim=write, allow_removals=allow_removals)
+        if write:
+            self._apply(plan, now, log_notices=log_notices)
+        return scan, plan
+
+    def _plan(
+        self, now: datetime, *, only: str | None, claim: bool, allow_removals: bool
+    ) -> tuple[FolderScan, SyncPlan]:
+        """What a sync would do. `claim`: a store with no folder of its own yet takes this one (a write)."""
         if self.folder is None:
             return FolderScan(), SyncPlan()
-        if not self._owns_folder(write):
+        if not self._owns_folder(claim):
             return FolderScan(), SyncPlan(notices=[self._foreign_notice()])
-        stored = self.store.profile_index()
+        stored = self.store.profile_index(only)
         try:
             scan = self._scan(only, stored)
         except OSError as exc:  # a folder that cannot be listed is not an empty one: nothing is removed
             reason = f"{self.folder}: cannot list the folder ({exc.strerror}); the profiles in the store are used"
             return FolderScan(), SyncPlan(notices=[reason])
-        if only is not None:
-            stored = {only: stored[only]} if only in stored else {}
-        plan = plan_sync(scan, stored, self.folder, now, allow_removals=allow_removals)
-        if write and log_notices:
+        return scan, plan_sync(scan, stored, self.folder, now, allow_removals=allow_removals)
+
+    def _apply(self, plan: SyncPlan, now: datetime, *, log_notices: bool) -> None:
+        """Make a plan's changes: profiles written to the folder, then the store's rows, in one transaction."""
+        if log_notices:
             for notice in plan.notices:
                 log.warning("%s", notice)
-        if not write:
-            return scan, plan
         changes = list(plan.changes)
         if plan.exports:
             for record in self.store.profile_records(plan.exports):
@@ -165,7 +169,6 @@ class ProfileBook:
             if refused:
                 shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
                 log.info("%d profile(s) changed by another process meanwhile, synced next run: %s", len(refused), shown)
-        return scan, plan
 
     def _scan(self, only: str | None, stored: Mapping[str, tuple[str, str | None]]) -> FolderScan:
         """The folder's files; one missing whose profile came from the folder is looked for again a moment later
@@ -263,13 +266,19 @@ class ProfileBook:
         (a full disk, another writer holding the store): reading profiles never fails for that, and the next sync
         writes what this one could not. The last item: whether the sync was written."""
         with self._folder_lock() as writable:
-            if write and writable:
+            write = write and writable
+            try:
+                scan, plan = self._plan(now, only=only, claim=write, allow_removals=allow_removals)
+            except StoreError as exc:  # the store could not take this folder as its own now
+                log.warning("profiles read from the folder, not synced to the store this time: %s", exc)
+                write = False
+                scan, plan = self._plan(now, only=only, claim=False, allow_removals=allow_removals)
+            if write:
                 try:
-                    scan, plan = self.sync(now, only=only, log_notices=log_notices, allow_removals=allow_removals)
+                    self._apply(plan, now, log_notices=log_notices)
                     return scan, plan, True
-                except StoreError as exc:
+                except StoreError as exc:  # the plan stands: what the store would hold is returned from it
                     log.warning("profiles read from the folder, not synced to the store this time: %s", exc)
-            scan, plan = self.sync(now, only=only, write=False, allow_removals=allow_removals)
             return scan, plan, False
 
     def refresh(self, now: datetime) -> list[str]:

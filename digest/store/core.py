@@ -1179,9 +1179,15 @@ class Store:
 
     # ---- subscriber profiles (digest.profile_book) ------------------------------------------------------------
 
-    def profile_index(self) -> dict[str, tuple[str, str | None]]:
-        """Every stored profile's (version, synced), by subscriber: what a sync compares the folder with."""
-        rows = self._db.execute("SELECT subscriber, version, synced FROM profiles")
+    def profile_index(self, subscriber: str | None = None) -> dict[str, tuple[str, str | None]]:
+        """Every stored profile's (version, synced), by subscriber (or only this subscriber's): what a sync compares
+        the folder with."""
+        if subscriber is None:
+            rows = self._db.execute("SELECT subscriber, version, synced FROM profiles")
+        else:
+            rows = self._db.execute(
+                "SELECT subscriber, version, synced FROM profiles WHERE subscriber = ?", (subscriber,)
+            )
         return {row[0]: (row[1], row[2]) for row in rows}
 
     def profile_records(self, subscribers: Sequence[str] | None = None) -> list[ProfileRecord]:
