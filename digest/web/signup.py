@@ -82,21 +82,18 @@ def code_hash(code: str) -> str:
 def client_key(secret: bytes, host: str) -> str:
     """What the per-IP limit counts: a keyed hash of the client's address (IPv6: of its /64, which one machine
     usually holds whole), so the store never keeps an IP."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        bucket = host
-    else:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-            bucket = str(ipaddress.ip_network(f"{address}/64", strict=False))
-        else:
-            bucket = str(getattr(address, "ipv4_mapped", None) or address)
-    return hmac.new(secret, f"signup-client\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
+    return _bucket_key(secret, host, "signup-client", ipv4=32, ipv6=64)
 
 
 def network_key(secret: bytes, host: str) -> str:
     """What the per-network limit counts: a keyed hash of the client's network (IPv4 /24, IPv6 /48: what one
     organisation or provider customer usually holds), so that one network cannot use up everyone's sign-ups."""
+    return _bucket_key(secret, host, "signup-network", ipv4=24, ipv6=48)
+
+
+def _bucket_key(secret: bytes, host: str, label: str, *, ipv4: int, ipv6: int) -> str:
+    """A keyed hash of the network of `host` with that many leading bits (an IPv4 address mapped into IPv6 counts
+    as IPv4; a whole address is written as itself, so a client's key is what it always was)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -105,9 +102,10 @@ def network_key(secret: bytes, host: str) -> str:
         mapped = getattr(address, "ipv4_mapped", None)
         if mapped is not None:
             address = mapped
-        prefix = 48 if isinstance(address, ipaddress.IPv6Address) else 24
-        bucket = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-    return hmac.new(secret, f"signup-network\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
+        prefix = ipv6 if isinstance(address, ipaddress.IPv6Address) else ipv4
+        whole = prefix == address.max_prefixlen
+        bucket = str(address) if whole else str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return hmac.new(secret, f"{label}\n{bucket}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class SignupPages:
